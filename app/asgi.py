@@ -1,0 +1,21 @@
+"""ASGI entry point: HTTP through Django, WebSockets through origin check, auth and routing."""
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+django_asgi_app = get_asgi_application()
+
+# Imported after Django is set up, so models load in the right order.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from basic.ws_security import browser_origin_validator  # noqa: E402
+from routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)

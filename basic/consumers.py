@@ -1,0 +1,291 @@
+"""WebSocket consumers: job progress, the user's event feed, and chat rooms.
+
+Every frame is validated; a bad one gets an error frame and the socket stays open. Only a bad
+connection request (unknown job, bad room name, flooding) closes it, with a 44xx code after an
+error frame that says why.
+"""
+import json
+import logging
+import re
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+
+from . import event_store, events, services
+from .models import Job
+from .rate_limit import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_CONTROL_FRAME_BYTES = 4096
+
+
+class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
+    """Parses and size-checks frames itself, so no client input can crash the consumer."""
+
+    max_frame_bytes = MAX_CONTROL_FRAME_BYTES
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if text_data is None:
+            await self.send_error("binary_frame", "Send JSON text frames, not binary.")
+            return
+        if len(text_data.encode("utf-8")) > self.max_frame_bytes:
+            await self.on_oversize_frame()
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_error("invalid_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(content, dict):
+            await self.send_error("invalid_frame", "Send a JSON object.")
+            return
+        try:
+            await self.receive_json(content)
+        except Exception:
+            logger.exception("%s failed on a frame", type(self).__name__)
+            await self.send_error("internal_error", "The server could not handle that frame.")
+
+    async def on_oversize_frame(self) -> None:
+        await self.send_error("too_large", f"Frames are limited to {self.max_frame_bytes} bytes.")
+
+    async def send_error(self, code: str, detail: str) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    async def reject(self, close_code: int, code: str, detail: str) -> None:
+        """Accept only to say why, then close: a refused handshake would hide the close code."""
+        await self.accept()
+        await self.send_error(code, detail)
+        await self.close(code=close_code)
+
+    @property
+    def user(self) -> Any:
+        return self.scope.get("user")
+
+
+def _parse_after(value: object) -> int | None:
+    """A resume point: a non-negative int (or its decimal string); None if it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isdigit() and len(value) < 19:
+        return int(value)
+    return None
+
+
+def _query_param(scope: dict[str, Any], name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[-1] if values else None
+
+
+def job_snapshot(job: Job, seq: int) -> dict[str, Any]:
+    snapshot = {
+        "type": events.JOB_SNAPSHOT,
+        "job": str(job.id),
+        "seq": seq,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": job.progress,
+        "message": job.message,
+        "error": job.error,
+        "created": job.created.isoformat(),
+        "started": job.started.isoformat() if job.started else None,
+        "finished": job.finished.isoformat() if job.finished else None,
+        "ts": timezone.now().isoformat(timespec="milliseconds"),
+    }
+    if job.status == Job.Status.DONE:
+        snapshot["result_url"] = services.download_url(job)
+    return snapshot
+
+
+class JobEventsConsumer(ValidatingJsonConsumer):
+    """`/ws/jobs/{id}/`: a snapshot (or the missed events after `?after=SEQ`), then live events.
+
+    Each event is sent once and in `seq` order: live events at or below the last sent seq are
+    dropped, and a jump in seq (a message the live layer lost) is filled from the job's stream.
+    """
+
+    job_id: str
+    last_seq: int = 0
+
+    async def connect(self) -> None:
+        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        job = await database_sync_to_async(services.job_visible_to)(user=self.user, job_id=self.job_id)
+        if job is None:
+            await self.reject(events.CLOSE_NOT_FOUND, "not_found", "No such job.")
+            return
+        raw_after = _query_param(self.scope, "after")
+        after = _parse_after(raw_after) if raw_after is not None else None
+        if raw_after is not None and after is None:
+            await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
+            return
+        # Join the group before reading history, so nothing falls between the two.
+        await self.channel_layer.group_add(events.job_group(self.job_id), self.channel_name)
+        await self.accept()
+        if after is None:
+            await self.send_snapshot()
+        else:
+            await self.replay(after)
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "job_id", None):
+            await self.channel_layer.group_discard(events.job_group(self.job_id), self.channel_name)
+
+    async def send_snapshot(self) -> None:
+        last = await event_store.last_event(self.job_id)
+        seq = last["seq"] if last else 0
+        job = await database_sync_to_async(Job.objects.get)(id=self.job_id)
+        self.last_seq = seq
+        await self.send_json(job_snapshot(job, seq))
+
+    async def replay(self, after: int) -> None:
+        missed = await event_store.read_events_after(self.job_id, after)
+        if after > 0 and (not missed or missed[0]["seq"] != after + 1):
+            last = await event_store.last_event(self.job_id)
+            if last is None or last["seq"] > after:
+                # History was trimmed or expired: the snapshot is the best we can do.
+                await self.send_snapshot()
+                return
+        self.last_seq = after
+        for event in missed:
+            await self.send_event(event)
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        if event["seq"] <= self.last_seq:
+            return
+        self.last_seq = event["seq"]
+        await self.send_json(event)
+
+    async def job_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        if event["seq"] > self.last_seq + 1:
+            for missed in await event_store.read_events_after(self.job_id, self.last_seq, upto=event["seq"] - 1):
+                await self.send_event(missed)
+        await self.send_event(event)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        kind = content.get("type")
+        if kind == "resume":
+            after = _parse_after(content.get("after"))
+            if after is None:
+                await self.send_error("invalid_after", "`after` must be a whole number >= 0.")
+                return
+            self.last_seq = min(self.last_seq, after)
+            await self.replay(after)
+        elif kind == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_error("unknown_type", "Known frame types: resume, ping.")
+
+
+class UserEventsConsumer(ValidatingJsonConsumer):
+    """`/ws/events/`: every event of the signed-in user's jobs."""
+
+    group: str | None = None
+
+    async def connect(self) -> None:
+        if not (self.user and self.user.is_authenticated):
+            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "Sign in to follow your jobs.")
+            return
+        self.group = events.user_group(self.user.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_event(self, message: dict[str, Any]) -> None:
+        await self.send_json(message["event"])
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        if content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_error("unknown_type", "Known frame types: ping.")
+
+
+class ChatConsumer(ValidatingJsonConsumer):
+    """`/ws/chat/{room}/`: `{"message": …}` goes to everyone in the room, with the sender's name."""
+
+    max_frame_bytes = settings.CHAT_MAX_MESSAGE_BYTES
+    group: str | None = None
+    room: str = ""
+
+    def room_from_scope(self) -> str:
+        return self.scope["url_route"]["kwargs"]["room"]
+
+    async def connect(self) -> None:
+        self.room = self.room_from_scope()
+        if not ROOM_NAME.match(self.room):
+            await self.reject(events.CLOSE_BAD_REQUEST, "invalid_room",
+                              "Room names are 1-64 letters, digits, '.', '_' or '-'.")
+            return
+        self.limiter = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
+        self.strikes = 0
+        self.sender = self.sender_name()
+        self.group = events.chat_group(self.room)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    def sender_name(self) -> str:
+        if self.user and self.user.is_authenticated:
+            return self.user.get_username()
+        return f"guest-{self.channel_name[-4:]}"
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        message = content.get("message")
+        if not isinstance(message, str) or not message.strip():
+            await self.send_error("invalid_message", 'Send {"message": "<text>"}.')
+            return
+        if not self.limiter.allow():
+            self.strikes += 1
+            if self.strikes > settings.CHAT_RATE_STRIKES:
+                await self.send_error("rate_limited", "Too many messages; closing.")
+                await self.close(code=events.CLOSE_TOO_MANY_REQUESTS)
+            else:
+                await self.send_error("rate_limited", "Too many messages; slow down.")
+            return
+        await self.channel_layer.group_send(self.group, self.chat_payload(message))
+
+    def chat_payload(self, message: str) -> dict[str, Any]:
+        return {
+            "type": events.LAYER_CHAT_MESSAGE,
+            "room": self.room,
+            "message": message,
+            "sender": self.sender,
+            "ts": timezone.now().isoformat(timespec="milliseconds"),
+        }
+
+    async def chat_message(self, payload: dict[str, Any]) -> None:
+        await self.send_json(payload)
+
+
+class SeedChatConsumer(ChatConsumer):
+    """`/chat/`: the seed tutorial's room, whose frames are exactly `{"message": …}`."""
+
+    def room_from_scope(self) -> str:
+        return settings.SEED_CHAT_ROOM
+
+    def chat_payload(self, message: str) -> dict[str, Any]:
+        return {"type": events.LAYER_CHAT_MESSAGE, "message": message}
+
+    async def chat_message(self, payload: dict[str, Any]) -> None:
+        await self.send_json({"message": payload["message"]})
+
+
+class UnknownPathConsumer(ValidatingJsonConsumer):
+    async def connect(self) -> None:
+        await self.reject(events.CLOSE_NOT_FOUND, "not_found",
+                          "No socket here; see /ws/jobs/{id}/, /ws/events/, /ws/chat/{room}/, /chat/.")

@@ -1,0 +1,131 @@
+"""Job event history: one bounded Redis Stream per job, with a per-job sequence number.
+
+The channel layer is for live fan-out only and may drop messages (DESIGN.md trap 2); the stream
+is what snapshots, replay after reconnect and gap repair read. Stream entry ids are `0-<seq>`, so
+"everything after seq N" is a plain XRANGE.
+"""
+import asyncio
+import json
+import weakref
+from typing import Any
+from uuid import UUID
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .events import seq_key, stream_key
+
+# Assigns the next seq and appends the event atomically, so the stream is always in seq order
+# even when two processes (a worker and a cancelling view) write to the same job.
+_APPEND_SCRIPT = """
+local seq
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  seq = redis.call('INCR', KEYS[1])
+else
+  local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+  seq = 1
+  if #last > 0 then
+    seq = tonumber(string.match(last[1][1], '-(%d+)$')) + 1
+  end
+  redis.call('SET', KEYS[1], seq)
+end
+local data = ARGV[1] .. seq .. ARGV[2]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', data)
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return seq
+"""
+
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "health_check_interval": 15,
+    "retry": None,  # set per client below; Retry objects are not shareable across sync/async
+}
+
+_sync_client: redis.Redis | None = None
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _options(retry: Any) -> dict[str, Any]:
+    return {**_CLIENT_OPTIONS, "retry": retry, "timeout": 5,
+            "max_connections": settings.JOB_EVENTS_REDIS_MAX_CONNECTIONS}
+
+
+def sync_redis() -> redis.Redis:
+    """A process-wide client whose pool waits for a free connection instead of raising.
+
+    redis-py 8 raises MaxConnectionsError past 100 connections (DESIGN.md trap 5); 100 gevent
+    greenlets pushing at once would hit that with the default pool.
+    """
+    global _sync_client
+    if _sync_client is None:
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, **_options(Retry(ExponentialBackoff(cap=1), 3))
+        )
+        _sync_client = redis.Redis(connection_pool=pool)
+    return _sync_client
+
+
+def async_redis() -> aioredis.Redis:
+    """One client per event loop (each test, each server process runs its own loop)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, **_options(AsyncRetry(ExponentialBackoff(cap=1), 3))
+        )
+        client = aioredis.Redis(connection_pool=pool)
+        _async_clients[loop] = client
+    return client
+
+
+def _split_for_seq(event: dict[str, Any]) -> tuple[str, str]:
+    """The event's JSON, cut where the Lua script splices in `"seq": N`."""
+    body = json.dumps(event, separators=(",", ":"), default=str)
+    return body[:-1] + ',"seq":', "}"
+
+
+def append_event(job_id: UUID | str, event: dict[str, Any]) -> dict[str, Any]:
+    """Store the event in the job's stream and return it with its new `seq`."""
+    client = sync_redis()
+    head, tail = _split_for_seq(event)
+    seq = client.eval(
+        _APPEND_SCRIPT,
+        2,
+        seq_key(job_id),
+        stream_key(job_id),
+        head,
+        tail,
+        settings.JOB_EVENTS_MAXLEN,
+        settings.JOB_EVENTS_TTL_SECONDS,
+    )
+    return {**event, "seq": int(seq)}
+
+
+def _decode(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:
+    return [json.loads(fields[b"e"]) for _id, fields in entries]
+
+
+async def read_events_after(job_id: UUID | str, after: int, upto: int | None = None) -> list[dict[str, Any]]:
+    """Every stored event with `after < seq <= upto`, in order."""
+    end = f"0-{upto}" if upto is not None else "+"
+    entries = await async_redis().xrange(stream_key(job_id), f"0-{after + 1}", end)
+    return _decode(entries)
+
+
+async def last_event(job_id: UUID | str) -> dict[str, Any] | None:
+    entries = await async_redis().xrevrange(stream_key(job_id), "+", "-", count=1)
+    decoded = _decode(entries)
+    return decoded[0] if decoded else None
+
+
+def read_events_sync(job_id: UUID | str, after: int = 0) -> list[dict[str, Any]]:
+    return _decode(sync_redis().xrange(stream_key(job_id), f"0-{after + 1}", "+"))

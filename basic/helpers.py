@@ -1,0 +1,155 @@
+"""Push job events from sync code (Celery tasks on the gevent pool, views, commands).
+
+The naive seed helper, `async_to_sync(channel_layer.group_send)(...)`, breaks on the gevent pool
+(DESIGN.md trap 1): while one greenlet is inside `async_to_sync`, every other greenlet sees a
+running event loop, so their ORM calls raise SynchronousOnlyOperation; it also costs a new loop
+and Redis connection per call. `RedisEventPusher` runs no event loop at all: it appends the event
+to the job's Redis Stream and publishes it with plain (gevent-cooperative) redis-py, in the
+channel layer's own wire format (`layer.serialize()` onto the group's pub/sub channel), so the
+consumers receive it exactly as if `group_send` had sent it.
+
+`AsyncToSyncEventPusher` is that naive helper, kept only as the measured baseline
+(bench/bench_push.py) and for the regression test that shows it fails on gevent.
+"""
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import redis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from . import event_store
+from .events import (
+    LAYER_JOB_EVENT,
+    TERMINAL_EVENTS,
+    job_group,
+    user_group,
+)
+
+logger = logging.getLogger(__name__)
+
+TERMINAL_PUSH_ATTEMPTS = 5
+
+
+class EventPusher(Protocol):
+    def publish(self, groups: list[str], event: dict[str, Any]) -> None: ...
+
+
+class RedisEventPusher:
+    """Publishes with sync redis-py onto the pub/sub channel layer's group channels."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        # The pub/sub layer names a group's Redis channel "<prefix>__group__<group>".
+        self.prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+
+    def publish(self, groups: list[str], event: dict[str, Any]) -> None:
+        payload = self.layer.serialize({"type": LAYER_JOB_EVENT, "event": event})
+        pipe = event_store.sync_redis().pipeline(transaction=False)
+        for group in groups:
+            pipe.publish(f"{self.prefix}__group__{group}", payload)
+        pipe.execute()
+
+
+class AsyncToSyncEventPusher:
+    """The seed's helper: one `async_to_sync(group_send)` per group. Unsafe on gevent."""
+
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+
+    def publish(self, groups: list[str], event: dict[str, Any]) -> None:
+        for group in groups:
+            async_to_sync(self.layer.group_send)(group, {"type": LAYER_JOB_EVENT, "event": event})
+
+
+PUSHERS: dict[str, type] = {"redis": RedisEventPusher, "async_to_sync": AsyncToSyncEventPusher}
+_pusher: EventPusher | None = None
+
+
+def get_pusher() -> EventPusher:
+    global _pusher
+    if _pusher is None:
+        _pusher = PUSHERS[settings.JOB_EVENT_PUSHER]()
+    return _pusher
+
+
+def build_event(
+    event_type: str,
+    *,
+    job_id: UUID | str,
+    status: str,
+    progress: int,
+    message: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "type": event_type,
+        "job": str(job_id),
+        "status": status,
+        "progress": progress,
+        "message": message,
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        **extra,
+    }
+
+
+def push_job_event(
+    event_type: str,
+    *,
+    job_id: UUID | str,
+    owner_id: int | None,
+    status: str,
+    progress: int,
+    message: str = "",
+    **extra: Any,
+) -> dict[str, Any] | None:
+    """Store and broadcast one job event; returns it with its `seq`, or None if Redis is down.
+
+    Terminal events are retried (they must never be lost); a progress event that cannot be sent
+    is dropped, since the next one supersedes it.
+    """
+    event = build_event(event_type, job_id=job_id, status=status, progress=progress, message=message, **extra)
+    groups = [job_group(job_id)] + ([user_group(owner_id)] if owner_id is not None else [])
+    attempts = TERMINAL_PUSH_ATTEMPTS if event_type in TERMINAL_EVENTS else 1
+    stored = None
+    for attempt in range(1, attempts + 1):
+        try:
+            if stored is None:
+                stored = event_store.append_event(job_id, event)
+            get_pusher().publish(groups, stored)
+            return stored
+        except redis.RedisError as exc:
+            logger.warning("push %s for job %s failed (attempt %d): %s", event_type, job_id, attempt, exc)
+            if attempt < attempts:
+                time.sleep(min(0.2 * 2**attempt, 2))
+    # A stored event reaches clients through replay and gap repair even if its publish failed.
+    return stored
+
+
+class ProgressThrottle:
+    """Lets a progress update through at most once per `min_interval` seconds.
+
+    A report can produce thousands of chunk updates a second; browsers need ~10. A change of the
+    whole-percent value alone does not force an update, so fast jobs do not flood either.
+    """
+
+    def __init__(self, min_interval: float | None = None, clock: Any = time.monotonic) -> None:
+        self.min_interval = settings.JOB_PROGRESS_MIN_INTERVAL if min_interval is None else min_interval
+        self.clock = clock
+        self._last_sent: float | None = None
+        self._last_progress = -1
+
+    def should_send(self, progress: int) -> bool:
+        now = self.clock()
+        if progress == self._last_progress:
+            return False
+        if self._last_sent is not None and now - self._last_sent < self.min_interval:
+            return False
+        self._last_sent = now
+        self._last_progress = progress
+        return True
+

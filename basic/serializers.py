@@ -1,0 +1,53 @@
+"""Input validation and output shapes for the REST API."""
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Job, Student
+
+
+class StudentSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(min_length=1, max_length=100)
+    age = serializers.IntegerField(min_value=0, max_value=150)
+
+    class Meta:
+        model = Student
+        fields = ["id", "name", "age", "created"]
+        read_only_fields = ["id", "created"]
+
+
+class GenerateStudentsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=100_000)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    events_url = serializers.SerializerMethodField()
+    result_url = serializers.SerializerMethodField()
+    owner = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "status", "progress", "message", "error", "owner",
+            "created", "started", "finished", "url", "events_url", "result_url",
+        ]
+        read_only_fields = fields
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_url(self, job: Job) -> str:
+        return self._absolute(reverse("job-detail", kwargs={"pk": job.id}))
+
+    def get_events_url(self, job: Job) -> str:
+        http_url = self._absolute(f"/ws/jobs/{job.id}/")
+        return "ws" + http_url[4:] if http_url.startswith("http") else http_url
+
+    def get_result_url(self, job: Job) -> str | None:
+        if job.status != Job.Status.DONE:
+            return None
+        return self._absolute(reverse("job-download", kwargs={"pk": job.id}))
+
+    def get_owner(self, job: Job) -> str | None:
+        return job.owner.get_username() if job.owner_id else None

