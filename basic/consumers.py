@@ -81,7 +81,7 @@ def _parse_after(value: object) -> int | None:
 def _query_param(scope: dict[str, Any], name: str) -> str | None:
     from urllib.parse import parse_qs
 
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
     return values[-1] if values else None
 
 

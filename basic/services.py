@@ -45,10 +45,12 @@ def jobs_visible_to(*, user: User) -> QuerySet[Job]:
 
 
 def job_visible_to(*, user: User, job_id: UUID | str) -> Job | None:
+    """The job if it exists and `user` may see it; None otherwise (the caller can't tell which)."""
     try:
-        return jobs_visible_to(user=user).filter(id=job_id).first()
-    except (ValueError, TypeError):  # not a UUID
+        job_uuid = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
+    except ValueError:
         return None
+    return jobs_visible_to(user=user).filter(id=job_uuid).first()
 
 
 def download_url(job: Job) -> str:

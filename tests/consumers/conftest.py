@@ -1,0 +1,36 @@
+import pytest
+from channels.testing import WebsocketCommunicator
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+@pytest.fixture
+def connect():
+    """Open a socket to the real ASGI app; every socket is closed at the end of the test."""
+    opened = []
+
+    from app.asgi import application  # imported late: settings need the test Redis first
+
+    async def _connect(path: str, headers=None):
+        communicator = WebsocketCommunicator(application, path, headers=headers or [ORIGIN])
+        connected, _ = await communicator.connect(timeout=5)
+        opened.append(communicator)
+        return communicator, connected
+
+    yield _connect
+    # Closing happens in each test's loop; see close_all.
+    opened.clear()
+
+
+async def close_all(*communicators):
+    for communicator in communicators:
+        await communicator.disconnect()
+
+
+async def receive_until_closed(communicator, timeout: float = 2):
+    frames = []
+    while True:
+        message = await communicator.receive_output(timeout)
+        if message["type"] == "websocket.close":
+            return frames, message.get("code")
+        frames.append(message)

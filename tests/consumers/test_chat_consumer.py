@@ -1,0 +1,94 @@
+import json
+
+import pytest
+from django.conf import settings
+
+from basic.event_store import sync_redis
+
+from .conftest import close_all, receive_until_closed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def subscribers(group: str) -> int:
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    channel = f"{prefix}__group__{group}"
+    return dict(sync_redis().pubsub_numsub(channel))[channel.encode()]
+
+
+async def test_room_broadcast_reaches_everyone_with_server_side_sender(connect):
+    alice, _ = await connect("/ws/chat/lobby/")
+    bob, _ = await connect("/ws/chat/lobby/")
+    other_room, _ = await connect("/ws/chat/elsewhere/")
+    await alice.send_json_to({"message": "hello", "sender": "spoofed-admin"})
+    for communicator in (alice, bob):
+        frame = await communicator.receive_json_from(5)
+        assert frame["type"] == "chat.message"
+        assert (frame["room"], frame["message"]) == ("lobby", "hello")
+        assert frame["sender"].startswith("guest-") and frame["sender"] != "spoofed-admin"
+        assert "ts" in frame
+    assert await other_room.receive_nothing(0.2)
+    await close_all(alice, bob, other_room)
+
+
+async def test_seed_chat_path_matches_the_tutorial_exactly(connect):
+    first, connected = await connect("/chat/")
+    assert connected
+    second, _ = await connect("/chat/")
+    await first.send_to(text_data=json.dumps({"message": "hi"}))
+    assert await first.receive_json_from(5) == {"message": "hi"}
+    assert await second.receive_json_from(5) == {"message": "hi"}
+    await close_all(first, second)
+
+
+async def test_bad_chat_frames_get_error_frames_and_nothing_is_broadcast(connect):
+    sender, _ = await connect("/ws/chat/lobby/")
+    listener, _ = await connect("/ws/chat/lobby/")
+    cases = [
+        ("not json", "invalid_json"),
+        ('"just a string"', "invalid_frame"),
+        ("{}", "invalid_message"),
+        ('{"message": ""}', "invalid_message"),
+        ('{"message": 42}', "invalid_message"),
+        ('{"message": {"nested": 1}}', "invalid_message"),
+        (json.dumps({"message": "x" * 4097}), "too_large"),
+        (json.dumps({"message": "é" * 2100}), "too_large"),  # 4,200 bytes though 2,100 chars
+    ]
+    for text, code in cases:
+        await sender.send_to(text_data=text)
+        reply = await sender.receive_json_from(5)
+        assert (reply["type"], reply["code"]) == ("error", code), text
+    assert await listener.receive_nothing(0.2)
+    await sender.send_json_to({"message": "still here"})
+    assert (await listener.receive_json_from(5))["message"] == "still here"
+    await close_all(sender, listener)
+
+
+@pytest.mark.parametrize("room", ["has space", "x" * 65, "semi;colon", "%00"])
+async def test_bad_room_names_close_4400(connect, room):
+    communicator, connected = await connect(f"/ws/chat/{room}/")
+    assert connected
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4400
+    assert json.loads(frames[0]["text"])["code"] == "invalid_room"
+
+
+async def test_flood_gets_error_frames_then_close_4429(connect):
+    flooder, _ = await connect("/ws/chat/flood/")
+    for _ in range(settings.CHAT_RATE_BURST + settings.CHAT_RATE_STRIKES + 5):
+        await flooder.send_json_to({"message": "spam"})
+    frames, code = await receive_until_closed(flooder, timeout=5)
+    errors = [json.loads(f["text"]) for f in frames if json.loads(f["text"]).get("type") == "error"]
+    assert code == 4429
+    assert len(errors) == settings.CHAT_RATE_STRIKES + 1
+    assert all(e["code"] == "rate_limited" for e in errors)
+
+
+async def test_disconnect_leaves_no_group_membership(connect):
+    first, _ = await connect("/ws/chat/leaving/")
+    second, _ = await connect("/ws/chat/leaving/")
+    assert subscribers("chat.leaving") == 1  # one subscription per process, shared by both sockets
+    await first.disconnect()
+    assert subscribers("chat.leaving") == 1
+    await second.disconnect()
+    assert subscribers("chat.leaving") == 0

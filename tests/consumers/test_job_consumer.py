@@ -1,0 +1,145 @@
+import asyncio
+import json
+import uuid
+
+import pytest
+from channels.db import database_sync_to_async
+
+from basic import event_store
+from basic.helpers import push_job_event
+from basic.models import Job
+
+from .conftest import close_all, receive_until_closed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def make_job(**fields) -> Job:
+    return Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, **fields)
+
+
+def push(job: Job, kind: str = "job.progress", progress: int = 10):
+    return asyncio.to_thread(
+        push_job_event, kind, job_id=job.id, owner_id=job.owner_id, status="running", progress=progress
+    )
+
+
+async def receive_seqs(communicator, count: int) -> list[int]:
+    return [(await communicator.receive_json_from(5))["seq"] for _ in range(count)]
+
+
+async def test_snapshot_first_then_live_events(connect):
+    job = await make_job(status="running", progress=30, message="working")
+    await push(job)
+    communicator, connected = await connect(f"/ws/jobs/{job.id}/")
+    assert connected
+    snapshot = await communicator.receive_json_from(5)
+    assert snapshot["type"] == "job.snapshot"
+    assert (snapshot["job"], snapshot["seq"], snapshot["status"], snapshot["progress"]) == (
+        str(job.id), 1, "running", 30)
+    await push(job, progress=50)
+    await push(job, "job.done", progress=100)
+    second, third = await communicator.receive_json_from(5), await communicator.receive_json_from(5)
+    assert (second["type"], second["seq"], second["progress"]) == ("job.progress", 2, 50)
+    assert (third["type"], third["seq"]) == ("job.done", 3)
+    await close_all(communicator)
+
+
+@pytest.mark.parametrize("path", [f"/ws/jobs/{uuid.uuid4()}/", "/ws/jobs/not-a-uuid/", "/ws/jobs/1/"])
+async def test_unknown_job_closes_4404_with_reason(connect, path):
+    communicator, connected = await connect(path)
+    assert connected
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4404
+    assert json.loads(frames[0]["text"])["code"] == "not_found"
+
+
+async def test_resume_with_after_replays_missed_events_then_goes_live(connect):
+    job = await make_job()
+    for _ in range(5):
+        await push(job)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/?after=2")
+    assert await receive_seqs(communicator, 3) == [3, 4, 5]
+    await push(job)
+    assert await receive_seqs(communicator, 1) == [6]
+    await close_all(communicator)
+
+
+async def test_resume_frame_replays_and_events_racing_the_replay_are_neither_lost_nor_doubled(connect):
+    job = await make_job()
+    for _ in range(20):
+        await push(job)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    assert (await communicator.receive_json_from(5))["seq"] == 20
+
+    def push_many():
+        for _ in range(200):
+            push_job_event("job.progress", job_id=job.id, owner_id=None, status="running", progress=1)
+
+    pusher = asyncio.create_task(asyncio.to_thread(push_many))
+    await asyncio.sleep(0.01)
+    await communicator.send_json_to({"type": "resume", "after": 0})
+    seqs = await receive_seqs(communicator, 220)
+    await pusher
+    assert seqs == list(range(1, 221))
+    assert await communicator.receive_nothing(0.3)
+    await close_all(communicator)
+
+
+async def test_a_message_lost_by_the_live_layer_is_filled_from_history(connect):
+    job = await make_job()
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    await communicator.receive_json_from(5)
+    # Stored but never published: as if the pub/sub layer dropped it.
+    await asyncio.to_thread(event_store.append_event, job.id, {"type": "job.progress", "job": str(job.id)})
+    await push(job, "job.done", progress=100)
+    assert await receive_seqs(communicator, 2) == [1, 2]
+    await close_all(communicator)
+
+
+@pytest.mark.parametrize("query", ["after=-1", "after=abc", "after=1.5", "after="])
+async def test_bad_after_closes_4400(connect, query):
+    job = await make_job()
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/?{query}")
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4400
+    assert json.loads(frames[0]["text"])["code"] == "invalid_after"
+
+
+async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect):
+    job = await make_job()
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    await communicator.receive_json_from(5)
+    cases = [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid_frame"),
+        ('{"type": "launch-missiles"}', "unknown_type"),
+        ('{"no": "type"}', "unknown_type"),
+        ('{"type": "resume", "after": "x"}', "invalid_after"),
+        ('{"type": "resume", "after": -5}', "invalid_after"),
+        ('{"type": "resume", "after": true}', "invalid_after"),
+        (json.dumps({"type": "ping", "pad": "x" * 5000}), "too_large"),
+    ]
+    for text, code in cases:
+        await communicator.send_to(text_data=text)
+        reply = await communicator.receive_json_from(5)
+        assert (reply["type"], reply["code"]) == ("error", code), text
+    await communicator.send_to(bytes_data=b"\x00\x01")
+    assert (await communicator.receive_json_from(5))["code"] == "binary_frame"
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(5) == {"type": "pong"}
+    await close_all(communicator)
+
+
+async def test_cross_site_origin_is_refused(connect):
+    job = await make_job()
+    _communicator, connected = await connect(f"/ws/jobs/{job.id}/", headers=[(b"origin", b"http://evil.example")])
+    assert not connected
+
+
+async def test_unknown_socket_path_closes_4404(connect):
+    communicator, connected = await connect("/ws/nothing-here/")
+    assert connected
+    _frames, code = await receive_until_closed(communicator)
+    assert code == 4404

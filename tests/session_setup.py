@@ -1,0 +1,39 @@
+"""Pytest plugin (loaded with `-p tests.session_setup`): a private Redis before Django loads.
+
+Settings read REDIS_URL when they load, and pytest-django loads them while it loads the first
+conftest files, so the test Redis has to be up before that: this hook runs first.
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from basic import stack
+
+_state: dict = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="jobs-tests-"))
+    _state["scratch"] = scratch
+    os.environ.setdefault("MEDIA_ROOT", str(scratch / "media"))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "app.settings"
+    os.environ.setdefault("CHANNEL_PREFIX", f"test{os.getpid()}")
+    if not os.environ.get("REDIS_URL"):
+        port = stack.free_port()
+        _state["redis"] = stack.start_redis(port, scratch / "redis")
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "redis" in _state:
+        stack.stop(_state.pop("redis"))
+    if "scratch" in _state:
+        shutil.rmtree(_state.pop("scratch"), ignore_errors=True)
+
+
+def scratch_dir() -> Path:
+    return _state["scratch"]
