@@ -3,10 +3,11 @@ so a reader (or a killed worker) never sees a half-written report at the report 
 import csv
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Q
 
 from .models import Student
 
@@ -58,13 +59,29 @@ def write_rows_atomically(
     return count
 
 
-def students_by_age_rows(chunk_size: int) -> Iterable[tuple[int, str, int]]:
-    """Every student, by age then name (id breaks ties), streamed in chunks: constant memory."""
-    return (
-        Student.objects.order_by("age", "name", "id")
-        .values_list("id", "name", "age")
-        .iterator(chunk_size=chunk_size)
-    )
+def students_by_age_rows(chunk_size: int) -> Iterator[tuple[int, str, int]]:
+    """Every student, by age then name (id breaks ties), read in keyset-paginated chunks.
+
+    Each chunk is a complete query, so memory stays constant and no read statement stays open
+    while the caller writes: on SQLite an open read would keep the job's progress UPDATEs from
+    committing, holding the write lock across greenlet switches and stalling every other job.
+    """
+    students = Student.objects.order_by("age", "name", "id").values_list("id", "name", "age")
+    last: tuple[int, str, int] | None = None
+    while True:
+        page = students
+        if last is not None:
+            last_id, last_name, last_age = last
+            page = students.filter(
+                Q(age__gt=last_age)
+                | Q(age=last_age, name__gt=last_name)
+                | Q(age=last_age, name=last_name, id__gt=last_id)
+            )
+        chunk = list(page[:chunk_size])
+        yield from chunk
+        if len(chunk) < chunk_size:
+            return
+        last = chunk[-1]
 
 
 def write_students_by_age_report(
