@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "basic",
 ]
@@ -134,15 +135,24 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Live jobs API",
     "DESCRIPTION": "Start long jobs, watch them live over WebSockets, download their reports.",
     "VERSION": "1.0.0",
+    # Swagger UI from the installed sidecar package, not a CDN: deployments may be offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Live fan-out only; job history lives in Redis Streams (basic/event_store.py).
 # The pub/sub layer holds one subscriber connection per process instead of one pooled
 # connection per in-flight receive, so hundreds of sockets connecting at once stay well under
 # redis-py 8's pool cap (DESIGN.md trap 5; measured in bench/bench_socket_storm.py).
+# CHANNEL_LAYER=core selects the stock RedisChannelLayer, kept only for that benchmark.
+CHANNEL_LAYER_BACKENDS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": CHANNEL_LAYER_BACKENDS[env_str("CHANNEL_LAYER", "pubsub")],
         "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "jobs")},
     }
 }

@@ -1,5 +1,5 @@
-"""The whole pipeline under load: 50 reports triggered at once through REST on a real gevent
-worker with 100 greenlets, 50 WebSocket clients each watching one job over a real Daphne."""
+"""The whole pipeline under load: 100 reports triggered at once through REST on a real gevent
+worker with 100 greenlets, 100 WebSocket clients each watching one job over a real Daphne."""
 import asyncio
 import csv
 import io
@@ -11,11 +11,11 @@ import httpx
 import pytest
 import websockets
 
-from .conftest import live_stack
+from tests.live import live_stack
 
 pytestmark = pytest.mark.integration
 
-JOBS = 50
+JOBS = 100
 STUDENTS = 3000
 TERMINAL = {"job.done", "job.failed", "job.cancelled"}
 STACK_ENV = {"REPORT_CHUNK_SIZE": "100", "REPORT_CHUNK_DELAY": "0.02", "JOB_PROGRESS_MIN_INTERVAL": "0.1"}
@@ -63,7 +63,7 @@ def check_events(job_id: str, events: list[dict]) -> None:
     assert events[-1]["result_url"].endswith(f"/api/jobs/{job_id}/download/")
 
 
-def test_fifty_concurrent_reports_each_watched_live(stack_root):
+def test_hundred_concurrent_reports_each_watched_live(stack_root):
     with live_stack(stack_root, "pipeline", **STACK_ENV) as live:
         job_ids, results, elapsed = asyncio.run(run_jobs(live, timeout=120))
         failures = [r for r in results if isinstance(r, BaseException)]

@@ -1,0 +1,71 @@
+"""Real processes: the session's Redis, a Daphne and a `celery worker --pool=gevent`, sharing a
+SQLite file database, started with the same commands `make run` uses (basic/stack.py)."""
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from basic import stack
+
+
+@dataclass
+class LiveStack:
+    base_url: str
+    ws_url: str
+    env: dict[str, str]
+    media_root: Path
+    database: Path
+    worker_log: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.worker_log.exists():
+            return ""
+        return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=stack.BASE_DIR,
+                   env={**os.environ, **env}, check=True)
+
+
+@contextlib.contextmanager
+def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 100,
+               **extra_env: str) -> Iterator[LiveStack]:
+    """Start Daphne (and a worker) on a fresh database; stop them on exit."""
+    workdir = root / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    database = workdir / "db.sqlite3"
+    env = {
+        "DATABASE_URL": f"sqlite:///{database}",
+        "MEDIA_ROOT": str(workdir / "media"),
+        "REDIS_URL": os.environ["REDIS_URL"],
+        "CHANNEL_PREFIX": f"it-{name}-{os.getpid()}",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    migrate(env)
+    port = stack.free_port()
+    live = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", env, workdir / "media", database,
+                     workdir / "worker.log")
+    try:
+        if worker:
+            live.processes["worker"] = stack.start_worker(
+                {**env, "LOG_LEVEL": "INFO"}, concurrency=concurrency, log=live.worker_log,
+                hostname=f"{name}-{os.getpid()}@%h")
+            stack.wait_for_text(live.worker_log, "ready.", process=live.processes["worker"])
+        live.processes["daphne"] = stack.start_daphne(port, env, log=workdir / "daphne.log")
+        yield live
+    finally:
+        for process in live.processes.values():
+            stack.stop(process)
+
+
+@pytest.fixture(scope="session")
+def stack_root(scratch_dir: Path) -> Path:
+    return scratch_dir / "stacks"
