@@ -19,6 +19,7 @@ migrate: setup
 	$(PY) manage.py migrate --noinput
 
 run: migrate
+	$(PY) manage.py ensure_demo_user
 	$(PY) manage.py runstack
 
 lint: setup

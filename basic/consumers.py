@@ -4,6 +4,7 @@ Every frame is validated; a bad one gets an error frame and the socket stays ope
 connection request (unknown job, bad room name, flooding) closes it, with a 44xx code after an
 error frame that says why.
 """
+import asyncio
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from django.utils import timezone
 from . import event_store, events, services
 from .models import Job
 from .rate_limit import TokenBucket
+from .ws_auth import query_param, user_for_token
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,13 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     async def send_error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
 
+    accepted = False
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        if not self.accepted:
+            self.accepted = True
+            await super().accept(subprotocol, headers)
+
     async def reject(self, close_code: int, code: str, detail: str) -> None:
         """Accept only to say why, then close: a refused handshake would hide the close code."""
         await self.accept()
@@ -78,13 +87,6 @@ def _parse_after(value: object) -> int | None:
     return None
 
 
-def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    from urllib.parse import parse_qs
-
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
-    return values[-1] if values else None
-
-
 def job_snapshot(job: Job, seq: int) -> dict[str, Any]:
     snapshot = {
         "type": events.JOB_SNAPSHOT,
@@ -105,23 +107,74 @@ def job_snapshot(job: Job, seq: int) -> dict[str, Any]:
     return snapshot
 
 
-class JobEventsConsumer(ValidatingJsonConsumer):
+class AuthenticatedConsumer(ValidatingJsonConsumer):
+    """A socket for signed-in users: the session cookie, `?token=`, or a first frame
+    `{"type": "auth", "token": …}` within AUTH_TIMEOUT seconds. Subclasses implement `start()`
+    (join groups, accept, send the first frames) and `handle_frame()`."""
+
+    AUTH_TIMEOUT = 10.0
+    awaiting_auth = False
+    _auth_timer: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        if self.scope.get("token_rejected"):
+            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "That token is not valid.")
+        elif self.user and self.user.is_authenticated:
+            await self.start()
+        else:
+            self.awaiting_auth = True
+            await self.accept()
+            self._auth_timer = asyncio.create_task(self._close_if_still_anonymous())
+
+    async def _close_if_still_anonymous(self) -> None:
+        await asyncio.sleep(self.AUTH_TIMEOUT)
+        if self.awaiting_auth:
+            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "No credentials in time.")
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        if not self.awaiting_auth:
+            await self.handle_frame(content)
+            return
+        token = content.get("token") if content.get("type") == "auth" else None
+        user = await user_for_token(token) if isinstance(token, str) else None
+        if user is None:
+            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized",
+                              'Sign in, or send {"type": "auth", "token": "<API token>"} first.')
+            return
+        self.awaiting_auth = False
+        if self._auth_timer:
+            self._auth_timer.cancel()
+        self.scope["user"] = user
+        await self.start()
+
+    async def disconnect(self, code: int) -> None:
+        if self._auth_timer:
+            self._auth_timer.cancel()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def handle_frame(self, content: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class JobEventsConsumer(AuthenticatedConsumer):
     """`/ws/jobs/{id}/`: a snapshot (or the missed events after `?after=SEQ`), then live events.
 
     Each event is sent once and in `seq` order: live events at or below the last sent seq are
     dropped, and a jump in seq (a message the live layer lost) is filled from the job's stream.
     """
 
-    job_id: str
+    job_id: str = ""
     last_seq: int = 0
 
-    async def connect(self) -> None:
+    async def start(self) -> None:
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
         job = await database_sync_to_async(services.job_visible_to)(user=self.user, job_id=self.job_id)
         if job is None:
             await self.reject(events.CLOSE_NOT_FOUND, "not_found", "No such job.")
             return
-        raw_after = _query_param(self.scope, "after")
+        raw_after = query_param(self.scope, "after")
         after = _parse_after(raw_after) if raw_after is not None else None
         if raw_after is not None and after is None:
             await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
@@ -135,7 +188,8 @@ class JobEventsConsumer(ValidatingJsonConsumer):
             await self.replay(after)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "job_id", None):
+        await super().disconnect(code)
+        if self.job_id:
             await self.channel_layer.group_discard(events.job_group(self.job_id), self.channel_name)
 
     async def send_snapshot(self) -> None:
@@ -170,7 +224,7 @@ class JobEventsConsumer(ValidatingJsonConsumer):
                 await self.send_event(missed)
         await self.send_event(event)
 
-    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+    async def handle_frame(self, content: dict[str, Any]) -> None:
         kind = content.get("type")
         if kind == "resume":
             after = _parse_after(content.get("after"))
@@ -185,27 +239,25 @@ class JobEventsConsumer(ValidatingJsonConsumer):
             await self.send_error("unknown_type", "Known frame types: resume, ping.")
 
 
-class UserEventsConsumer(ValidatingJsonConsumer):
-    """`/ws/events/`: every event of the signed-in user's jobs."""
+class UserEventsConsumer(AuthenticatedConsumer):
+    """`/ws/events/`: every event of the signed-in user's jobs, and nobody else's."""
 
     group: str | None = None
 
-    async def connect(self) -> None:
-        if not (self.user and self.user.is_authenticated):
-            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "Sign in to follow your jobs.")
-            return
+    async def start(self) -> None:
         self.group = events.user_group(self.user.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_event(self, message: dict[str, Any]) -> None:
         await self.send_json(message["event"])
 
-    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+    async def handle_frame(self, content: dict[str, Any]) -> None:
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
         else:

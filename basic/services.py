@@ -35,13 +35,12 @@ class BrokerUnavailable(Exception):
 # --- selectors -----------------------------------------------------------------------------
 
 def jobs_visible_to(*, user: User) -> QuerySet[Job]:
-    """Staff see every job; a signed-in user their own; anonymous callers the ownerless ones."""
-    jobs = Job.objects.all()
-    if getattr(user, "is_staff", False):
-        return jobs
-    if user.is_authenticated:
-        return jobs.filter(owner=user)
-    return jobs.filter(owner__isnull=True)
+    """Staff see every job; a signed-in user their own; anonymous callers none."""
+    if not user.is_authenticated:
+        return Job.objects.none()
+    if user.is_staff:
+        return Job.objects.all()
+    return Job.objects.filter(owner=user)
 
 
 def job_visible_to(*, user: User, job_id: UUID | str) -> Job | None:
@@ -91,11 +90,11 @@ def job_fail(job: Job, error: str) -> bool:
 
 # --- services ------------------------------------------------------------------------------
 
-def job_start(*, kind: str, owner: User) -> Job:
+def job_start(*, kind: str, owner: AbstractBaseUser) -> Job:
     """Create the job row and queue its task; BrokerUnavailable if the broker cannot be reached."""
     from .tasks import TASKS_BY_KIND
 
-    job = Job.objects.create(kind=kind, owner=owner if owner.is_authenticated else None, message="Queued")
+    job = Job.objects.create(kind=kind, owner=owner, message="Queued")
     task = TASKS_BY_KIND[kind]
     try:
         task.apply_async(

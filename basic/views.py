@@ -5,6 +5,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 
 from . import services, students
 from .errors import Conflict, ServiceUnavailable
@@ -24,9 +25,11 @@ def job_accepted(request: Request, job: Job) -> Response:
 class StudentViewSet(viewsets.ModelViewSet):
     queryset = Student.objects.all()
     serializer_class = StudentSerializer
+    throttle_scope = "job_trigger"  # used only by the actions that opt into ScopedRateThrottle
 
     @extend_schema(request=None, responses={202: JobSerializer, 503: None})
-    @action(detail=False, methods=["post"], url_path="by-age-report")
+    @action(detail=False, methods=["post"], url_path="by-age-report",
+            throttle_classes=[ScopedRateThrottle], throttle_scope="job_trigger")
     def by_age_report(self, request: Request) -> Response:
         try:
             job = services.job_start(kind=Job.Kind.STUDENTS_BY_AGE, owner=request.user)

@@ -1,4 +1,8 @@
-"""Shared fixtures. The test Redis and Django settings are set up by tests/session_setup.py."""
+"""Shared fixtures. The test Redis and Django settings are set up by tests/session_setup.py.
+
+The same people in every access test: alice owns things, bob must not see them, charlie is staff.
+"""
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,8 +15,38 @@ def scratch_dir() -> Path:
     return session_setup.scratch_dir()
 
 
+@pytest.fixture(autouse=True)
+def private_cache(settings):
+    """Each test its own throttle counters (the app's cache is the shared Redis)."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": uuid.uuid4().hex}}
+
+
 @pytest.fixture
 def redis_client():
     from basic.event_store import sync_redis
 
     return sync_redis()
+
+
+def _user(username: str, staff: bool = False):
+    from basic.accounts import user_with_token
+
+    user, token = user_with_token(username=username, password=f"{username}-pw", staff=staff)
+    user.token = token
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    return _user("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return _user("bob")
+
+
+@pytest.fixture
+def charlie(db):
+    return _user("charlie", staff=True)

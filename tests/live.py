@@ -21,7 +21,15 @@ class LiveStack:
     media_root: Path
     database: Path
     worker_log: Path
+    token: str = ""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Token {self.token}"}
+
+    def user_token(self, username: str, staff: bool = False) -> str:
+        return manage(self.env, "create_api_user", username, *(["--staff"] if staff else []))
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.worker_log.exists():
@@ -29,9 +37,10 @@ class LiveStack:
         return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def migrate(env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v0"], cwd=stack.BASE_DIR,
-                   env={**os.environ, **env}, check=True)
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], cwd=stack.BASE_DIR, env={**os.environ, **env},
+                          check=True, capture_output=True, text=True)
+    return done.stdout.strip()
 
 
 @contextlib.contextmanager
@@ -47,12 +56,14 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
         "REDIS_URL": os.environ["REDIS_URL"],
         "CHANNEL_PREFIX": f"it-{name}-{os.getpid()}",
         "LOG_LEVEL": "WARNING",
+        "JOB_TRIGGER_RATE": "10000/min",
         **extra_env,
     }
-    migrate(env)
+    manage(env, "migrate", "--noinput", "-v0")
     port = stack.free_port()
     live = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", env, workdir / "media", database,
                      workdir / "worker.log")
+    live.token = live.user_token("alice")
     try:
         if worker:
             live.processes["worker"] = stack.start_worker(

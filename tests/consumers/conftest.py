@@ -11,7 +11,9 @@ def connect():
 
     from app.asgi import application  # imported late: settings need the test Redis first
 
-    async def _connect(path: str, headers=None):
+    async def _connect(path: str, headers=None, token: str | None = None):
+        if token is not None:
+            path += ("&" if "?" in path else "?") + f"token={token}"
         communicator = WebsocketCommunicator(application, path, headers=headers or [ORIGIN])
         connected, _ = await communicator.connect(timeout=5)
         opened.append(communicator)

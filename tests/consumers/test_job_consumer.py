@@ -14,9 +14,17 @@ from .conftest import close_all, receive_until_closed
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@database_sync_to_async
-def make_job(**fields) -> Job:
-    return Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, **fields)
+@pytest.fixture
+def make_job(alice):
+    @database_sync_to_async
+    def make(**fields) -> Job:
+        return Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, **fields)
+    return make
+
+
+@pytest.fixture
+def connect_as_alice(connect, alice):
+    return lambda path, **kw: connect(path, token=alice.token, **kw)
 
 
 def push(job: Job, kind: str = "job.progress", progress: int = 10):
@@ -29,10 +37,10 @@ async def receive_seqs(communicator, count: int) -> list[int]:
     return [(await communicator.receive_json_from(5))["seq"] for _ in range(count)]
 
 
-async def test_snapshot_first_then_live_events(connect):
+async def test_snapshot_first_then_live_events(connect_as_alice, make_job):
     job = await make_job(status="running", progress=30, message="working")
     await push(job)
-    communicator, connected = await connect(f"/ws/jobs/{job.id}/")
+    communicator, connected = await connect_as_alice(f"/ws/jobs/{job.id}/")
     assert connected
     snapshot = await communicator.receive_json_from(5)
     assert snapshot["type"] == "job.snapshot"
@@ -47,30 +55,30 @@ async def test_snapshot_first_then_live_events(connect):
 
 
 @pytest.mark.parametrize("path", [f"/ws/jobs/{uuid.uuid4()}/", "/ws/jobs/not-a-uuid/", "/ws/jobs/1/"])
-async def test_unknown_job_closes_4404_with_reason(connect, path):
-    communicator, connected = await connect(path)
+async def test_unknown_job_closes_4404_with_reason(connect_as_alice, make_job, path):
+    communicator, connected = await connect_as_alice(path)
     assert connected
     frames, code = await receive_until_closed(communicator)
     assert code == 4404
     assert json.loads(frames[0]["text"])["code"] == "not_found"
 
 
-async def test_resume_with_after_replays_missed_events_then_goes_live(connect):
+async def test_resume_with_after_replays_missed_events_then_goes_live(connect_as_alice, make_job):
     job = await make_job()
     for _ in range(5):
         await push(job)
-    communicator, _ = await connect(f"/ws/jobs/{job.id}/?after=2")
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=2")
     assert await receive_seqs(communicator, 3) == [3, 4, 5]
     await push(job)
     assert await receive_seqs(communicator, 1) == [6]
     await close_all(communicator)
 
 
-async def test_resume_frame_replays_and_events_racing_the_replay_are_neither_lost_nor_doubled(connect):
+async def test_resume_frame_racing_live_events_loses_and_doubles_nothing(connect_as_alice, make_job):
     job = await make_job()
     for _ in range(20):
         await push(job)
-    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
     assert (await communicator.receive_json_from(5))["seq"] == 20
 
     def push_many():
@@ -87,9 +95,9 @@ async def test_resume_frame_replays_and_events_racing_the_replay_are_neither_los
     await close_all(communicator)
 
 
-async def test_a_message_lost_by_the_live_layer_is_filled_from_history(connect):
+async def test_a_message_lost_by_the_live_layer_is_filled_from_history(connect_as_alice, make_job):
     job = await make_job()
-    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
     await communicator.receive_json_from(5)
     # Stored but never published: as if the pub/sub layer dropped it.
     await asyncio.to_thread(event_store.append_event, job.id, {"type": "job.progress", "job": str(job.id)})
@@ -99,17 +107,17 @@ async def test_a_message_lost_by_the_live_layer_is_filled_from_history(connect):
 
 
 @pytest.mark.parametrize("query", ["after=-1", "after=abc", "after=1.5", "after="])
-async def test_bad_after_closes_4400(connect, query):
+async def test_bad_after_closes_4400(connect_as_alice, make_job, query):
     job = await make_job()
-    communicator, _ = await connect(f"/ws/jobs/{job.id}/?{query}")
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?{query}")
     frames, code = await receive_until_closed(communicator)
     assert code == 4400
     assert json.loads(frames[0]["text"])["code"] == "invalid_after"
 
 
-async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect):
+async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect_as_alice, make_job):
     job = await make_job()
-    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
     await communicator.receive_json_from(5)
     cases = [
         ("not json", "invalid_json"),
@@ -132,14 +140,14 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect):
     await close_all(communicator)
 
 
-async def test_cross_site_origin_is_refused(connect):
+async def test_cross_site_origin_is_refused(connect_as_alice, make_job):
     job = await make_job()
-    _communicator, connected = await connect(f"/ws/jobs/{job.id}/", headers=[(b"origin", b"http://evil.example")])
+    _communicator, connected = await connect_as_alice(f"/ws/jobs/{job.id}/", headers=[(b"origin", b"http://evil.example")])
     assert not connected
 
 
-async def test_unknown_socket_path_closes_4404(connect):
-    communicator, connected = await connect("/ws/nothing-here/")
+async def test_unknown_socket_path_closes_4404(connect_as_alice, make_job):
+    communicator, connected = await connect_as_alice("/ws/nothing-here/")
     assert connected
     _frames, code = await receive_until_closed(communicator)
     assert code == 4404

@@ -21,10 +21,11 @@ TERMINAL = {"job.done", "job.failed", "job.cancelled"}
 STACK_ENV = {"REPORT_CHUNK_SIZE": "100", "REPORT_CHUNK_DELAY": "0.02", "JOB_PROGRESS_MIN_INTERVAL": "0.1"}
 
 
-async def watch(ws_url: str, job_id: str, timeout: float) -> list[dict]:
+async def watch(live, job_id: str, timeout: float) -> list[dict]:
     """Every event of one job from seq 1 (`?after=0`) until its terminal event."""
     received = []
-    async with websockets.connect(f"{ws_url}/ws/jobs/{job_id}/?after=0", open_timeout=20) as socket:
+    url = f"{live.ws_url}/ws/jobs/{job_id}/?after=0&token={live.token}"
+    async with websockets.connect(url, open_timeout=20) as socket:
         async with asyncio.timeout(timeout):
             while not received or received[-1]["type"] not in TERMINAL:
                 received.append(json.loads(await socket.recv()))
@@ -38,14 +39,14 @@ def expected_rows(database) -> list[list[str]]:
 
 
 async def run_jobs(live, timeout: float) -> tuple[list[str], list, float]:
-    async with httpx.AsyncClient(base_url=live.base_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=live.base_url, timeout=30, headers=live.headers) as client:
         created = await client.post("/api/students/generate/", json={"count": STUDENTS})
         assert created.status_code == 201, created.text
         started = time.monotonic()
         responses = await asyncio.gather(*[client.post("/api/students/by-age-report/") for _ in range(JOBS)])
         assert [r.status_code for r in responses] == [202] * JOBS, responses[0].text
         job_ids = [r.json()["id"] for r in responses]
-        results = await asyncio.gather(*[watch(live.ws_url, job_id, timeout) for job_id in job_ids],
+        results = await asyncio.gather(*[watch(live, job_id, timeout) for job_id in job_ids],
                                        return_exceptions=True)
         return job_ids, results, time.monotonic() - started
 
@@ -74,7 +75,7 @@ def test_hundred_concurrent_reports_each_watched_live(stack_root):
             assert len(events) <= 3 + 12 * (elapsed + 1)
         expected = expected_rows(live.database)
         assert len(expected) == STUDENTS + 1
-        with httpx.Client(base_url=live.base_url, timeout=30) as client:
+        with httpx.Client(base_url=live.base_url, timeout=30, headers=live.headers) as client:
             for job_id in job_ids:
                 job = client.get(f"/api/jobs/{job_id}/").json()
                 assert (job["status"], job["progress"]) == ("done", 100)
@@ -101,7 +102,7 @@ def test_broker_down_gives_503_within_two_seconds_and_marks_the_job_failed(stack
     closed_port = "1"
     with live_stack(stack_root, "nobroker", worker=False,
                     CELERY_BROKER_URL=f"redis://127.0.0.1:{closed_port}/0") as live:
-        with httpx.Client(base_url=live.base_url, timeout=10) as client:
+        with httpx.Client(base_url=live.base_url, timeout=10, headers=live.headers) as client:
             started = time.monotonic()
             response = client.post("/api/students/by-age-report/")
             elapsed = time.monotonic() - started

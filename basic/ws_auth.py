@@ -1,0 +1,42 @@
+"""Token auth for WebSockets: `?token=…` in the URL, or a first `{"type": "auth", "token": …}` frame.
+
+Browsers use their session cookie (AuthMiddlewareStack); scripts and API clients use the same
+DRF token they use for REST.
+"""
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.middleware import BaseMiddleware
+
+
+def query_param(scope: dict[str, Any], name: str) -> str | None:
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
+    return values[-1] if values else None
+
+
+@database_sync_to_async
+def user_for_token(key: str) -> Any:
+    """The active user owning this DRF token, or None."""
+    from rest_framework.authtoken.models import Token
+
+    if not key or len(key) > 64:
+        return None
+    token = Token.objects.select_related("user").filter(key=key).first()
+    return token.user if token and token.user.is_active else None
+
+
+class TokenAuthMiddleware(BaseMiddleware):
+    """Sets scope["user"] from `?token=` when present; otherwise leaves the session user."""
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        key = query_param(scope, "token")
+        if key is not None:
+            user = await user_for_token(key)
+            if user is not None:
+                scope = {**scope, "user": user}
+            else:
+                from django.contrib.auth.models import AnonymousUser
+
+                scope = {**scope, "user": AnonymousUser(), "token_rejected": True}
+        return await super().__call__(scope, receive, send)

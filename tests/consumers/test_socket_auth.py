@@ -1,0 +1,94 @@
+"""Who may open which socket: tokens (query or first frame), ownership, staff, the user feed."""
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+
+from basic.consumers import AuthenticatedConsumer
+from basic.helpers import push_job_event
+from basic.models import Job
+
+from .conftest import close_all, receive_until_closed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def job_of(user) -> Job:
+    return Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=user)
+
+
+def push_for(job: Job, kind: str = "job.progress"):
+    return asyncio.to_thread(push_job_event, kind, job_id=job.id, owner_id=job.owner_id, status="running",
+                             progress=5)
+
+
+async def test_owner_by_query_token_gets_the_snapshot(connect, alice):
+    job = await job_of(alice)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/", token=alice.token)
+    assert (await communicator.receive_json_from(5))["type"] == "job.snapshot"
+    await close_all(communicator)
+
+
+async def test_owner_by_first_frame_token_gets_the_snapshot(connect, alice):
+    job = await job_of(alice)
+    communicator, connected = await connect(f"/ws/jobs/{job.id}/")
+    assert connected
+    await communicator.send_json_to({"type": "auth", "token": alice.token})
+    assert (await communicator.receive_json_from(5))["type"] == "job.snapshot"
+    await close_all(communicator)
+
+
+async def test_another_users_job_is_4404_exactly_like_a_missing_one(connect, alice, bob):
+    job = await job_of(alice)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/", token=bob.token)
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4404
+    assert json.loads(frames[0]["text"]) == {"type": "error", "code": "not_found", "detail": "No such job."}
+
+
+async def test_staff_may_watch_anyones_job(connect, alice, charlie):
+    job = await job_of(alice)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/", token=charlie.token)
+    assert (await communicator.receive_json_from(5))["type"] == "job.snapshot"
+    await close_all(communicator)
+
+
+@pytest.mark.parametrize("first_frame", [{"type": "ping"}, {"type": "auth"}, {"type": "auth", "token": "nope"},
+                                         {"type": "auth", "token": 123}])
+async def test_anonymous_without_valid_first_frame_closes_4401(connect, alice, first_frame):
+    job = await job_of(alice)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/")
+    await communicator.send_json_to(first_frame)
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4401
+    assert json.loads(frames[0]["text"])["code"] == "unauthorized"
+
+
+async def test_bad_query_token_closes_4401(connect, alice):
+    job = await job_of(alice)
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/", token="forged")
+    _frames, code = await receive_until_closed(communicator)
+    assert code == 4401
+
+
+async def test_silent_anonymous_socket_is_closed_after_the_auth_timeout(connect, alice, monkeypatch):
+    monkeypatch.setattr(AuthenticatedConsumer, "AUTH_TIMEOUT", 0.2)
+    communicator, _ = await connect("/ws/events/")
+    _frames, code = await receive_until_closed(communicator, timeout=3)
+    assert code == 4401
+
+
+async def test_user_feed_carries_only_the_users_own_job_events(connect, alice, bob):
+    alice_job, bob_job = await job_of(alice), await job_of(bob)
+    feed, _ = await connect("/ws/events/", token=alice.token)
+    await push_for(bob_job)
+    await push_for(alice_job)
+    await push_for(bob_job, "job.done")
+    await push_for(alice_job, "job.done")
+    received = [await feed.receive_json_from(5), await feed.receive_json_from(5)]
+    assert [(e["job"], e["type"]) for e in received] == [(str(alice_job.id), "job.progress"),
+                                                          (str(alice_job.id), "job.done")]
+    assert await feed.receive_nothing(0.3)
+    await close_all(feed)
