@@ -175,6 +175,14 @@ JOB_EVENTS_REDIS_MAX_CONNECTIONS = env_int("JOB_EVENTS_REDIS_MAX_CONNECTIONS", 5
 JOB_PROGRESS_MIN_INTERVAL = float(env_str("JOB_PROGRESS_MIN_INTERVAL", "0.1"))
 # "redis" (default, gevent-safe) or "async_to_sync" (the naive seed helper, kept as a baseline).
 JOB_EVENT_PUSHER = env_str("JOB_EVENT_PUSHER", "redis")
+# A running job renews its lease every chunk; a job whose lease lapsed (its worker died) is
+# re-queued by any live worker's recovery loop within about this many seconds.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
+# How often a job socket re-reads the job's history while it waits for the end.
+JOB_SOCKET_RESYNC_SECONDS = float(env_str("JOB_SOCKET_RESYNC_SECONDS", "5"))
+# How long a finished job may lack its terminal event in the history before sockets report the
+# end from the database instead (the pusher retries a terminal event for about 6 s).
+JOB_TERMINAL_EVENT_GRACE_SECONDS = float(env_str("JOB_TERMINAL_EVENT_GRACE_SECONDS", "10"))
 REPORT_CHUNK_SIZE = env_int("REPORT_CHUNK_SIZE", 2000)
 # Slows each report chunk down, for demos and tests that need a job to stay running.
 REPORT_CHUNK_DELAY = float(env_str("REPORT_CHUNK_DELAY", "0"))

@@ -163,10 +163,14 @@ class JobEventsConsumer(AuthenticatedConsumer):
 
     Each event is sent once and in `seq` order: live events at or below the last sent seq are
     dropped, and a jump in seq (a message the live layer lost) is filled from the job's stream.
+    While the job runs, the stream is also checked every few seconds, so even a lost *last*
+    event (or one Redis never stored because it was down) reaches the client.
     """
 
     job_id: str = ""
     last_seq: int = 0
+    ended = False
+    _resync: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
@@ -179,25 +183,43 @@ class JobEventsConsumer(AuthenticatedConsumer):
         if raw_after is not None and after is None:
             await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
             return
+        self.lock = asyncio.Lock()
         # Join the group before reading history, so nothing falls between the two.
         await self.channel_layer.group_add(events.job_group(self.job_id), self.channel_name)
         await self.accept()
-        if after is None:
-            await self.send_snapshot()
-        else:
-            await self.replay(after)
+        async with self.lock:
+            if after is None:
+                await self.send_snapshot()
+            else:
+                await self.replay(after)
+        self._resync = asyncio.create_task(self._resync_until_ended())
 
     async def disconnect(self, code: int) -> None:
         await super().disconnect(code)
+        if self._resync:
+            self._resync.cancel()
         if self.job_id:
             await self.channel_layer.group_discard(events.job_group(self.job_id), self.channel_name)
 
+    async def _resync_until_ended(self) -> None:
+        while not self.ended:
+            await asyncio.sleep(settings.JOB_SOCKET_RESYNC_SECONDS)
+            try:
+                async with self.lock:
+                    await self.catch_up()
+                    await self.settle_if_finished()
+            except Exception:  # Redis or the database is down: try again next round
+                logger.warning("resync of job %s failed", self.job_id, exc_info=True)
+
     async def send_snapshot(self) -> None:
         last = await event_store.last_event(self.job_id)
-        seq = last["seq"] if last else 0
         job = await database_sync_to_async(Job.objects.get)(id=self.job_id)
-        self.last_seq = seq
-        await self.send_json(job_snapshot(job, seq))
+        self.last_seq = last["seq"] if last else 0
+        await self.send_job_snapshot(job)
+
+    async def send_job_snapshot(self, job: Job) -> None:
+        self.ended = job.is_terminal
+        await self.send_json(job_snapshot(job, self.last_seq))
 
     async def replay(self, after: int) -> None:
         missed = await event_store.read_events_after(self.job_id, after)
@@ -210,19 +232,38 @@ class JobEventsConsumer(AuthenticatedConsumer):
         self.last_seq = after
         for event in missed:
             await self.send_event(event)
+        if not missed:
+            last = await event_store.last_event(self.job_id)
+            self.ended = bool(last and last["seq"] <= after and last["type"] in events.TERMINAL_EVENTS)
+        await self.settle_if_finished()
+
+    async def catch_up(self, upto: int | None = None) -> None:
+        for event in await event_store.read_events_after(self.job_id, self.last_seq, upto=upto):
+            await self.send_event(event)
+
+    async def settle_if_finished(self) -> None:
+        """A job that ended without its terminal event in the history (Redis was down for all of
+        the pusher's retries) is reported by a terminal snapshot instead."""
+        if self.ended:
+            return
+        job = await database_sync_to_async(Job.objects.get)(id=self.job_id)
+        grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
+        if job.is_terminal and job.finished and timezone.now() - job.finished > grace:
+            await self.send_job_snapshot(job)
 
     async def send_event(self, event: dict[str, Any]) -> None:
         if event["seq"] <= self.last_seq:
             return
         self.last_seq = event["seq"]
+        self.ended = event["type"] in events.TERMINAL_EVENTS
         await self.send_json(event)
 
     async def job_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
-        if event["seq"] > self.last_seq + 1:
-            for missed in await event_store.read_events_after(self.job_id, self.last_seq, upto=event["seq"] - 1):
-                await self.send_event(missed)
-        await self.send_event(event)
+        async with self.lock:
+            if event["seq"] > self.last_seq + 1:
+                await self.catch_up(upto=event["seq"] - 1)
+            await self.send_event(event)
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         kind = content.get("type")
@@ -231,8 +272,9 @@ class JobEventsConsumer(AuthenticatedConsumer):
             if after is None:
                 await self.send_error("invalid_after", "`after` must be a whole number >= 0.")
                 return
-            self.last_seq = min(self.last_seq, after)
-            await self.replay(after)
+            async with self.lock:
+                self.last_seq = min(self.last_seq, after)
+                await self.replay(after)
         elif kind == "ping":
             await self.send_json({"type": "pong"})
         else:

@@ -19,6 +19,7 @@ from redis import RedisError
 
 from . import events
 from .helpers import ProgressThrottle, push_job_event
+from .job_leases import JobLease, LeaseLost, is_leased
 from .models import Job
 from .reports import ReportCancelled, report_path, write_students_by_age_report
 
@@ -90,25 +91,46 @@ def job_fail(job: Job, error: str) -> bool:
 
 # --- services ------------------------------------------------------------------------------
 
-def job_start(*, kind: str, owner: AbstractBaseUser) -> Job:
-    """Create the job row and queue its task; BrokerUnavailable if the broker cannot be reached."""
+def _enqueue(job: Job) -> None:
+    """Queue the job's task under the job's id; fails fast (well under 2 s) if the broker is down."""
     from .tasks import TASKS_BY_KIND
 
+    TASKS_BY_KIND[job.kind].apply_async(
+        args=[str(job.id)],
+        task_id=str(job.id),
+        retry=True,
+        retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.2},
+    )
+
+
+def job_start(*, kind: str, owner: AbstractBaseUser) -> Job:
+    """Create the job row and queue its task; BrokerUnavailable if the broker cannot be reached."""
     job = Job.objects.create(kind=kind, owner=owner, message="Queued")
-    task = TASKS_BY_KIND[kind]
     try:
-        task.apply_async(
-            args=[str(job.id)],
-            task_id=str(job.id),
-            retry=True,
-            retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.2},
-        )
+        _enqueue(job)
     except (OperationalError, KombuError, CeleryError, RedisError, OSError) as exc:
         reason = f"The job queue is unreachable, so the job was not started: {exc}"
         logger.error("queueing job %s failed: %s", job.id, exc)
         job_fail(job, reason)
         raise BrokerUnavailable(reason) from exc
     return job
+
+
+def recover_orphaned_jobs() -> list[UUID]:
+    """Re-queue RUNNING jobs whose lease lapsed: their worker died mid-job (e.g. SIGKILL).
+
+    The broker would redeliver them too, but only after the visibility timeout (hours, since it
+    must outlast the longest job). A duplicate delivery is harmless: the lease lets one run.
+    """
+    stale_before = timezone.now() - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    recovered = []
+    for job in Job.objects.filter(status=Job.Status.RUNNING, started__lt=stale_before):
+        if is_leased(job.id):
+            continue
+        logger.warning("job %s lost its worker; queueing it again", job.id)
+        _enqueue(job)
+        recovered.append(job.id)
+    return recovered
 
 
 def job_cancel(*, job: Job) -> bool:
@@ -139,14 +161,30 @@ def _cancel_requested(job_id: UUID) -> bool:
 
 
 def run_students_by_age_job(*, job_id: UUID | str) -> None:
-    """The report task's body. Idempotent on the job id: a redelivered job is redone from scratch."""
+    """The report task's body. Idempotent on the job id: a redelivered job is redone from scratch,
+    and a second delivery while a live run holds the job's lease does nothing."""
     job = Job.objects.filter(id=job_id).first()
     if job is None or job.is_terminal:
         return
+    lease = JobLease(job.id)
+    if not lease.acquire():
+        logger.info("job %s is already running elsewhere; dropping this delivery", job.id)
+        return
+    try:
+        _run_students_by_age(job, lease)
+    except LeaseLost:
+        logger.warning("job %s was taken over by another run; this one stops", job.id)
+    finally:
+        lease.release()
+
+
+def _run_students_by_age(job: Job, lease: JobLease) -> None:
     if job.cancel_requested:
         _finish(job, Job.Status.CANCELLED, events.JOB_CANCELLED, message="Cancelled")
         return
-    job.status, job.started, job.progress, job.message = Job.Status.RUNNING, timezone.now(), 0, "Starting"
+    restarted = job.status == Job.Status.RUNNING
+    job.status, job.started, job.progress = Job.Status.RUNNING, timezone.now(), 0
+    job.message = "Restarted after its worker was lost" if restarted else "Starting"
     Job.objects.filter(id=job.id, status__in=ACTIVE).update(
         status=job.status, started=job.started, progress=0, message=job.message
     )
@@ -156,6 +194,7 @@ def run_students_by_age_job(*, job_id: UUID | str) -> None:
     def on_progress(done: int, total: int) -> None:
         if settings.REPORT_CHUNK_DELAY:
             time.sleep(settings.REPORT_CHUNK_DELAY)
+        lease.renew()
         if _cancel_requested(job.id):
             raise ReportCancelled
         percent = min(99, done * 100 // total) if total else 99
@@ -172,11 +211,15 @@ def run_students_by_age_job(*, job_id: UUID | str) -> None:
         report_path(job.id).unlink(missing_ok=True)
         _finish(job, Job.Status.CANCELLED, events.JOB_CANCELLED, message="Cancelled")
         return
+    except LeaseLost:
+        raise
     except Exception as exc:
         logger.exception("job %s failed", job.id)
         job_fail(job, f"{type(exc).__name__}: {exc}")
         raise
+    lease.renew()
     if not _finish(job, Job.Status.DONE, events.JOB_DONE, progress=100,
                    message=f"Report ready: {count} students", report_name=path.name):
-        # Cancelled while the last chunk was written: leave no report behind.
-        path.unlink(missing_ok=True)
+        job.refresh_from_db(fields=["status"])
+        if job.status == Job.Status.CANCELLED:  # cancelled during the last chunk: no report
+            path.unlink(missing_ok=True)

@@ -50,12 +50,14 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_redis(port: int, workdir: Path, quiet: bool = True) -> subprocess.Popen:
-    """A private, memory-only Redis on 127.0.0.1:port."""
+def start_redis(port: int, workdir: Path, quiet: bool = True, persistent: bool = False) -> subprocess.Popen:
+    """A private Redis on 127.0.0.1:port: memory-only, or with an append-only file in `workdir`
+    that survives a restart (every write fsynced: for restart tests, not for speed)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
     args = [
         redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "no", "--dir", str(workdir), "--maxclients", "10000",
+        *persistence, "--dir", str(workdir), "--maxclients", "10000",
     ]
     out = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen(args, stdout=out, stderr=out)

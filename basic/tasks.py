@@ -1,7 +1,7 @@
 """Celery tasks: thin wrappers that take a job id and call the service that does the work."""
 from celery import shared_task
 
-from . import services
+from . import services, worker_recovery  # noqa: F401  (worker_recovery hooks worker_ready)
 from .models import Job
 
 

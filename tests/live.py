@@ -31,6 +31,25 @@ class LiveStack:
     def user_token(self, username: str, staff: bool = False) -> str:
         return manage(self.env, "create_api_user", username, *(["--staff"] if staff else []))
 
+    def start_worker(self, tag: str, concurrency: int = 100) -> subprocess.Popen:
+        """Start a (further) gevent worker and wait until it consumes."""
+        log = self.worker_log.with_name(f"worker-{tag}.log")
+        process = stack.start_worker({**self.env, "LOG_LEVEL": "INFO"}, concurrency=concurrency, log=log,
+                                    hostname=f"{tag}-{os.getpid()}@%h")
+        self.processes[f"worker-{tag}"] = process
+        stack.wait_for_text(log, "ready.", process=process)
+        self.worker_log = log
+        return process
+
+    def restart_redis(self, down_seconds: float = 1.0) -> None:
+        """Stop the stack's own Redis and start it again on the same port and data."""
+        import time
+
+        stack.stop(self.processes["redis"])
+        time.sleep(down_seconds)
+        port = int(self.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+        self.processes["redis"] = stack.start_redis(port, self.media_root.parent / "redis", persistent=True)
+
     def log_tail(self, lines: int = 60) -> str:
         if not self.worker_log.exists():
             return ""
@@ -44,16 +63,22 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 @contextlib.contextmanager
-def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 100,
+def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 100, own_redis: bool = False,
                **extra_env: str) -> Iterator[LiveStack]:
-    """Start Daphne (and a worker) on a fresh database; stop them on exit."""
+    """Start Daphne (and a worker) on a fresh database; stop them on exit. `own_redis` gives the
+    stack a private, restartable Redis instead of the test session's."""
     workdir = root / name
     workdir.mkdir(parents=True, exist_ok=True)
     database = workdir / "db.sqlite3"
+    redis_process = None
+    if own_redis:
+        redis_port = stack.free_port()
+        redis_process = stack.start_redis(redis_port, workdir / "redis", persistent=True)
+        extra_env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", **extra_env}
     env = {
         "DATABASE_URL": f"sqlite:///{database}",
         "MEDIA_ROOT": str(workdir / "media"),
-        "REDIS_URL": os.environ["REDIS_URL"],
+        "REDIS_URL": os.environ["REDIS_URL"],  # unless extra_env names the stack's own
         "CHANNEL_PREFIX": f"it-{name}-{os.getpid()}",
         "LOG_LEVEL": "WARNING",
         "JOB_TRIGGER_RATE": "10000/min",
@@ -63,6 +88,8 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
     port = stack.free_port()
     live = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", env, workdir / "media", database,
                      workdir / "worker.log")
+    if redis_process:
+        live.processes["redis"] = redis_process
     live.token = live.user_token("alice")
     try:
         if worker:
@@ -73,7 +100,7 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
         live.processes["daphne"] = stack.start_daphne(port, env, log=workdir / "daphne.log")
         yield live
     finally:
-        for process in live.processes.values():
+        for process in reversed(list(live.processes.values())):
             stack.stop(process)
 
 

@@ -151,3 +151,42 @@ async def test_unknown_socket_path_closes_4404(connect_as_alice, make_job):
     assert connected
     _frames, code = await receive_until_closed(communicator)
     assert code == 4404
+
+
+async def test_a_lost_final_event_still_arrives_through_the_resync(connect_as_alice, make_job, settings):
+    settings.JOB_SOCKET_RESYNC_SECONDS = 0.2
+    job = await make_job()
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
+    await communicator.receive_json_from(5)
+    # Stored, but its live publish was lost: no later event will reveal the gap.
+    await asyncio.to_thread(event_store.append_event, job.id, {"type": "job.done", "job": str(job.id)})
+    assert (await communicator.receive_json_from(5))["type"] == "job.done"
+    await close_all(communicator)
+
+
+async def test_a_job_that_ended_while_redis_was_down_ends_with_a_terminal_snapshot(
+        connect_as_alice, make_job, settings):
+    from django.utils import timezone
+
+    settings.JOB_TERMINAL_EVENT_GRACE_SECONDS = 0
+    job = await make_job(status="running")
+    await push(job)
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=0")
+    assert (await communicator.receive_json_from(5))["seq"] == 1
+    await database_sync_to_async(Job.objects.filter(id=job.id).update)(
+        status="done", progress=100, finished=timezone.now() - timezone.timedelta(seconds=1))
+    settings.JOB_SOCKET_RESYNC_SECONDS = 0.2
+    await communicator.send_json_to({"type": "resume", "after": 1})
+    final = await communicator.receive_json_from(5)
+    assert (final["type"], final["status"], final["seq"]) == ("job.snapshot", "done", 1)
+    assert final["result_url"].endswith("/download/")
+    await close_all(communicator)
+
+
+async def test_reconnecting_after_the_end_sends_nothing_more(connect_as_alice, make_job):
+    job = await make_job()
+    await push(job)
+    await push(job, "job.done", progress=100)
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=2")
+    assert await communicator.receive_nothing(0.5)
+    await close_all(communicator)

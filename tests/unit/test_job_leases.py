@@ -1,0 +1,89 @@
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from basic import services
+from basic.event_store import read_events_sync
+from basic.job_leases import JobLease, LeaseLost, is_leased
+from basic.models import Job, Student
+from basic.reports import report_path
+from basic.tasks import students_by_age_report
+
+pytestmark = pytest.mark.django_db
+
+
+def test_one_holder_at_a_time_and_only_the_holder_renews_or_releases():
+    job_id = uuid.uuid4()
+    first, second = JobLease(job_id, seconds=30), JobLease(job_id, seconds=30)
+    assert first.acquire()
+    assert not second.acquire()
+    with pytest.raises(LeaseLost):
+        second.renew()
+    second.release()
+    assert is_leased(job_id)
+    first.renew()
+    first.release()
+    assert not is_leased(job_id)
+    assert second.acquire()
+
+
+def test_a_second_delivery_while_the_job_runs_does_nothing(alice):
+    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    holder = JobLease(job.id)
+    assert holder.acquire()
+    services.run_students_by_age_job(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == "queued"
+    assert read_events_sync(job.id) == []
+    holder.release()
+
+
+def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monkeypatch, settings):
+    settings.REPORT_CHUNK_SIZE = 2
+    Student.objects.bulk_create([Student(name=f"s{i}", age=i) for i in range(10)])
+    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    real_renew = JobLease.renew
+
+    def lose_it(self):
+        self.release()  # as if it expired while this worker stalled
+        JobLease(job.id).acquire()  # ...and another run took the job
+        real_renew(self)
+
+    monkeypatch.setattr(JobLease, "renew", lose_it)
+    services.run_students_by_age_job(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == "running"
+    assert not report_path(job.id).exists()
+    assert [e["type"] for e in read_events_sync(job.id)] == ["job.started"]
+
+
+def test_recovery_requeues_running_jobs_whose_lease_lapsed(alice, monkeypatch, settings):
+    queued = []
+    monkeypatch.setattr(students_by_age_report, "apply_async", lambda *a, **kw: queued.append(kw["task_id"]))
+    long_ago = timezone.now() - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS + 5)
+    orphan = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running", started=long_ago)
+    alive = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running", started=long_ago)
+    Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running", started=timezone.now())
+    Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="done", started=long_ago)
+    lease = JobLease(alive.id)
+    lease.acquire()
+    assert services.recover_orphaned_jobs() == [orphan.id]
+    assert queued == [str(orphan.id)]
+    lease.release()
+
+
+def test_a_recovered_job_runs_again_from_scratch_and_finishes_once(alice, settings):
+    Student.objects.create(name="Al", age=3)
+    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running",
+                             started=timezone.now())
+    stale_temp = report_path(job.id).parent / f".{report_path(job.id).name}.dead.tmp"
+    stale_temp.parent.mkdir(parents=True, exist_ok=True)
+    stale_temp.write_text("half a rep")
+    services.run_students_by_age_job(job_id=job.id)
+    job.refresh_from_db()
+    assert (job.status, job.progress) == ("done", 100)
+    assert not stale_temp.exists()
+    events = read_events_sync(job.id)
+    assert events[0]["message"] == "Restarted after its worker was lost"
+    assert [e["type"] for e in events].count("job.done") == 1
