@@ -33,18 +33,18 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if text_data is None:
-            await self.send_error("binary_frame", "Send JSON text frames, not binary.")
+            await self.bad_frame("binary_frame", "Send JSON text frames, not binary.")
             return
         if len(text_data.encode("utf-8")) > self.max_frame_bytes:
-            await self.on_oversize_frame()
+            await self.bad_frame("too_large", f"Frames are limited to {self.max_frame_bytes} bytes.")
             return
         try:
             content = json.loads(text_data)
         except ValueError:
-            await self.send_error("invalid_json", "The frame is not valid JSON.")
+            await self.bad_frame("invalid_json", "The frame is not valid JSON.")
             return
         if not isinstance(content, dict):
-            await self.send_error("invalid_frame", "Send a JSON object.")
+            await self.bad_frame("invalid_frame", "Send a JSON object.")
             return
         try:
             await self.receive_json(content)
@@ -52,8 +52,9 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("%s failed on a frame", type(self).__name__)
             await self.send_error("internal_error", "The server could not handle that frame.")
 
-    async def on_oversize_frame(self) -> None:
-        await self.send_error("too_large", f"Frames are limited to {self.max_frame_bytes} bytes.")
+    async def bad_frame(self, code: str, detail: str) -> None:
+        """A frame we could not read: say why; the socket stays open."""
+        await self.send_error(code, detail)
 
     async def send_error(self, code: str, detail: str) -> None:
         await self.send_json({"type": "error", "code": code, "detail": detail})
@@ -76,15 +77,16 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         return self.scope.get("user")
 
 
+MAX_SEQ = 10**15  # far past any real job, well inside a Redis stream id
+
+
 def _parse_after(value: object) -> int | None:
-    """A resume point: a non-negative int (or its decimal string); None if it is not one."""
-    if isinstance(value, bool):
+    """A resume point: a whole number 0..MAX_SEQ (or its decimal string); None if it is not one."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isdigit() and len(value) < 19:
-        return int(value)
-    return None
+    return value if 0 <= value <= MAX_SEQ else None
 
 
 def job_snapshot(job: Job, seq: int) -> dict[str, Any]:
@@ -130,6 +132,12 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
         await asyncio.sleep(self.AUTH_TIMEOUT)
         if self.awaiting_auth:
             await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "No credentials in time.")
+
+    async def bad_frame(self, code: str, detail: str) -> None:
+        if self.awaiting_auth:
+            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", f"{detail} Authenticate first.")
+        else:
+            await super().bad_frame(code, detail)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         if not self.awaiting_auth:

@@ -106,7 +106,8 @@ async def test_a_message_lost_by_the_live_layer_is_filled_from_history(connect_a
     await close_all(communicator)
 
 
-@pytest.mark.parametrize("query", ["after=-1", "after=abc", "after=1.5", "after="])
+@pytest.mark.parametrize("query", ["after=-1", "after=abc", "after=1.5", "after=", "after=99999999999999999999",
+                                   "after=%C2%B2"])
 async def test_bad_after_closes_4400(connect_as_alice, make_job, query):
     job = await make_job()
     communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?{query}")
@@ -127,6 +128,7 @@ async def test_bad_frames_get_error_frames_and_the_socket_stays_open(connect_as_
         ('{"type": "resume", "after": "x"}', "invalid_after"),
         ('{"type": "resume", "after": -5}', "invalid_after"),
         ('{"type": "resume", "after": true}', "invalid_after"),
+        ('{"type": "resume", "after": 1000000000000000000000000000000}', "invalid_after"),
         (json.dumps({"type": "ping", "pad": "x" * 5000}), "too_large"),
     ]
     for text, code in cases:

@@ -1,0 +1,238 @@
+// The jobs panel: start buttons, the list of the user's jobs, and one live stream per active job.
+//
+// A job's stream (/ws/jobs/{id}/) starts with a snapshot carrying the seq it reflects; each event
+// after it has the next seq. After a dropped connection the stream reconnects with
+// `?after=<last seq seen>`, so the server sends exactly the missed events, then live ones; an
+// event at or below the last seq is ignored, so nothing is applied twice.
+// The user feed (/ws/events/) only discovers jobs started elsewhere (another tab, the API).
+
+import { api, ApiError } from "./api.js";
+import { el, clock, duration, notify } from "./ui.js";
+
+const ACTIVE = new Set(["queued", "running"]);
+const TERMINAL_EVENTS = new Set(["job.done", "job.failed", "job.cancelled"]);
+const STATUS_TEXT = {
+  queued: "Queued",
+  running: "Running",
+  done: "Done",
+  failed: "Failed",
+  cancelled: "Cancelled",
+};
+
+export class JobsPanel {
+  constructor({ hub, kinds, urls, root }) {
+    this.hub = hub;
+    this.kinds = new Map(kinds.map((k) => [k.kind, k]));
+    this.urls = urls;
+    this.list = root.querySelector("#job-list");
+    this.empty = root.querySelector("#jobs-empty");
+    this.jobs = new Map();
+    this.pending = new Map();
+    for (const button of root.querySelectorAll("[data-kind]")) {
+      button.addEventListener("click", () => this.start(button));
+    }
+    setInterval(() => this.tick(), 1000);
+  }
+
+  async load() {
+    try {
+      const page = await api.get(this.urls.jobs);
+      for (const job of page.results.slice().reverse()) this.upsert(job);
+    } catch (error) {
+      notify(`Couldn't load your jobs: ${error.message}`, "error");
+    }
+    this.renderEmpty();
+  }
+
+  async start(button) {
+    button.disabled = true;
+    try {
+      const job = await api.post(button.dataset.url);
+      this.upsert(job);
+    } catch (error) {
+      const label = this.kinds.get(button.dataset.kind)?.label || "job";
+      notify(`${label} not started: ${error.message}`, "error");
+      // A job the broker refused is kept as failed: show it.
+      if (error instanceof ApiError && error.status === 503) this.load();
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async cancel(id) {
+    const job = this.jobs.get(id);
+    job.cancelling = true;
+    this.render(job);
+    try {
+      const data = await api.post(`${this.urls.jobs}${id}/cancel/`);
+      if (!job.stream) this.upsert(data);
+    } catch (error) {
+      job.cancelling = false;
+      this.render(job);
+      notify(`Couldn't cancel: ${error.message}`, error.status === 409 ? "info" : "error");
+    }
+  }
+
+  // A job from REST. A streamed job's state comes from its stream, which is never older.
+  upsert(data) {
+    let job = this.jobs.get(data.id);
+    if (!job) {
+      job = { id: data.id, lastSeq: null, stream: null, cancelling: false, row: this.createRow(data.id) };
+      this.jobs.set(data.id, job);
+      this.list.prepend(job.row);
+      this.renderEmpty();
+    }
+    if (!job.stream || job.lastSeq === null) {
+      job.data = { ...job.data, ...data };
+      this.render(job);
+    }
+    if (ACTIVE.has(job.data.status) && !job.stream) this.watch(job);
+    return job;
+  }
+
+  watch(job) {
+    job.stream = this.hub.open({
+      label: `job ${job.id.slice(0, 8)}`,
+      path: () => `/ws/jobs/${job.id}/${job.lastSeq === null ? "" : `?after=${job.lastSeq}`}`,
+      onFrame: (frame, socket) => this.onJobFrame(job, frame, socket),
+      onFinal: (code, detail) => {
+        job.streamError = detail;
+        this.stopWatching(job);
+        this.render(job);
+      },
+    });
+  }
+
+  stopWatching(job) {
+    if (job.stream) job.stream.close();
+    job.stream = null;
+  }
+
+  onJobFrame(job, frame, socket) {
+    if (frame.job !== job.id || typeof frame.seq !== "number") return;
+    if (frame.type === "job.snapshot") {
+      job.lastSeq = frame.seq;
+      job.data = { ...job.data, ...frame, id: job.id };
+    } else {
+      if (job.lastSeq !== null && frame.seq <= job.lastSeq) return;
+      if (job.lastSeq !== null && frame.seq > job.lastSeq + 1) {
+        // A gap: ask for the missing events; this one comes again in order.
+        socket.send({ type: "resume", after: job.lastSeq });
+        return;
+      }
+      job.lastSeq = frame.seq;
+      const update = { status: frame.status, progress: frame.progress, message: frame.message };
+      if (frame.type === "job.started") update.started = frame.ts;
+      if (TERMINAL_EVENTS.has(frame.type)) update.finished = frame.ts;
+      if (frame.result_url) update.result_url = frame.result_url;
+      if (frame.error) update.error = frame.error;
+      job.data = { ...job.data, ...update };
+    }
+    if (!ACTIVE.has(job.data.status)) {
+      job.cancelling = false;
+      this.stopWatching(job);
+    }
+    this.render(job);
+  }
+
+  // An event from the user feed: only jobs this page doesn't know yet need anything.
+  onFeedEvent(frame) {
+    if (!frame.job || this.jobs.has(frame.job) || this.pending.has(frame.job)) return;
+    const fetching = api
+      .get(`${this.urls.jobs}${frame.job}/`)
+      .then((data) => this.upsert(data))
+      .catch(() => {})
+      .finally(() => this.pending.delete(frame.job));
+    this.pending.set(frame.job, fetching);
+  }
+
+  createRow(id) {
+    const short = id.slice(0, 8);
+    const bar = el("div", { class: "bar" });
+    const row = el("li", { class: "job", "data-job-id": id }, [
+      el("div", { class: "job-head" }, [
+        el("span", { class: "job-kind" }),
+        el("span", { class: "badge job-status" }),
+        el("span", { class: "job-elapsed", title: "Elapsed time" }),
+      ]),
+      el("div", { class: "job-progress" }, [
+        el("div", {
+          class: "progress",
+          role: "progressbar",
+          "aria-valuemin": "0",
+          "aria-valuemax": "100",
+          "aria-valuenow": "0",
+          "aria-label": `Progress of job ${short}`,
+        }, [bar]),
+        el("span", { class: "job-percent" }),
+      ]),
+      el("p", { class: "job-message" }),
+      el("p", { class: "job-error", role: "alert", hidden: "" }),
+      el("div", { class: "job-foot" }, [
+        el("span", { class: "job-meta" }),
+        el("span", { class: "job-actions" }, [
+          el("a", { class: "btn btn-small btn-success job-download", hidden: "", download: "" }, ["Download CSV"]),
+          el("button", { type: "button", class: "btn btn-small btn-danger job-cancel", hidden: "" }, ["Cancel"]),
+        ]),
+      ]),
+    ]);
+    row.querySelector(".job-cancel").addEventListener("click", () => this.cancel(id));
+    return row;
+  }
+
+  render(job) {
+    const { row, data } = job;
+    const q = (selector) => row.querySelector(selector);
+    const status = data.status || "queued";
+    const progress = Math.max(0, Math.min(100, data.progress || 0));
+    row.dataset.status = status;
+    row.dataset.seq = job.lastSeq === null ? "" : String(job.lastSeq);
+    q(".job-kind").textContent = this.kinds.get(data.kind)?.label || data.kind || "Job";
+    q(".job-status").textContent = job.cancelling && ACTIVE.has(status) ? "Cancelling…" : STATUS_TEXT[status] || status;
+    const bar = q(".progress");
+    bar.setAttribute("aria-valuenow", String(progress));
+    bar.querySelector(".bar").style.width = `${progress}%`;
+    q(".job-percent").textContent = `${progress}%`;
+    q(".job-message").textContent = data.message || "";
+    const error = q(".job-error");
+    const errorText = status === "failed" ? data.error || "The job failed." : job.streamError || "";
+    error.textContent = errorText;
+    error.hidden = !errorText;
+    const download = q(".job-download");
+    download.hidden = !(status === "done" && data.result_url);
+    if (!download.hidden) {
+      download.href = data.result_url;
+      download.setAttribute("aria-label", `Download the CSV of job ${job.id.slice(0, 8)}`);
+    }
+    const cancel = q(".job-cancel");
+    cancel.hidden = !ACTIVE.has(status);
+    cancel.disabled = job.cancelling;
+    cancel.setAttribute("aria-label", `Cancel job ${job.id.slice(0, 8)}`);
+    const started = data.created ? `created ${clock(data.created)}` : "";
+    q(".job-meta").textContent = [`#${job.id.slice(0, 8)}`, started].filter(Boolean).join(" · ");
+    this.renderElapsed(job);
+  }
+
+  renderElapsed(job) {
+    const { data } = job;
+    const from = data.started || data.created;
+    const node = job.row.querySelector(".job-elapsed");
+    if (!from) {
+      node.textContent = "";
+      return;
+    }
+    const end = data.finished ? Date.parse(data.finished) : Date.now();
+    const label = data.started ? "" : "waiting ";
+    node.textContent = `${label}${duration(end - Date.parse(from))}`;
+  }
+
+  tick() {
+    for (const job of this.jobs.values()) {
+      if (ACTIVE.has(job.data.status)) this.renderElapsed(job);
+    }
+  }
+
+  renderEmpty() {
+    this.empty.hidden = this.jobs.size > 0;
+  }
+}
