@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connection
 
 from .models import Student
 
@@ -67,16 +67,17 @@ def students_by_age_rows(chunk_size: int) -> Iterator[tuple[int, str, int]]:
     committing, holding the write lock across greenlet switches and stalling every other job.
     """
     students = Student.objects.order_by("age", "name", "id").values_list("id", "name", "age")
+    table = connection.ops.quote_name(Student._meta.db_table)
+    age, name, pk = (f"{table}.{connection.ops.quote_name(column)}" for column in ("age", "name", "id"))
+    # A native row-value comparison seeks straight into the (age, name, id) index; Django's own
+    # tuple lookup falls back on SQLite to an OR chain that rescans the index for every chunk.
+    after_last = f"({age}, {name}, {pk}) > (%s, %s, %s)"
     last: tuple[int, str, int] | None = None
     while True:
         page = students
         if last is not None:
             last_id, last_name, last_age = last
-            page = students.filter(
-                Q(age__gt=last_age)
-                | Q(age=last_age, name__gt=last_name)
-                | Q(age=last_age, name=last_name, id__gt=last_id)
-            )
+            page = students.extra(where=[after_last], params=[last_age, last_name, last_id])
         chunk = list(page[:chunk_size])
         yield from chunk
         if len(chunk) < chunk_size:
