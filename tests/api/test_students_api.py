@@ -42,6 +42,14 @@ def test_generate_random_students(api):
     assert api.post("/api/students/generate/", {"count": 0}, format="json").status_code == 400
 
 
+def test_swagger_ui_is_served_without_a_cdn(api):
+    page = api.get("/api/docs/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/" in html
+    assert "cdn" not in html.lower()
+
+
 def test_openapi_schema_is_served(api):
     response = api.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert response.status_code == 200
