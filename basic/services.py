@@ -185,9 +185,11 @@ def _run_students_by_age(job: Job, lease: JobLease) -> None:
     restarted = job.status == Job.Status.RUNNING
     job.status, job.started, job.progress = Job.Status.RUNNING, timezone.now(), 0
     job.message = "Restarted after its worker was lost" if restarted else "Starting"
-    Job.objects.filter(id=job.id, status__in=ACTIVE).update(
+    started = Job.objects.filter(id=job.id, status__in=ACTIVE, cancel_requested=False).update(
         status=job.status, started=job.started, progress=0, message=job.message
     )
+    if not started:  # cancelled (or otherwise ended) since this run loaded it
+        return
     _push(job, events.JOB_STARTED)
     throttle = ProgressThrottle()
 

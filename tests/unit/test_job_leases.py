@@ -87,3 +87,20 @@ def test_a_recovered_job_runs_again_from_scratch_and_finishes_once(alice, settin
     events = read_events_sync(job.id)
     assert events[0]["message"] == "Restarted after its worker was lost"
     assert [e["type"] for e in events].count("job.done") == 1
+
+
+def test_a_job_cancelled_just_as_its_task_starts_is_not_run(alice, monkeypatch):
+    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    real_acquire = JobLease.acquire
+
+    def cancel_meanwhile(self):
+        services.job_cancel(job=Job.objects.get(id=job.id))  # the view's cancel lands right now
+        return real_acquire(self)
+
+    monkeypatch.setattr(JobLease, "acquire", cancel_meanwhile)
+    monkeypatch.setattr(services, "_revoke_quietly", lambda job_id: None)
+    services.run_students_by_age_job(job_id=job.id)
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert [e["type"] for e in read_events_sync(job.id)] == ["job.cancelled"]
+    assert not report_path(job.id).exists()
