@@ -111,7 +111,7 @@ export class ConsolePanel {
     const url = row.dataset.url;
     const paths = [url, ...sockets.slice(1)];
     const cell = row.querySelector(".frame-path");
-    cell.textContent = paths.map(shortPath).join(" + ");
+    cell.replaceChildren(...paths.map((path) => el("span", {}, [shortPath(path)])));
     cell.title = sockets.length > 1 ? `Received on ${paths.join(" and ")}` : url;
     row.dataset.sockets = sockets.join(" ");
     row.dataset.search = `${paths.join(" ")} ${text}`.toLowerCase();
@@ -215,7 +215,7 @@ export class ConsolePanel {
   renderSockets() {
     const items = [...this.hub.sockets].map((socket) => {
       const path = socket.url || socket.currentPath();
-      const item = el("li", { class: "socket", "data-state": socket.state }, [
+      const item = el("li", { class: "socket", "data-state": socket.state, "data-path": path }, [
         el("span", { class: "socket-state", title: socket.state }, [socket.state]),
         el("code", { class: "socket-path", title: path }, [shortPath(path)]),
         el("span", { class: "socket-label" }, [socket.label]),

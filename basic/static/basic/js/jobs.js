@@ -64,8 +64,7 @@ export class JobsPanel {
     job.cancelling = true;
     this.render(job);
     try {
-      const data = await api.post(`${this.urls.jobs}${id}/cancel/`);
-      if (!job.stream) this.upsert(data);
+      this.upsert(await api.post(`${this.urls.jobs}${id}/cancel/`));
     } catch (error) {
       job.cancelling = false;
       this.render(job);
@@ -73,7 +72,9 @@ export class JobsPanel {
     }
   }
 
-  // A job from REST. A streamed job's state comes from its stream, which is never older.
+  // A job from REST. Once its stream has said anything, the stream alone moves a job on: a
+  // REST answer may be older than the last event (a cancel's 202 says "running" while the
+  // job.cancelled event may already be here), and a finished job never changes again.
   upsert(data) {
     let job = this.jobs.get(data.id);
     if (!job) {
@@ -82,7 +83,7 @@ export class JobsPanel {
       this.list.prepend(job.row);
       this.renderEmpty();
     }
-    if (!job.stream || job.lastSeq === null) {
+    if (job.lastSeq === null && !(job.data && !ACTIVE.has(job.data.status))) {
       job.data = { ...job.data, ...data };
       this.render(job);
     }

@@ -1,0 +1,56 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against the app started for real
+(Daphne, a gevent Celery worker, Redis). One stack serves the whole browser suite."""
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser.helpers import DESKTOP, STACK_ENV, ConsolePage, chromium_missing_reason, create_users, in_ci, launch
+from tests.live import (
+    LiveStack,
+    live_stack,
+    manage,
+    stack_root,  # noqa: F401  (fixture)
+)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    reason = chromium_missing_reason()
+    if reason:
+        if in_ci():
+            pytest.fail(f"{reason}; CI is set, so the browser tests must run")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="session")
+def live(browser, stack_root) -> Iterator[LiveStack]:  # noqa: F811  (the fixture imported above)
+    with live_stack(stack_root, "browser", concurrency=20, **STACK_ENV) as stack:
+        create_users(manage, stack.env)
+        yield stack
+
+
+@pytest.fixture
+def context_for(browser, live):
+    """New browser contexts (separate cookie jars, so separate sign-ins) closed after the test."""
+    contexts = []
+
+    def make(viewport: dict | None = None):
+        context = browser.new_context(base_url=live.base_url, viewport=viewport or DESKTOP, accept_downloads=True)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def alice_tab(context_for) -> ConsolePage:
+    """The console, signed in as alice through the login form."""
+    return ConsolePage.sign_in(context_for(), "alice")
