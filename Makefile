@@ -33,3 +33,8 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+.PHONY: screenshots
+# Pictures of the console for docs/, from the real stack in Debian's Chromium.
+screenshots: setup
+	$(PY) -m tests.browser.screenshots

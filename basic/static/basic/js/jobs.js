@@ -26,6 +26,7 @@ export class JobsPanel {
     this.urls = urls;
     this.list = root.querySelector("#job-list");
     this.empty = root.querySelector("#jobs-empty");
+    this.more = root.querySelector("#jobs-more");
     this.jobs = new Map();
     this.pending = new Map();
     for (const button of root.querySelectorAll("[data-kind]")) {
@@ -38,6 +39,9 @@ export class JobsPanel {
     try {
       const page = await api.get(this.urls.jobs);
       for (const job of page.results.slice().reverse()) this.upsert(job);
+      const older = page.count - page.results.length;
+      this.more.hidden = older <= 0;
+      this.more.textContent = `${older} older ${older === 1 ? "job is" : "jobs are"} not listed; see ${this.urls.jobs}.`;
     } catch (error) {
       notify(`Couldn't load your jobs: ${error.message}`, "error");
     }
@@ -167,11 +171,10 @@ export class JobsPanel {
         }, [bar]),
         el("span", { class: "job-percent" }),
       ]),
-      el("p", { class: "job-message" }),
       el("p", { class: "job-error", role: "alert", hidden: "" }),
       el("div", { class: "job-foot" }, [
-        el("span", { class: "job-meta" }),
-        el("span", { class: "job-actions" }, [
+        el("div", { class: "job-text" }, [el("p", { class: "job-message" }), el("p", { class: "job-meta" })]),
+        el("div", { class: "job-actions" }, [
           el("a", { class: "btn btn-small btn-success job-download", hidden: "", download: "" }, ["Download CSV"]),
           el("button", { type: "button", class: "btn btn-small btn-danger job-cancel", hidden: "" }, ["Cancel"]),
         ]),
