@@ -142,7 +142,7 @@ class ConsolePage:
         expect(row.locator(".job-status")).to_have_text("Done")
         expect(self.progress(job_id)).to_have_attribute("aria-valuenow", "100")
         expect(row.locator(".job-percent")).to_have_text("100%")
-        expect(row.get_by_role("link", name=re.compile("Download the CSV"))).to_be_visible()
+        expect(row.get_by_role("link", name=re.compile("Download CSV"))).to_be_visible()
         expect(row.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
 
     # --- socket console -----------------------------------------------------------------

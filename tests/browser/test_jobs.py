@@ -35,7 +35,7 @@ def test_generate_students_start_a_report_watch_it_finish_and_download_it(alice_
     expect(row.locator(".job-message")).to_have_text(f"Report ready: {total} students")
 
     with page.expect_download() as download_info:
-        row.get_by_role("link", name=re.compile("Download the CSV")).click()
+        row.get_by_role("link", name=re.compile("Download CSV")).click()
     download = download_info.value
     assert download.suggested_filename == f"students-by-age-{job_id}.csv"
     rows = list(csv.reader(io.StringIO(download.path().read_text())))

@@ -27,6 +27,7 @@ export class JobsPanel {
     this.list = root.querySelector("#job-list");
     this.empty = root.querySelector("#jobs-empty");
     this.more = root.querySelector("#jobs-more");
+    this.announcer = root.querySelector("#jobs-announcer");
     this.jobs = new Map();
     this.pending = new Map();
     for (const button of root.querySelectorAll("[data-kind]")) {
@@ -189,9 +190,14 @@ export class JobsPanel {
     const q = (selector) => row.querySelector(selector);
     const status = data.status || "queued";
     const progress = Math.max(0, Math.min(100, data.progress || 0));
+    const label = this.kinds.get(data.kind)?.label || data.kind || "Job";
+    // Screen readers hear when a job changes status, not every step of its progress.
+    if (row.dataset.status && row.dataset.status !== status) {
+      this.announcer.textContent = `${label} ${job.id.slice(0, 8)}: ${STATUS_TEXT[status] || status}.`;
+    }
     row.dataset.status = status;
     row.dataset.seq = job.lastSeq === null ? "" : String(job.lastSeq);
-    q(".job-kind").textContent = this.kinds.get(data.kind)?.label || data.kind || "Job";
+    q(".job-kind").textContent = label;
     q(".job-status").textContent = job.cancelling && ACTIVE.has(status) ? "Cancelling…" : STATUS_TEXT[status] || status;
     const bar = q(".progress");
     bar.setAttribute("aria-valuenow", String(progress));
@@ -206,7 +212,7 @@ export class JobsPanel {
     download.hidden = !(status === "done" && data.result_url);
     if (!download.hidden) {
       download.href = data.result_url;
-      download.setAttribute("aria-label", `Download the CSV of job ${job.id.slice(0, 8)}`);
+      download.setAttribute("aria-label", `Download CSV of job ${job.id.slice(0, 8)}`);
     }
     const cancel = q(".job-cancel");
     cancel.hidden = !ACTIVE.has(status);
