@@ -20,8 +20,9 @@ const STATUS_TEXT = {
 };
 
 export class JobsPanel {
-  constructor({ hub, kinds, urls, root }) {
+  constructor({ hub, kinds, urls, username, root }) {
     this.hub = hub;
+    this.username = username;
     this.kinds = new Map(kinds.map((k) => [k.kind, k]));
     this.urls = urls;
     this.list = root.querySelector("#job-list");
@@ -203,7 +204,8 @@ export class JobsPanel {
     bar.setAttribute("aria-valuenow", String(progress));
     bar.querySelector(".bar").style.width = `${progress}%`;
     q(".job-percent").textContent = `${progress}%`;
-    q(".job-message").textContent = data.message || "";
+    // A failed job's error box says it all; its message is just "Failed".
+    q(".job-message").textContent = status === "failed" ? "" : data.message || "";
     const error = q(".job-error");
     const errorText = status === "failed" ? data.error || "The job failed." : job.streamError || "";
     error.textContent = errorText;
@@ -218,8 +220,10 @@ export class JobsPanel {
     cancel.hidden = !ACTIVE.has(status);
     cancel.disabled = job.cancelling;
     cancel.setAttribute("aria-label", `Cancel job ${job.id.slice(0, 8)}`);
-    const started = data.created ? `created ${clock(data.created)}` : "";
-    q(".job-meta").textContent = [`#${job.id.slice(0, 8)}`, started].filter(Boolean).join(" · ");
+    const created = data.created ? `created ${clock(data.created)}` : "";
+    // Staff see everyone's jobs: say whose.
+    const owner = data.owner && data.owner !== this.username ? `by ${data.owner}` : "";
+    q(".job-meta").textContent = [`#${job.id.slice(0, 8)}`, created, owner].filter(Boolean).join(" · ");
     this.renderElapsed(job);
   }
 

@@ -10,7 +10,13 @@ const config = JSON.parse(document.getElementById("console-config").textContent)
 const hub = new SocketHub();
 // The console listens first, so it logs the very first frames too.
 new ConsolePanel({ hub, root: document.querySelector(".panel-console") });
-const jobs = new JobsPanel({ hub, kinds: config.kinds, urls: config.urls, root: document.querySelector(".panel-jobs") });
+const jobs = new JobsPanel({
+  hub,
+  kinds: config.kinds,
+  urls: config.urls,
+  username: config.username,
+  root: document.querySelector(".panel-jobs"),
+});
 const students = new StudentsPanel({ urls: config.urls, root: document.querySelector(".panel-students") });
 const chat = new ChatPanel({
   hub,
