@@ -1,5 +1,7 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the app started for real
-(Daphne, a gevent Celery worker, Redis). One stack serves the whole browser suite."""
+(Daphne, a gevent Celery worker, Redis). One stack and one Chromium serve the whole browser
+package, and both stop when it is done: Playwright's sync API keeps an event loop running, which
+would break later tests that call asyncio.run()."""
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +15,7 @@ from tests.live import (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser():
     reason = chromium_missing_reason()
     if reason:
@@ -28,7 +30,7 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(browser, stack_root) -> Iterator[LiveStack]:  # noqa: F811  (the fixture imported above)
     with live_stack(stack_root, "browser", concurrency=20, **STACK_ENV) as stack:
         create_users(manage, stack.env)
