@@ -123,8 +123,11 @@ export class JobsPanel {
     } else {
       if (job.lastSeq !== null && frame.seq <= job.lastSeq) return;
       if (job.lastSeq !== null && frame.seq > job.lastSeq + 1) {
-        // A gap: ask for the missing events; this one comes again in order.
-        socket.send({ type: "resume", after: job.lastSeq });
+        // A gap (the server fills these itself, so this is a last resort): ask once for the
+        // missing events; this one comes again, in order.
+        if (job.resumedAfter !== job.lastSeq && socket.send({ type: "resume", after: job.lastSeq })) {
+          job.resumedAfter = job.lastSeq;
+        }
         return;
       }
       job.lastSeq = frame.seq;
