@@ -95,6 +95,7 @@ def job_snapshot(job: Job, seq: int) -> dict[str, Any]:
         "job": str(job.id),
         "seq": seq,
         "kind": job.kind,
+        "owner": job.owner.get_username() if job.owner_id else None,
         "status": job.status,
         "progress": job.progress,
         "message": job.message,
@@ -221,7 +222,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
 
     async def send_snapshot(self) -> None:
         last = await event_store.last_event(self.job_id)
-        job = await database_sync_to_async(Job.objects.get)(id=self.job_id)
+        job = await database_sync_to_async(Job.objects.select_related("owner").get)(id=self.job_id)
         self.last_seq = last["seq"] if last else 0
         await self.send_job_snapshot(job)
 
@@ -254,7 +255,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
         the pusher's retries) is reported by a terminal snapshot instead."""
         if self.ended:
             return
-        job = await database_sync_to_async(Job.objects.get)(id=self.job_id)
+        job = await database_sync_to_async(Job.objects.select_related("owner").get)(id=self.job_id)
         grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
         if job.is_terminal and job.finished and timezone.now() - job.finished > grace:
             await self.send_job_snapshot(job)

@@ -44,8 +44,8 @@ async def test_snapshot_first_then_live_events(connect_as_alice, make_job):
     assert connected
     snapshot = await communicator.receive_json_from(5)
     assert snapshot["type"] == "job.snapshot"
-    assert (snapshot["job"], snapshot["seq"], snapshot["status"], snapshot["progress"]) == (
-        str(job.id), 1, "running", 30)
+    assert (snapshot["job"], snapshot["seq"], snapshot["status"], snapshot["progress"], snapshot["owner"]) == (
+        str(job.id), 1, "running", 30, "alice")
     await push(job, progress=50)
     await push(job, "job.done", progress=100)
     second, third = await communicator.receive_json_from(5), await communicator.receive_json_from(5)
