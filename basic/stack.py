@@ -77,8 +77,11 @@ def start_daphne(port: int, env: dict[str, str], log: Path | None = None) -> sub
 
 
 def worker_args(concurrency: int, hostname: str = "worker@%h") -> list[str]:
+    """`celery worker --pool=gevent`, started through `python -m gevent.monkey` so that everything
+    is patched before Celery loads. Celery's own patching comes too late for kombu: its reconnect
+    loop keeps the real `time.sleep`, and every task greenlet freezes while the broker is down."""
     return [
-        python_bin(), "-m", "celery", "-A", "app", "worker", "--pool=gevent",
+        python_bin(), "-m", "gevent.monkey", "--module", "celery", "-A", "app", "worker", "--pool=gevent",
         f"--concurrency={concurrency}", "-Q", "default", "-l", "info", "-n", hostname,
         "--without-gossip", "--without-mingle",
     ]

@@ -41,12 +41,11 @@ class LiveStack:
         self.worker_log = log
         return process
 
-    def restart_redis(self, down_seconds: float = 1.0) -> None:
-        """Stop the stack's own Redis and start it again on the same port and data."""
-        import time
-
+    def stop_redis(self) -> None:
         stack.stop(self.processes["redis"])
-        time.sleep(down_seconds)
+
+    def start_redis_again(self) -> None:
+        """Start the stack's own Redis again on the same port and data."""
         port = int(self.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
         self.processes["redis"] = stack.start_redis(port, self.media_root.parent / "redis", persistent=True)
 
