@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -178,6 +179,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
 
     job_id: str = ""
     last_seq: int = 0
+    last_event_at = 0.0
     ended = False
     _resync: asyncio.Task | None = None
 
@@ -216,7 +218,9 @@ class JobEventsConsumer(AuthenticatedConsumer):
             try:
                 async with self.lock:
                     await self.catch_up()
-                    await self.settle_if_finished()
+                    # Only a quiet job can have ended unseen; a busy one costs no database query.
+                    if time.monotonic() - self.last_event_at > settings.JOB_SOCKET_RESYNC_SECONDS:
+                        await self.settle_if_finished()
             except Exception:  # Redis or the database is down: try again next round
                 logger.warning("resync of job %s failed", self.job_id, exc_info=True)
 
@@ -264,6 +268,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
         if event["seq"] <= self.last_seq:
             return
         self.last_seq = event["seq"]
+        self.last_event_at = time.monotonic()
         self.ended = event["type"] in events.TERMINAL_EVENTS
         await self.send_json(event)
 
