@@ -20,7 +20,7 @@ from .events import seq_key, stream_key
 
 # Assigns the next seq and appends the event atomically, so the stream is always in seq order
 # even when two processes (a worker and a cancelling view) write to the same job.
-_APPEND_SCRIPT = """
+_APPEND = """
 local seq
 if redis.call('EXISTS', KEYS[1]) == 1 then
   seq = redis.call('INCR', KEYS[1])
@@ -36,8 +36,19 @@ local data = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', data)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+"""
+_APPEND_SCRIPT = _APPEND + "return seq"
+# The same, then the event published to each channel in ARGV[6..] as the pub/sub channel layer's
+# message {"type": ARGV[5], "event": …}, msgpack-encoded by Redis: store and fan-out in one trip.
+_APPEND_AND_PUBLISH_SCRIPT = _APPEND + """
+local payload = cmsgpack.pack({type = ARGV[5], event = cjson.decode(data)})
+for i = 6, #ARGV do
+  redis.call('PUBLISH', ARGV[i], payload)
+end
 return seq
 """
+# What the channel layer must be able to read for the one-trip path to be used.
+_PROBE_SCRIPT = "return cmsgpack.pack({type = ARGV[1], event = cjson.decode(ARGV[2])})"
 
 _CLIENT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 1,
@@ -108,6 +119,31 @@ def append_event(job_id: UUID | str, event: dict[str, Any]) -> dict[str, Any]:
         settings.JOB_EVENTS_TTL_SECONDS,
     )
     return {**event, "seq": int(seq)}
+
+
+def append_and_publish(
+    job_id: UUID | str, event: dict[str, Any], message_type: str, channels: list[str]
+) -> dict[str, Any]:
+    """`append_event`, plus publishing it on `channels` inside the same atomic script."""
+    head, tail = _split_for_seq(event)
+    seq = sync_redis().eval(
+        _APPEND_AND_PUBLISH_SCRIPT,
+        2,
+        seq_key(job_id),
+        stream_key(job_id),
+        head,
+        tail,
+        settings.JOB_EVENTS_MAXLEN,
+        settings.JOB_EVENTS_TTL_SECONDS,
+        message_type,
+        *channels,
+    )
+    return {**event, "seq": int(seq)}
+
+
+def redis_packed(message_type: str, event: dict[str, Any]) -> bytes:
+    """The bytes `append_and_publish` would publish for this event (to check a reader with)."""
+    return sync_redis().eval(_PROBE_SCRIPT, 0, message_type, json.dumps(event, separators=(",", ":")))
 
 
 def _decode(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:

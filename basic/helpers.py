@@ -3,10 +3,11 @@
 The naive seed helper, `async_to_sync(channel_layer.group_send)(...)`, breaks on the gevent pool
 (DESIGN.md trap 1): while one greenlet is inside `async_to_sync`, every other greenlet sees a
 running event loop, so their ORM calls raise SynchronousOnlyOperation; it also costs a new loop
-and Redis connection per call. `RedisEventPusher` runs no event loop at all: it appends the event
-to the job's Redis Stream and publishes it with plain (gevent-cooperative) redis-py, in the
-channel layer's own wire format (`layer.serialize()` onto the group's pub/sub channel), so the
-consumers receive it exactly as if `group_send` had sent it.
+and Redis connection per call. `RedisEventPusher` runs no event loop at all: with plain
+(gevent-cooperative) redis-py it appends the event to the job's Redis Stream and publishes it on
+the group's pub/sub channel in the channel layer's wire format, so the consumers receive it
+exactly as if `group_send` had sent it: in one Lua script when the layer reads Redis's msgpack,
+else stored first and then sent with `layer.serialize()`.
 
 `AsyncToSyncEventPusher` is that naive helper, kept only as the measured baseline
 (bench/bench_push.py) and for the regression test that shows it fails on gevent.
@@ -40,18 +41,41 @@ class EventPusher(Protocol):
 
 
 class RedisEventPusher:
-    """Publishes with sync redis-py onto the pub/sub channel layer's group channels."""
+    """Publishes with sync redis-py onto the pub/sub channel layer's group channels.
+
+    When the layer reads plain msgpack (no encryption: checked once against Redis's own encoder),
+    the event is stored and published by one Lua script, in one round trip; otherwise it is
+    published with `layer.serialize()` after it is stored.
+    """
+
+    PROBE_EVENT = {"type": "probe", "job": "x", "seq": 1, "progress": 50, "message": "é ✓ \U0001F600", "ok": True}
 
     def __init__(self) -> None:
         self.layer = get_channel_layer()
         # The pub/sub layer names a group's Redis channel "<prefix>__group__<group>".
         self.prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
+        self._one_trip: bool | None = None
+
+    def channels(self, groups: list[str]) -> list[str]:
+        return [f"{self.prefix}__group__{group}" for group in groups]
+
+    @property
+    def one_trip(self) -> bool:
+        if self._one_trip is None:
+            try:
+                packed = event_store.redis_packed(LAYER_JOB_EVENT, self.PROBE_EVENT)
+                self._one_trip = self.layer.deserialize(packed) == {"type": LAYER_JOB_EVENT, "event": self.PROBE_EVENT}
+            except redis.RedisError:
+                return False  # decide once Redis answers
+            except Exception:  # the layer can't read it (e.g. encrypted): keep two trips
+                self._one_trip = False
+        return self._one_trip
 
     def publish(self, groups: list[str], event: dict[str, Any]) -> None:
         payload = self.layer.serialize({"type": LAYER_JOB_EVENT, "event": event})
         pipe = event_store.sync_redis().pipeline(transaction=False)
-        for group in groups:
-            pipe.publish(f"{self.prefix}__group__{group}", payload)
+        for channel in self.channels(groups):
+            pipe.publish(channel, payload)
         pipe.execute()
 
 
@@ -116,11 +140,14 @@ def push_job_event(
     groups = [job_group(job_id)] + ([user_group(owner_id)] if owner_id is not None else [])
     attempts = TERMINAL_PUSH_ATTEMPTS if event_type in TERMINAL_EVENTS else 1
     stored = None
+    pusher = get_pusher()
     for attempt in range(1, attempts + 1):
         try:
+            if stored is None and isinstance(pusher, RedisEventPusher) and pusher.one_trip:
+                return event_store.append_and_publish(job_id, event, LAYER_JOB_EVENT, pusher.channels(groups))
             if stored is None:
                 stored = event_store.append_event(job_id, event)
-            get_pusher().publish(groups, stored)
+            pusher.publish(groups, stored)
             return stored
         except redis.RedisError as exc:
             logger.warning("push %s for job %s failed (attempt %d): %s", event_type, job_id, attempt, exc)

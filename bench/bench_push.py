@@ -33,9 +33,19 @@ def sequential() -> dict[str, float]:
             client.publish("bench.raw", payload)
         return EVENTS
 
+    def one_trip() -> int:
+        pusher = helpers.RedisEventPusher()
+        assert pusher.one_trip
+        job_id = uuid.uuid4()
+        for i in range(EVENTS):
+            event_store.append_and_publish(job_id, {"type": "job.progress", "progress": i}, "job.event",
+                                           pusher.channels([f"job.{job_id}"]))
+        return EVENTS
+
     return {
         "naive async_to_sync(group_send) + stream": best_rate(pusher_run(helpers.AsyncToSyncEventPusher())),
-        "ours: stream + sync publish (RedisEventPusher)": best_rate(pusher_run(helpers.RedisEventPusher())),
+        "ours, two trips: stream, then serialize()+PUBLISH": best_rate(pusher_run(helpers.RedisEventPusher())),
+        "ours, one trip: stream + PUBLISH in one script": best_rate(one_trip),
         "raw redis PUBLISH (floor)": best_rate(raw_publish),
     }
 

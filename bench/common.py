@@ -50,4 +50,4 @@ def report(title: str, baseline_name: str, rows: dict[str, float], unit: str) ->
     baseline = rows[baseline_name]
     print(f"\n{title}")
     for name, value in rows.items():
-        print(f"  {name:<44} {value:>12,.0f} {unit}   x{value / baseline:,.2f} vs {baseline_name}")
+        print(f"  {name:<50} {value:>12,.0f} {unit}   x{value / baseline:,.2f} vs {baseline_name}")
