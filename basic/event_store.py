@@ -14,6 +14,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from .events import seq_key, stream_key
@@ -50,12 +51,7 @@ return seq
 # What the channel layer must be able to read for the one-trip path to be used.
 _PROBE_SCRIPT = "return cmsgpack.pack({type = ARGV[1], event = cjson.decode(ARGV[2])})"
 
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "socket_connect_timeout": 1,
-    "socket_timeout": 5,
-    "health_check_interval": 15,
-    "retry": None,  # set per client below; Retry objects are not shareable across sync/async
-}
+_CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 15}
 
 _sync_client: redis.Redis | None = None
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
@@ -64,6 +60,7 @@ _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.R
 
 
 def _options(retry: Any) -> dict[str, Any]:
+    """Client and pool options; `retry` differs for the sync and asyncio clients."""
     return {**_CLIENT_OPTIONS, "retry": retry, "timeout": 5,
             "max_connections": settings.JOB_EVENTS_REDIS_MAX_CONNECTIONS}
 
@@ -104,46 +101,42 @@ def _split_for_seq(event: dict[str, Any]) -> tuple[str, str]:
     return body[:-1] + ',"seq":', "}"
 
 
-def append_event(job_id: UUID | str, event: dict[str, Any]) -> dict[str, Any]:
-    """Store the event in the job's stream and return it with its new `seq`."""
-    client = sync_redis()
+_scripts: dict[str, Script] = {}
+
+
+def _run_script(source: str, keys: list[str], args: list[Any]) -> Any:
+    """EVALSHA a script, loading it on first use (and again after a Redis restart forgot it)."""
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = sync_redis().register_script(source)
+    return script(keys=keys, args=args)
+
+
+def _append(source: str, job_id: UUID | str, event: dict[str, Any], *extra: str) -> dict[str, Any]:
     head, tail = _split_for_seq(event)
-    seq = client.eval(
-        _APPEND_SCRIPT,
-        2,
-        seq_key(job_id),
-        stream_key(job_id),
-        head,
-        tail,
-        settings.JOB_EVENTS_MAXLEN,
-        settings.JOB_EVENTS_TTL_SECONDS,
+    seq = _run_script(
+        source,
+        [seq_key(job_id), stream_key(job_id)],
+        [head, tail, settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS, *extra],
     )
     return {**event, "seq": int(seq)}
+
+
+def append_event(job_id: UUID | str, event: dict[str, Any]) -> dict[str, Any]:
+    """Store the event in the job's stream and return it with its new `seq`."""
+    return _append(_APPEND_SCRIPT, job_id, event)
 
 
 def append_and_publish(
     job_id: UUID | str, event: dict[str, Any], message_type: str, channels: list[str]
 ) -> dict[str, Any]:
     """`append_event`, plus publishing it on `channels` inside the same atomic script."""
-    head, tail = _split_for_seq(event)
-    seq = sync_redis().eval(
-        _APPEND_AND_PUBLISH_SCRIPT,
-        2,
-        seq_key(job_id),
-        stream_key(job_id),
-        head,
-        tail,
-        settings.JOB_EVENTS_MAXLEN,
-        settings.JOB_EVENTS_TTL_SECONDS,
-        message_type,
-        *channels,
-    )
-    return {**event, "seq": int(seq)}
+    return _append(_APPEND_AND_PUBLISH_SCRIPT, job_id, event, message_type, *channels)
 
 
 def redis_packed(message_type: str, event: dict[str, Any]) -> bytes:
     """The bytes `append_and_publish` would publish for this event (to check a reader with)."""
-    return sync_redis().eval(_PROBE_SCRIPT, 0, message_type, json.dumps(event, separators=(",", ":")))
+    return _run_script(_PROBE_SCRIPT, [], [message_type, json.dumps(event, separators=(",", ":"))])
 
 
 def _decode(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:
