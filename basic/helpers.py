@@ -21,7 +21,9 @@ from uuid import UUID
 import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from . import event_store
 from .events import (
@@ -52,6 +54,9 @@ class RedisEventPusher:
 
     def __init__(self) -> None:
         self.layer = get_channel_layer()
+        if not isinstance(self.layer, RedisPubSubChannelLayer):
+            raise ImproperlyConfigured("Job events are published for channels_redis.pubsub.RedisPubSubChannelLayer; "
+                                       f"CHANNEL_LAYERS uses {type(self.layer).__name__}.")
         # The pub/sub layer names a group's Redis channel "<prefix>__group__<group>".
         self.prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
         self._one_trip: bool | None = None
