@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Everything make starts listens on 127.0.0.1 only, so the built-in SECRET_KEY may be used
+# (settings refuse it otherwise unless DEBUG is on; see docs/deploy.md).
+export LISTEN_LOOPBACK_ONLY ?= 1
 
 .PHONY: run test lint bench setup migrate clean
 

@@ -114,11 +114,30 @@ STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
-REPORTS_DIR = MEDIA_ROOT / "reports"
+# Every job's files: MEDIA_ROOT/jobs/<job id>/ (uploads in input/, outputs beside them).
+JOBS_DIR = MEDIA_ROOT / "jobs"
+# The modules that register job kinds (basic/lifecycle/registry.py); add your own here.
+JOB_KIND_MODULES = env_list(
+    "JOB_KIND_MODULES", "basic.kinds.students_by_age,basic.kinds.thumbnails,basic.kinds.page_fetch"
+) + env_list("JOB_KIND_EXTRA_MODULES", "")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
+
+# Limits against hostile clients (README: Configuration). Each answers with a 4xx `{"detail": …}`
+# or, on sockets, an error frame and a 44xx close code.
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)  # largest `limit` of any list endpoint
+STUDENT_GENERATE_RATE = env_str("STUDENT_GENERATE_RATE", "10/min")  # per user
+STUDENTS_MAX = env_int("STUDENTS_MAX", 1_000_000)  # generate stops here (409)
+LOGIN_RATE = env_str("LOGIN_RATE", "10/min")  # sign-in attempts per client IP and per username
+CHAT_ALLOW_ANONYMOUS = env_bool("CHAT_ALLOW_ANONYMOUS", False)  # /ws/chat/ without sign-in (/chat/ always is)
+WS_MAX_PER_USER = env_int("WS_MAX_PER_USER", 100)  # open sockets per signed-in user
+WS_MAX_ANONYMOUS_PER_IP = env_int("WS_MAX_ANONYMOUS_PER_IP", 1000)  # anonymous sockets per client IP
+WS_RESUME_RATE_PER_SECOND = float(env_str("WS_RESUME_RATE_PER_SECOND", "5"))  # resume frames per socket
+WS_RESUME_BURST = env_int("WS_RESUME_BURST", 10)
+WS_RESUME_STRIKES = env_int("WS_RESUME_STRIKES", 10)  # refused resume frames before close 4429
+WS_MAX_UNSENT_BYTES = env_int("WS_MAX_UNSENT_BYTES", 4 * 1024 * 1024)  # a socket that stops reading: 4008
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -127,10 +146,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_THROTTLE_RATES": {"job_trigger": env_str("JOB_TRIGGER_RATE", "30/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "job_trigger": env_str("JOB_TRIGGER_RATE", "30/min"),
+        "student_generate": STUDENT_GENERATE_RATE,
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "basic.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "basic.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
@@ -155,7 +177,7 @@ CACHES = {
 # Live fan-out only; job history lives in Redis Streams (basic/event_store.py).
 # The pub/sub layer holds one subscriber connection per process instead of one pooled
 # connection per in-flight receive, so hundreds of sockets connecting at once stay well under
-# redis-py 8's pool cap (DESIGN.md trap 5; measured in bench/bench_socket_storm.py).
+# redis-py 8's pool cap (docs/design.md trap 5; measured in bench/bench_socket_storm.py).
 # CHANNEL_LAYER=core selects the stock RedisChannelLayer, kept only for that benchmark.
 CHANNEL_LAYER_BACKENDS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -186,6 +208,16 @@ JOB_TERMINAL_EVENT_GRACE_SECONDS = float(env_str("JOB_TERMINAL_EVENT_GRACE_SECON
 REPORT_CHUNK_SIZE = env_int("REPORT_CHUNK_SIZE", 2000)
 # Slows each report chunk down, for demos and tests that need a job to stay running.
 REPORT_CHUNK_DELAY = float(env_str("REPORT_CHUNK_DELAY", "0"))
+
+# Thumbnails (basic/kinds/thumbnails.py).
+THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", 20 * 1024 * 1024)
+THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 50_000_000)
+# Cached page fetch (basic/kinds/page_fetch.py). Only public addresses are fetched;
+# PAGE_FETCH_ALLOWED_HOSTS ("host:port,…") exempts named hosts, e.g. a private test server.
+PAGE_CACHE_TTL_SECONDS = env_int("PAGE_CACHE_TTL_SECONDS", 30)
+PAGE_FETCH_MAX_BYTES = env_int("PAGE_FETCH_MAX_BYTES", 5 * 1024 * 1024)
+PAGE_FETCH_TIMEOUT_SECONDS = float(env_str("PAGE_FETCH_TIMEOUT_SECONDS", "10"))
+PAGE_FETCH_ALLOWED_HOSTS = env_list("PAGE_FETCH_ALLOWED_HOSTS", "")
 
 # Chat limits.
 CHAT_MAX_MESSAGE_BYTES = env_int("CHAT_MAX_MESSAGE_BYTES", 4096)

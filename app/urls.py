@@ -2,21 +2,27 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
+from basic.lifecycle.registry import kinds
+from basic.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken
 from basic.pages import console
-from basic.views import JobViewSet, StudentViewSet
+from basic.views import JobViewSet, StudentViewSet, kind_start_view
 
 router = DefaultRouter()
 router.register("students", StudentViewSet, basename="student")
 router.register("jobs", JobViewSet, basename="job")
 
 urlpatterns = [
-    path("api/auth/token/", obtain_auth_token, name="api-token"),
+    # Sign-in is throttled per client address and per username (basic/login_throttle.py).
+    path("api/auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
+    # A kind with a `route` gets its own trigger, e.g. POST /api/thumbnails/ (basic/kinds/).
+    *(path(f"api/{kind.route}/", kind_start_view(kind).as_view(), name=f"{kind.name}-start")
+      for kind in kinds() if kind.route),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("", console, name="console"),

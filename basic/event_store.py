@@ -1,6 +1,6 @@
 """Job event history: one bounded Redis Stream per job, with a per-job sequence number.
 
-The channel layer is for live fan-out only and may drop messages (DESIGN.md trap 2); the stream
+The channel layer is for live fan-out only and may drop messages (docs/design.md trap 2); the stream
 is what snapshots, replay after reconnect and gap repair read. Stream entry ids are `0-<seq>`, so
 "everything after seq N" is a plain XRANGE.
 """
@@ -20,9 +20,12 @@ from redis.retry import Retry
 from .events import seq_key, stream_key
 
 # Assigns the next seq and appends the event atomically, so the stream is always in seq order
-# even when two processes (a worker and a cancelling view) write to the same job.
+# even when two processes (a worker and a cancelling view) write to the same job. ARGV[5] is the
+# last seq the database knows of: a Redis that came back empty restarts above it, never at 1
+# (docs/design.md trap 7).
 _APPEND = """
 local seq
+local floor = tonumber(ARGV[5])
 if redis.call('EXISTS', KEYS[1]) == 1 then
   seq = redis.call('INCR', KEYS[1])
 else
@@ -31,19 +34,22 @@ else
   if #last > 0 then
     seq = tonumber(string.match(last[1][1], '-(%d+)$')) + 1
   end
-  redis.call('SET', KEYS[1], seq)
 end
+if seq <= floor then
+  seq = floor + 1
+end
+redis.call('SET', KEYS[1], seq)
 local data = ARGV[1] .. seq .. ARGV[2]
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. seq, 'e', data)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 """
 _APPEND_SCRIPT = _APPEND + "return seq"
-# The same, then the event published to each channel in ARGV[6..] as the pub/sub channel layer's
-# message {"type": ARGV[5], "event": …}, msgpack-encoded by Redis: store and fan-out in one trip.
+# The same, then the event published to each channel in ARGV[7..] as the pub/sub channel layer's
+# message {"type": ARGV[6], "event": …}, msgpack-encoded by Redis: store and fan-out in one trip.
 _APPEND_AND_PUBLISH_SCRIPT = _APPEND + """
-local payload = cmsgpack.pack({type = ARGV[5], event = cjson.decode(data)})
-for i = 6, #ARGV do
+local payload = cmsgpack.pack({type = ARGV[6], event = cjson.decode(data)})
+for i = 7, #ARGV do
   redis.call('PUBLISH', ARGV[i], payload)
 end
 return seq
@@ -68,7 +74,7 @@ def _options(retry: Any) -> dict[str, Any]:
 def sync_redis() -> redis.Redis:
     """A process-wide client whose pool waits for a free connection instead of raising.
 
-    redis-py 8 raises MaxConnectionsError past 100 connections (DESIGN.md trap 5); 100 gevent
+    redis-py 8 raises MaxConnectionsError past 100 connections (docs/design.md trap 5); 100 gevent
     greenlets pushing at once would hit that with the default pool.
     """
     global _sync_client
@@ -112,26 +118,26 @@ def _run_script(source: str, keys: list[str], args: list[Any]) -> Any:
     return script(keys=keys, args=args)
 
 
-def _append(source: str, job_id: UUID | str, event: dict[str, Any], *extra: str) -> dict[str, Any]:
+def _append(source: str, job_id: UUID | str, event: dict[str, Any], floor: int, *extra: str) -> dict[str, Any]:
     head, tail = _split_for_seq(event)
     seq = _run_script(
         source,
         [seq_key(job_id), stream_key(job_id)],
-        [head, tail, settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS, *extra],
+        [head, tail, settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS, floor, *extra],
     )
     return {**event, "seq": int(seq)}
 
 
-def append_event(job_id: UUID | str, event: dict[str, Any]) -> dict[str, Any]:
-    """Store the event in the job's stream and return it with its new `seq`."""
-    return _append(_APPEND_SCRIPT, job_id, event)
+def append_event(job_id: UUID | str, event: dict[str, Any], floor: int = 0) -> dict[str, Any]:
+    """Store the event in the job's stream and return it with its new `seq` (above `floor`)."""
+    return _append(_APPEND_SCRIPT, job_id, event, floor)
 
 
 def append_and_publish(
-    job_id: UUID | str, event: dict[str, Any], message_type: str, channels: list[str]
+    job_id: UUID | str, event: dict[str, Any], message_type: str, channels: list[str], floor: int = 0
 ) -> dict[str, Any]:
     """`append_event`, plus publishing it on `channels` inside the same atomic script."""
-    return _append(_APPEND_AND_PUBLISH_SCRIPT, job_id, event, message_type, *channels)
+    return _append(_APPEND_AND_PUBLISH_SCRIPT, job_id, event, floor, message_type, *channels)
 
 
 def redis_packed(message_type: str, event: dict[str, Any]) -> bytes:

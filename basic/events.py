@@ -1,4 +1,5 @@
 """The one place for job event names, group names, Redis keys and socket close codes."""
+import hashlib
 from uuid import UUID
 
 JOB_SNAPSHOT = "job.snapshot"
@@ -19,6 +20,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY_REQUESTS = 4429
+# The client stopped reading: more unsent data queued for it than WS_MAX_UNSENT_BYTES.
+CLOSE_SLOW_CONSUMER = 4008
 
 
 def job_group(job_id: UUID | str) -> str:
@@ -39,3 +42,26 @@ def stream_key(job_id: UUID | str) -> str:
 
 def seq_key(job_id: UUID | str) -> str:
     return f"jobs:{job_id}:seq"
+
+
+def page_cache_key(normalised_url: str) -> str:
+    return f"pages:{hashlib.sha256(normalised_url.encode()).hexdigest()}"
+
+
+# Abuse limits shared by every web process (basic/ws_limits.py). `who` is "user:<id>" or "ip:<address>".
+def chat_rate_key(who: str) -> str:
+    """A chat token bucket (hash: tokens, ts) shared by all of one sender's sockets."""
+    return f"limits:chat:{who}"
+
+
+def socket_slots_key(who: str) -> str:
+    """The open sockets of one user or anonymous address (sorted set: channel name -> expiry)."""
+    return f"limits:sockets:{who}"
+
+
+def login_attempts_key(kind: str, digest: str, window: int) -> str:
+    """Sign-in attempts in one window, by "ip" or "user" (a Django cache key: the cache prefixes it)."""
+    return f"limits:login:{kind}:{digest}:{window}"
+
+
+LIMIT_KEYS_PATTERN = "limits:*"

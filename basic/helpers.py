@@ -1,7 +1,7 @@
 """Push job events from sync code (Celery tasks on the gevent pool, views, commands).
 
 The naive seed helper, `async_to_sync(channel_layer.group_send)(...)`, breaks on the gevent pool
-(DESIGN.md trap 1): while one greenlet is inside `async_to_sync`, every other greenlet sees a
+(docs/design.md trap 1): while one greenlet is inside `async_to_sync`, every other greenlet sees a
 running event loop, so their ORM calls raise SynchronousOnlyOperation; it also costs a new loop
 and Redis connection per call. `RedisEventPusher` runs no event loop at all: with plain
 (gevent-cooperative) redis-py it appends the event to the job's Redis Stream and publishes it on
@@ -134,12 +134,14 @@ def push_job_event(
     status: str,
     progress: int,
     message: str = "",
+    floor: int = 0,
     **extra: Any,
 ) -> dict[str, Any] | None:
     """Store and broadcast one job event; returns it with its `seq`, or None if Redis is down.
 
-    Terminal events are retried (they must never be lost); a progress event that cannot be sent
-    is dropped, since the next one supersedes it.
+    `floor` is the last seq the caller knows the job had: the new seq is above it even if Redis
+    lost the job's counter and history. Terminal events are retried (they must never be lost); a
+    progress event that cannot be sent is dropped, since the next one supersedes it.
     """
     event = build_event(event_type, job_id=job_id, status=status, progress=progress, message=message, **extra)
     groups = [job_group(job_id)] + ([user_group(owner_id)] if owner_id is not None else [])
@@ -149,9 +151,9 @@ def push_job_event(
     for attempt in range(1, attempts + 1):
         try:
             if stored is None and isinstance(pusher, RedisEventPusher) and pusher.one_trip:
-                return event_store.append_and_publish(job_id, event, LAYER_JOB_EVENT, pusher.channels(groups))
+                return event_store.append_and_publish(job_id, event, LAYER_JOB_EVENT, pusher.channels(groups), floor)
             if stored is None:
-                stored = event_store.append_event(job_id, event)
+                stored = event_store.append_event(job_id, event, floor)
             pusher.publish(groups, stored)
             return stored
         except redis.RedisError as exc:

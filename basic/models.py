@@ -1,9 +1,11 @@
-"""Students (the report's data) and Jobs (one row per long-running job, the source of truth)."""
+"""Students (the report's data) and Jobs (one row per long-running job, of any kind: the source of truth)."""
 import uuid
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+
+from .lifecycle.registry import kind_choices
 
 
 class Student(models.Model):
@@ -20,9 +22,6 @@ class Student(models.Model):
 
 
 class Job(models.Model):
-    class Kind(models.TextChoices):
-        STUDENTS_BY_AGE = "students_by_age", "Students by age report"
-
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
@@ -33,7 +32,8 @@ class Job(models.Model):
     TERMINAL = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    kind = models.CharField(max_length=40, choices=Kind.choices)
+    # Kinds are declared in the registry (basic/lifecycle/registry.py), not here.
+    kind = models.CharField(max_length=40, choices=kind_choices)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
     )
@@ -41,7 +41,12 @@ class Job(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
-    report_name = models.CharField(max_length=200, blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    # The downloadable output's file name in the job's folder (basic/lifecycle/files.py).
+    output_name = models.CharField(max_length=200, blank=True)
+    # The seq of the last event pushed, so seq never goes backwards if Redis loses its counters.
+    last_seq = models.PositiveBigIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)

@@ -1,36 +1,57 @@
 """The browser console at `/`: one page that drives the REST API and watches every socket."""
+from typing import Any
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
+from rest_framework import serializers
 
-from .models import Job
-
-# The REST action (URL name) that starts each kind of job: a new kind adds one line here and
-# gets its own button on the page.
-TRIGGER_URL_NAMES = {Job.Kind.STUDENTS_BY_AGE: "student-by-age-report"}
+from .lifecycle.registry import JobKind, kinds
 
 DEFAULT_CHAT_ROOM = "lobby"
 
 
-def job_kinds() -> list[dict[str, str]]:
-    """Every job kind that can be started from the page, with its label and trigger URL."""
-    return [
-        {"kind": kind, "label": label, "url": reverse(TRIGGER_URL_NAMES[kind])}
-        for kind, label in Job.Kind.choices
-        if kind in TRIGGER_URL_NAMES
-    ]
+def form_field(name: str, field: serializers.Field) -> dict[str, Any]:
+    """How the console draws one parameter of a kind's serializer."""
+    described: dict[str, Any] = {
+        "name": name,
+        "label": str(field.label or name.replace("_", " ").capitalize()),
+        "help": str(field.help_text or ""),
+        "required": field.required,
+    }
+    if isinstance(field, serializers.FileField):
+        described["type"] = "file"
+    elif isinstance(field, serializers.BooleanField):
+        described["type"] = "checkbox"
+    elif isinstance(field, serializers.IntegerField):
+        described.update(type="number", min=field.min_value, max=field.max_value)
+    elif isinstance(field, serializers.ChoiceField):
+        described.update(type="select", choices=[[str(k), str(v)] for k, v in field.choices.items()])
+    else:
+        described["type"] = "url" if name == "url" else "text"
+    default = field.default
+    if default is not serializers.empty and not callable(default):
+        described["default"] = default
+    return described
+
+
+def start_form(kind: JobKind) -> dict[str, Any]:
+    """A kind's start control, generated from its registry entry."""
+    fields = [form_field(name, field) for name, field in kind.params().fields.items() if not field.read_only]
+    return {"kind": kind.name, "label": kind.label, "description": kind.description, "fields": fields,
+            "multipart": any(field["type"] == "file" for field in fields)}
 
 
 @login_required
 @ensure_csrf_cookie  # the page's REST writes send the cookie back as X-CSRFToken
 def console(request: HttpRequest) -> HttpResponse:
-    kinds = job_kinds()
+    forms = [start_form(kind) for kind in kinds()]
     config = {
         "username": request.user.get_username(),
-        "kinds": kinds,
+        "kinds": forms,
         "urls": {
             "students": reverse("student-list"),
             "generate": reverse("student-generate"),
@@ -38,4 +59,4 @@ def console(request: HttpRequest) -> HttpResponse:
         },
         "chat": {"room": DEFAULT_CHAT_ROOM, "maxBytes": settings.CHAT_MAX_MESSAGE_BYTES},
     }
-    return render(request, "basic/console.html", {"job_kinds": kinds, "config": config})
+    return render(request, "basic/console.html", {"job_kinds": forms, "config": config})

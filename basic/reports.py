@@ -1,12 +1,10 @@
-"""Report files: written to a temp file beside the target and renamed into place when complete,
-so a reader (or a killed worker) never sees a half-written report at the report path."""
+"""CSV reports: the students-by-age rows read in constant memory, and CSV writing with fsync."""
 import csv
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from django.conf import settings
 from django.db import connection
 
 from .models import Student
@@ -14,19 +12,45 @@ from .models import Student
 STUDENTS_BY_AGE_HEADER = ("id", "name", "age")
 
 
-class ReportCancelled(Exception):
-    """Raised from a progress callback to stop a report between chunks."""
-
-
-def report_path(job_id: object) -> Path:
-    return Path(settings.REPORTS_DIR) / f"students-by-age-{job_id}.csv"
-
-
 def remove_stale_temp_files(target: Path) -> None:
-    """A worker killed mid-write leaves its temp file; the retried task clears it."""
+    """A worker killed mid-write leaves its temp file; the retried write clears it."""
     if target.parent.exists():
         for stale in target.parent.glob(f".{target.name}.*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+# A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets (CSV
+# injection, e.g. a student named `=HYPERLINK(...)`): OWASP's advice is a leading single quote.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(row: Iterable[object]) -> list[object]:
+    """The row with every string cell that a spreadsheet would run as a formula quoted with `'`.
+    Only strings: numbers (even negative ones) are written as they are."""
+    return [f"'{cell}" if isinstance(cell, str) and cell.startswith(FORMULA_TRIGGERS) else cell for cell in row]
+
+
+def write_csv(
+    path: Path,
+    header: Iterable[str],
+    rows: Iterable[Iterable[object]],
+    on_row_count: Callable[[int], None] = lambda n: None,
+    every: int = 1000,
+) -> int:
+    """Write CSV rows to `path` (a temp file the caller renames) and fsync it; call
+    `on_row_count` every `every` rows. Returns the number of rows."""
+    count = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(csv_safe(header))
+        for row in rows:
+            writer.writerow(csv_safe(row))
+            count += 1
+            if count % every == 0:
+                on_row_count(count)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return count
 
 
 def write_rows_atomically(
@@ -36,22 +60,13 @@ def write_rows_atomically(
     on_row_count: Callable[[int], None] = lambda n: None,
     every: int = 1000,
 ) -> int:
-    """Write CSV rows to `target` atomically; call `on_row_count` every `every` rows."""
+    """`write_csv` to a temp file beside `target`, renamed into place when complete."""
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(target)
     fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    count = 0
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(row)
-                count += 1
-                if count % every == 0:
-                    on_row_count(count)
-            handle.flush()
-            os.fsync(handle.fileno())
+        count = write_csv(Path(temp_name), header, rows, on_row_count, every)
         os.replace(temp_name, target)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
@@ -85,18 +100,11 @@ def students_by_age_rows(chunk_size: int) -> Iterator[tuple[int, str, int]]:
         last = chunk[-1]
 
 
-def write_students_by_age_report(
-    job_id: object, on_progress: Callable[[int, int], None] = lambda done, total: None
-) -> tuple[Path, int]:
-    """Write the students-by-age CSV for a job; `on_progress(rows_done, rows_total)` per chunk."""
+def write_students_by_age(
+    path: Path, chunk_size: int, on_progress: Callable[[int, int], None] = lambda done, total: None
+) -> int:
+    """Write every student by age, then name, as CSV to `path`; `on_progress(rows_done, rows_total)`
+    after each chunk. Returns the number of rows."""
     total = Student.objects.count()
-    chunk = settings.REPORT_CHUNK_SIZE
-    target = report_path(job_id)
-    count = write_rows_atomically(
-        target,
-        STUDENTS_BY_AGE_HEADER,
-        students_by_age_rows(chunk),
-        on_row_count=lambda done: on_progress(done, total),
-        every=chunk,
-    )
-    return target, count
+    return write_csv(path, STUDENTS_BY_AGE_HEADER, students_by_age_rows(chunk_size),
+                     on_row_count=lambda done: on_progress(done, total), every=chunk_size)

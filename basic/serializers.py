@@ -2,6 +2,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from .lifecycle.registry import JobKind, get_kind, kind_choices
 from .models import Job, Student
 
 
@@ -28,7 +29,7 @@ class JobSerializer(serializers.ModelSerializer):
     class Meta:
         model = Job
         fields = [
-            "id", "kind", "status", "progress", "message", "error", "owner",
+            "id", "kind", "status", "progress", "message", "error", "owner", "params", "result",
             "created", "started", "finished", "url", "events_url", "result_url",
         ]
         read_only_fields = fields
@@ -51,3 +52,26 @@ class JobSerializer(serializers.ModelSerializer):
 
     def get_owner(self, job: Job) -> str | None:
         return job.owner.get_username() if job.owner_id else None
+
+
+class JobStartSerializer(serializers.Serializer):
+    """`{"kind": …, "params": {…}}`: the kind's own serializer validates `params`."""
+
+    kind = serializers.ChoiceField(choices=[])
+    params = serializers.DictField(required=False, default=dict)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = kind_choices()
+
+    def validate(self, data: dict) -> dict:
+        kind = get_kind(data["kind"])
+        return {"kind": kind, "params": validate_params(kind, data.get("params") or {}, self.context, nest="params")}
+
+
+def validate_params(kind: JobKind, params: object, context: dict, nest: str | None = None) -> dict:
+    """The kind's validated parameters; a 400 naming each bad field (under `nest` if given)."""
+    serializer = kind.params(data=params, context=context)
+    if not serializer.is_valid():
+        raise serializers.ValidationError({nest: serializer.errors} if nest else serializer.errors)
+    return serializer.validated_data

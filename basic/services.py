@@ -1,36 +1,38 @@
-"""Job logic shared by views, consumers and tasks: start, run, finish, cancel, and who may see what.
-
-Status changes are conditional updates (`WHERE status IN (...)`), so however many times a task is
-redelivered or a cancel races a finish, exactly one terminal state and one terminal event win.
-"""
+"""Job logic shared by views, consumers, commands and the admin: start, cancel, recover, and who
+may see what. Running a job is the lifecycle's (basic/lifecycle/runner.py)."""
+import json
 import logging
-import time
+import uuid
 from typing import Any
 from uuid import UUID
 
+from celery import current_app
 from celery.exceptions import CeleryError
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
-from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 from redis import RedisError
 
-from . import events
-from .helpers import ProgressThrottle, push_job_event
-from .job_leases import JobLease, LeaseLost, is_leased
+from .job_leases import is_leased
+from .lifecycle import files, transitions
+from .lifecycle.registry import JobKind
 from .models import Job
-from .reports import ReportCancelled, report_path, write_students_by_age_report
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+RUN_JOB_TASK = "basic.run_job"  # basic/tasks.py; sent by name so imports flow one way
 User = AbstractBaseUser | AnonymousUser
+download_url = transitions.download_url
 
 
 class BrokerUnavailable(Exception):
     """The job could not be queued; the job row is marked failed with this reason."""
+
+
+BROKER_DOWN = "The job queue is unreachable, so the job was not started. Try again in a minute."
 
 
 # --- selectors -----------------------------------------------------------------------------
@@ -53,49 +55,12 @@ def job_visible_to(*, user: User, job_id: UUID | str) -> Job | None:
     return jobs_visible_to(user=user).filter(id=job_uuid).first()
 
 
-def download_url(job: Job) -> str:
-    return reverse("job-download", kwargs={"pk": job.id})
-
-
-# --- events --------------------------------------------------------------------------------
-
-def _push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
-    return push_job_event(
-        event_type,
-        job_id=job.id,
-        owner_id=job.owner_id,
-        status=job.status,
-        progress=job.progress,
-        message=job.message,
-        **extra,
-    )
-
-
-def _finish(job: Job, status: str, event_type: str, *, from_statuses: tuple = ACTIVE, **fields: Any) -> bool:
-    """Move an active job to a terminal status; push the terminal event only if this call won."""
-    fields = {"status": status, "finished": timezone.now(), **fields}
-    won = Job.objects.filter(id=job.id, status__in=from_statuses).update(**fields) == 1
-    if won:
-        for name, value in fields.items():
-            setattr(job, name, value)
-        extra = {"result_url": download_url(job)} if status == Job.Status.DONE else {}
-        if status == Job.Status.FAILED:
-            extra["error"] = job.error
-        _push(job, event_type, **extra)
-    return won
-
-
-def job_fail(job: Job, error: str) -> bool:
-    return _finish(job, Job.Status.FAILED, events.JOB_FAILED, error=error[:2000], message="Failed")
-
-
 # --- services ------------------------------------------------------------------------------
 
 def _enqueue(job: Job) -> None:
-    """Queue the job's task under the job's id; fails fast (well under 2 s) if the broker is down."""
-    from .tasks import TASKS_BY_KIND
-
-    TASKS_BY_KIND[job.kind].apply_async(
+    """Queue the run of the job under the job's id; fails fast (well under 2 s) if the broker is down."""
+    current_app.send_task(
+        RUN_JOB_TASK,
         args=[str(job.id)],
         task_id=str(job.id),
         retry=True,
@@ -103,16 +68,20 @@ def _enqueue(job: Job) -> None:
     )
 
 
-def job_start(*, kind: str, owner: AbstractBaseUser) -> Job:
-    """Create the job row and queue its task; BrokerUnavailable if the broker cannot be reached."""
-    job = Job.objects.create(kind=kind, owner=owner, message="Queued")
+def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None) -> Job:
+    """Create the job row from validated parameters and queue it; BrokerUnavailable if the broker
+    cannot be reached (the row then says so as a failed job)."""
+    job_id = uuid.uuid4()
+    data = data or {}
+    params = kind.prepare(data, files.input_dir(job_id)) if kind.prepare else data
+    params = json.loads(json.dumps(params, cls=DjangoJSONEncoder))
+    job = Job.objects.create(id=job_id, kind=kind.name, owner=owner, params=params, message="Queued")
     try:
         _enqueue(job)
     except (OperationalError, KombuError, CeleryError, RedisError, OSError) as exc:
-        reason = f"The job queue is unreachable, so the job was not started: {exc}"
         logger.error("queueing job %s failed: %s", job.id, exc)
-        job_fail(job, reason)
-        raise BrokerUnavailable(reason) from exc
+        transitions.fail(job, BROKER_DOWN)
+        raise BrokerUnavailable(BROKER_DOWN) from exc
     return job
 
 
@@ -134,94 +103,20 @@ def recover_orphaned_jobs() -> list[UUID]:
 
 
 def job_cancel(*, job: Job) -> bool:
-    """Cancel a queued or running job. A queued one ends now; a running one at its next chunk."""
+    """Cancel a queued or running job. A queued one ends now; a running one at its next step."""
     if job.is_terminal:
         return False
     Job.objects.filter(id=job.id).update(cancel_requested=True)
     job.cancel_requested = True
     if job.status == Job.Status.QUEUED:
         _revoke_quietly(job.id)
-        return _finish(job, Job.Status.CANCELLED, events.JOB_CANCELLED,
-                       from_statuses=(Job.Status.QUEUED,), message="Cancelled")
+        return transitions.cancel(job, from_statuses=(Job.Status.QUEUED,))
     return True
 
 
 def _revoke_quietly(job_id: UUID) -> None:
-    """Tell workers to drop the queued task. Only a shortcut: the task checks the flag anyway."""
-    from app.celery import app
-
+    """Tell workers to drop the queued task. Only a shortcut: the run checks the flag anyway."""
     try:
-        app.control.revoke(str(job_id))
+        current_app.control.revoke(str(job_id))
     except (KombuError, RedisError, OSError) as exc:
         logger.warning("revoke of job %s not broadcast: %s", job_id, exc)
-
-
-def _cancel_requested(job_id: UUID) -> bool:
-    return Job.objects.filter(id=job_id, cancel_requested=True).exists()
-
-
-def run_students_by_age_job(*, job_id: UUID | str) -> None:
-    """The report task's body. Idempotent on the job id: a redelivered job is redone from scratch,
-    and a second delivery while a live run holds the job's lease does nothing."""
-    job = Job.objects.filter(id=job_id).first()
-    if job is None or job.is_terminal:
-        return
-    lease = JobLease(job.id)
-    if not lease.acquire():
-        logger.info("job %s is already running elsewhere; dropping this delivery", job.id)
-        return
-    try:
-        _run_students_by_age(job, lease)
-    except LeaseLost:
-        logger.warning("job %s was taken over by another run; this one stops", job.id)
-    finally:
-        lease.release()
-
-
-def _run_students_by_age(job: Job, lease: JobLease) -> None:
-    if job.cancel_requested:
-        _finish(job, Job.Status.CANCELLED, events.JOB_CANCELLED, message="Cancelled")
-        return
-    restarted = job.status == Job.Status.RUNNING
-    job.status, job.started, job.progress = Job.Status.RUNNING, timezone.now(), 0
-    job.message = "Restarted after its worker was lost" if restarted else "Starting"
-    started = Job.objects.filter(id=job.id, status__in=ACTIVE, cancel_requested=False).update(
-        status=job.status, started=job.started, progress=0, message=job.message
-    )
-    if not started:  # cancelled (or otherwise ended) since this run loaded it
-        return
-    _push(job, events.JOB_STARTED)
-    throttle = ProgressThrottle()
-
-    def on_progress(done: int, total: int) -> None:
-        if settings.REPORT_CHUNK_DELAY:
-            time.sleep(settings.REPORT_CHUNK_DELAY)
-        lease.renew()
-        if _cancel_requested(job.id):
-            raise ReportCancelled
-        percent = min(99, done * 100 // total) if total else 99
-        if throttle.should_send(percent):
-            job.progress, job.message = percent, f"Wrote {done} of {total} students"
-            Job.objects.filter(id=job.id, status=Job.Status.RUNNING).update(
-                progress=job.progress, message=job.message
-            )
-            _push(job, events.JOB_PROGRESS)
-
-    try:
-        path, count = write_students_by_age_report(job.id, on_progress)
-    except ReportCancelled:
-        report_path(job.id).unlink(missing_ok=True)
-        _finish(job, Job.Status.CANCELLED, events.JOB_CANCELLED, message="Cancelled")
-        return
-    except LeaseLost:
-        raise
-    except Exception as exc:
-        logger.exception("job %s failed", job.id)
-        job_fail(job, f"{type(exc).__name__}: {exc}")
-        raise
-    lease.renew()
-    if not _finish(job, Job.Status.DONE, events.JOB_DONE, progress=100,
-                   message=f"Report ready: {count} students", report_name=path.name):
-        job.refresh_from_db(fields=["status"])
-        if job.status == Job.Status.CANCELLED:  # cancelled during the last chunk: no report
-            path.unlink(missing_ok=True)

@@ -92,11 +92,23 @@ def start_worker(env: dict[str, str], concurrency: int = 100, log: Path | None =
     return _spawn(worker_args(concurrency, hostname), env, log)
 
 
+def fresh_metrics_dir(path: Path) -> dict[str, str]:
+    """An empty PROMETHEUS_MULTIPROC_DIR for one stack: pass the returned env to every process the
+    stack starts, so /metrics on any web process adds up the web and worker processes' metrics.
+    Emptied at start: files left from an earlier run would count its processes' values again."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(path)}
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
     """Children get their own session, so a terminal's Ctrl-C reaches only the parent, which then
-    stops them in order (web, worker, then Redis) instead of all at once."""
+    stops them in order (web, worker, then Redis) instead of all at once. Every server started here
+    binds 127.0.0.1 only, which LISTEN_LOOPBACK_ONLY tells settings (the built-in SECRET_KEY is
+    then allowed)."""
     out = log.open("ab") if log else None
-    return subprocess.Popen(args, cwd=BASE_DIR, env={**os.environ, **env}, stdout=out,
+    env = {**os.environ, "LISTEN_LOOPBACK_ONLY": "1", **env}
+    return subprocess.Popen(args, cwd=BASE_DIR, env=env, stdout=out,
                             stderr=subprocess.STDOUT if out else None, start_new_session=True)
 
 

@@ -7,12 +7,12 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
+from .services import recover_orphaned_jobs
+
 logger = logging.getLogger(__name__)
 
 
 def recovery_loop(interval: float) -> None:
-    from .services import recover_orphaned_jobs
-
     while True:
         try:
             recover_orphaned_jobs()
@@ -23,7 +23,11 @@ def recovery_loop(interval: float) -> None:
         time.sleep(interval)
 
 
-@worker_ready.connect
+def connect_signals() -> None:
+    """Called from BasicConfig.ready(), so every worker starts the loop."""
+    worker_ready.connect(start_recovery_loop, dispatch_uid="basic.start_recovery_loop")
+
+
 def start_recovery_loop(**kwargs: object) -> None:
     # Under the gevent pool threading is monkey-patched, so this is a greenlet beside the tasks.
     interval = max(1.0, settings.JOB_LEASE_SECONDS / 2)

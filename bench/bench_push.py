@@ -2,7 +2,7 @@
 helper vs a raw Redis PUBLISH, all in this one process and run, so only ratios matter.
 
 Then the same under gevent: N greenlets pushing at once, as on the worker's gevent pool, where
-the naive helper breaks (DESIGN.md trap 1). Run: `make bench` or `python -m bench.bench_push`.
+the naive helper breaks (docs/design.md trap 1). Run: `make bench` or `python -m bench.bench_push`.
 """
 import json
 import subprocess

@@ -1,7 +1,7 @@
 """Many sockets connecting at once to a real Daphne: the Channels tutorial's stock layer
 (RedisChannelLayer) vs the pub/sub layer we ship, same process run, same Redis.
 
-DESIGN.md trap 5: on redis-py 8 the stock layer holds a pooled connection per in-flight receive
+docs/design.md trap 5: on redis-py 8 the stock layer holds a pooled connection per in-flight receive
 and hits the pool cap near 100 sockets. Run: `python -m bench.bench_socket_storm [SOCKETS]`.
 """
 import asyncio

@@ -50,3 +50,13 @@ def bob(db):
 @pytest.fixture
 def charlie(db):
     return _user("charlie", staff=True)
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Record what would be sent to the broker instead of queueing (no worker runs in these tests)."""
+    from app.celery import app
+
+    calls = []
+    monkeypatch.setattr(app, "send_task", lambda name, *args, **kwargs: calls.append({"name": name, **kwargs}))
+    return calls

@@ -77,7 +77,7 @@ def rng():
 
 
 async def test_fuzzed_job_socket_then_a_normal_client_is_served(connect, alice, rng):
-    job = await database_sync_to_async(Job.objects.create)(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    job = await database_sync_to_async(Job.objects.create)(kind="students_by_age", owner=alice)
     fuzzed, _ = await connect(f"/ws/jobs/{job.id}/", token=alice.token)
     await fuzz(fuzzed, rng)
     normal, _ = await connect(f"/ws/jobs/{job.id}/", token=alice.token)
@@ -89,7 +89,7 @@ async def test_fuzzed_job_socket_then_a_normal_client_is_served(connect, alice, 
 
 
 async def test_fuzzed_anonymous_job_socket_is_closed_4401_not_crashed(connect, alice, rng):
-    job = await database_sync_to_async(Job.objects.create)(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    job = await database_sync_to_async(Job.objects.create)(kind="students_by_age", owner=alice)
     for _ in range(20):
         communicator, _ = await connect(f"/ws/jobs/{job.id}/")
         await communicator.send_to(**random_frame(rng))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def make_job(alice):
     @database_sync_to_async
     def make(**fields) -> Job:
-        return Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, **fields)
+        return Job.objects.create(kind="students_by_age", owner=alice, **fields)
     return make
 
 

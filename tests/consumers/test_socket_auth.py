@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @database_sync_to_async
 def job_of(user) -> Job:
-    return Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=user)
+    return Job.objects.create(kind="students_by_age", owner=user)
 
 
 def push_for(job: Job, kind: str = "job.progress"):

@@ -1,4 +1,4 @@
-"""Hundreds of sockets connecting at once (DESIGN.md trap 5: the stock layer on redis-py 8 gave
+"""Hundreds of sockets connecting at once (docs/design.md trap 5: the stock layer on redis-py 8 gave
 HTTP 500 and close 1011 past ~100). Every one must connect and get the broadcast."""
 import asyncio
 import json

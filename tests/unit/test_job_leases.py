@@ -6,11 +6,15 @@ from django.utils import timezone
 from basic import services
 from basic.event_store import read_events_sync
 from basic.job_leases import JobLease, LeaseLost, is_leased
+from basic.lifecycle import files
+from basic.lifecycle.runner import run_job
 from basic.models import Job, Student
-from basic.reports import report_path
-from basic.tasks import students_by_age_report
 
 pytestmark = pytest.mark.django_db
+
+
+def report_path(job_id):
+    return files.output_path(job_id, f"students-by-age-{job_id}.csv")
 
 
 def test_one_holder_at_a_time_and_only_the_holder_renews_or_releases():
@@ -29,10 +33,10 @@ def test_one_holder_at_a_time_and_only_the_holder_renews_or_releases():
 
 
 def test_a_second_delivery_while_the_job_runs_does_nothing(alice):
-    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    job = Job.objects.create(kind="students_by_age", owner=alice)
     holder = JobLease(job.id)
     assert holder.acquire()
-    services.run_students_by_age_job(job_id=job.id)
+    run_job(job.id)
     job.refresh_from_db()
     assert job.status == "queued"
     assert read_events_sync(job.id) == []
@@ -42,7 +46,7 @@ def test_a_second_delivery_while_the_job_runs_does_nothing(alice):
 def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monkeypatch, settings):
     settings.REPORT_CHUNK_SIZE = 2
     Student.objects.bulk_create([Student(name=f"s{i}", age=i) for i in range(10)])
-    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    job = Job.objects.create(kind="students_by_age", owner=alice)
     real_renew = JobLease.renew
 
     def lose_it(self):
@@ -51,36 +55,34 @@ def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monke
         real_renew(self)
 
     monkeypatch.setattr(JobLease, "renew", lose_it)
-    services.run_students_by_age_job(job_id=job.id)
+    run_job(job.id)
     job.refresh_from_db()
     assert job.status == "running"
     assert not report_path(job.id).exists()
     assert [e["type"] for e in read_events_sync(job.id)] == ["job.started"]
 
 
-def test_recovery_requeues_running_jobs_whose_lease_lapsed(alice, monkeypatch, settings):
-    queued = []
-    monkeypatch.setattr(students_by_age_report, "apply_async", lambda *a, **kw: queued.append(kw["task_id"]))
+def test_recovery_requeues_running_jobs_whose_lease_lapsed(alice, queued, settings):
     long_ago = timezone.now() - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS + 5)
-    orphan = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running", started=long_ago)
-    alive = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running", started=long_ago)
-    Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running", started=timezone.now())
-    Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="done", started=long_ago)
+    orphan = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=long_ago)
+    alive = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=long_ago)
+    Job.objects.create(kind="students_by_age", owner=alice, status="running", started=timezone.now())
+    Job.objects.create(kind="students_by_age", owner=alice, status="done", started=long_ago)
     lease = JobLease(alive.id)
     lease.acquire()
     assert services.recover_orphaned_jobs() == [orphan.id]
-    assert queued == [str(orphan.id)]
+    assert [call["task_id"] for call in queued] == [str(orphan.id)]
     lease.release()
 
 
 def test_a_recovered_job_runs_again_from_scratch_and_finishes_once(alice, settings):
     Student.objects.create(name="Al", age=3)
-    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice, status="running",
+    job = Job.objects.create(kind="students_by_age", owner=alice, status="running",
                              started=timezone.now())
-    stale_temp = report_path(job.id).parent / f".{report_path(job.id).name}.dead.tmp"
+    stale_temp = files.temp_path(job.id, report_path(job.id).name, "dead")
     stale_temp.parent.mkdir(parents=True, exist_ok=True)
     stale_temp.write_text("half a rep")
-    services.run_students_by_age_job(job_id=job.id)
+    run_job(job.id)
     job.refresh_from_db()
     assert (job.status, job.progress) == ("done", 100)
     assert not stale_temp.exists()
@@ -90,7 +92,7 @@ def test_a_recovered_job_runs_again_from_scratch_and_finishes_once(alice, settin
 
 
 def test_a_job_cancelled_just_as_its_task_starts_is_not_run(alice, monkeypatch):
-    job = Job.objects.create(kind=Job.Kind.STUDENTS_BY_AGE, owner=alice)
+    job = Job.objects.create(kind="students_by_age", owner=alice)
     real_acquire = JobLease.acquire
 
     def cancel_meanwhile(self):
@@ -99,7 +101,7 @@ def test_a_job_cancelled_just_as_its_task_starts_is_not_run(alice, monkeypatch):
 
     monkeypatch.setattr(JobLease, "acquire", cancel_meanwhile)
     monkeypatch.setattr(services, "_revoke_quietly", lambda job_id: None)
-    services.run_students_by_age_job(job_id=job.id)
+    run_job(job.id)
     job.refresh_from_db()
     assert job.status == "cancelled"
     assert [e["type"] for e in read_events_sync(job.id)] == ["job.cancelled"]

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from basic.models import Student
-from basic.reports import report_path, write_rows_atomically, write_students_by_age_report
+from basic.reports import write_rows_atomically, write_students_by_age
 
 pytestmark = pytest.mark.django_db
 
@@ -14,12 +14,12 @@ def read_csv(path):
         return list(csv.reader(handle))
 
 
-def test_report_sorted_by_age_then_name_with_header(settings):
-    settings.REPORT_CHUNK_SIZE = 3
+def test_report_sorted_by_age_then_name_with_header(tmp_path):
     for name, age in [("Zed", 30), ("amy", 30), ("Bob", 7), ("Amy", 30), ("Cy, \"the\" one", 99), ("Dee", 0)]:
         Student.objects.create(name=name, age=age)
     progress = []
-    path, count = write_students_by_age_report("job-1", lambda done, total: progress.append((done, total)))
+    path = tmp_path / "report.csv"
+    count = write_students_by_age(path, 3, lambda done, total: progress.append((done, total)))
     rows = read_csv(path)
     assert rows[0] == ["id", "name", "age"]
     assert [(r[1], int(r[2])) for r in rows[1:]] == [
@@ -27,11 +27,11 @@ def test_report_sorted_by_age_then_name_with_header(settings):
     ]
     assert count == 6
     assert progress == [(3, 6), (6, 6)]
-    assert path == report_path("job-1")
 
 
-def test_empty_table_gives_header_only():
-    path, count = write_students_by_age_report("job-empty")
+def test_empty_table_gives_header_only(tmp_path):
+    path = tmp_path / "report.csv"
+    count = write_students_by_age(path, 100)
     assert count == 0
     assert read_csv(path) == [["id", "name", "age"]]
 

@@ -1,0 +1,111 @@
+"""Cached page fetch: the worker fetches a public web page (never one inside our own network) and
+keeps its body in Redis for PAGE_CACHE_TTL_SECONDS; a URL still cached completes at once."""
+import html
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from .. import safe_fetch
+from ..event_store import sync_redis
+from ..events import page_cache_key
+from ..lifecycle.context import JobContext, JobFailed
+from ..lifecycle.registry import JobKind, register
+
+NAME = "page_fetch"
+TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+EXTENSIONS = {"text/html": "html", "application/json": "json", "text/plain": "txt", "application/xml": "xml",
+              "text/xml": "xml", "application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
+
+
+def allowed_hosts() -> frozenset[str]:
+    return frozenset(host.lower() for host in settings.PAGE_FETCH_ALLOWED_HOSTS)
+
+
+class PageFetchParams(serializers.Serializer):
+    url = serializers.CharField(max_length=2048, help_text="An http(s) URL of a public web page.")
+    refresh = serializers.BooleanField(default=False, help_text="Fetch again even if the page is cached.")
+
+    def validate_url(self, value: str) -> str:
+        try:
+            return safe_fetch.check_url(value.strip(), allowed_hosts=allowed_hosts())
+        except safe_fetch.FetchRefused as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+def page_title(body: bytes, content_type: str) -> str:
+    if "html" not in content_type.lower():
+        return ""
+    found = TITLE.search(body[:65536])
+    if not found:
+        return ""
+    charset = re.search(r"charset=([\w-]+)", content_type)
+    try:
+        text = found.group(1).decode(charset.group(1) if charset else "utf-8", errors="replace")
+    except LookupError:
+        text = found.group(1).decode("utf-8", errors="replace")
+    return " ".join(html.unescape(text).split())[:300]
+
+
+def _cached(key: str) -> tuple[bytes, dict[str, Any]] | None:
+    stored = sync_redis().hmget(key, "body", "meta")
+    if stored[0] is None or stored[1] is None:
+        return None
+    return stored[0], json.loads(stored[1])
+
+
+def _store(key: str, body: bytes, meta: dict[str, Any]) -> None:
+    pipe = sync_redis().pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.hset(key, mapping={"body": body, "meta": json.dumps(meta)})
+    pipe.expire(key, settings.PAGE_CACHE_TTL_SECONDS)
+    pipe.execute()
+
+
+def _fetch(url: str) -> tuple[bytes, dict[str, Any]]:
+    try:
+        page = safe_fetch.fetch_public(url, max_bytes=settings.PAGE_FETCH_MAX_BYTES,
+                                       timeout=settings.PAGE_FETCH_TIMEOUT_SECONDS,
+                                       allowed_hosts=allowed_hosts())
+    except (safe_fetch.FetchRefused, safe_fetch.FetchFailed) as exc:
+        raise JobFailed(str(exc)) from exc
+    now = datetime.now(UTC)
+    meta = {
+        "url": page.url, "final_url": page.final_url, "status_code": page.status_code,
+        "content_type": page.content_type, "bytes": len(page.body),
+        "title": page_title(page.body, page.content_type),
+        "fetched_at": now.isoformat(timespec="seconds"),
+        "expires_at": (now + timedelta(seconds=settings.PAGE_CACHE_TTL_SECONDS)).isoformat(timespec="seconds"),
+    }
+    return page.body, meta
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    url = ctx.params["url"]
+    key = page_cache_key(url)
+    hit = None if ctx.params.get("refresh") else _cached(key)
+    if hit is None:
+        ctx.progress(0, 2, f"Fetching {url}", force=True)
+        body, meta = _fetch(url)
+        _store(key, body, meta)
+        ctx.progress(1, 2, f"Fetched {meta['bytes']} bytes (HTTP {meta['status_code']})", force=True)
+    else:
+        body, meta = hit
+    media = meta["content_type"].split(";")[0].strip().lower()
+    ctx.output(f"page-{ctx.job_id}.{EXTENSIONS.get(media, 'bin')}").write_bytes(body)
+    ctx.summary = f"{'Cached' if hit else 'Fetched'}: {meta['title'] or meta['final_url']}"
+    return {**meta, "cached": hit is not None}
+
+
+register(JobKind(
+    name=NAME,
+    label="Page fetch",
+    description="Fetch a public web page through the Redis cache.",
+    params=PageFetchParams,
+    run=run,
+    media_type=None,  # each result names its page's content type
+    route="pages",
+))

@@ -1,0 +1,38 @@
+"""The students-by-age report: every student as CSV, by age then name."""
+import time
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from ..lifecycle.context import JobContext
+from ..lifecycle.registry import JobKind, register
+from ..reports import write_students_by_age
+
+NAME = "students_by_age"
+
+
+class StudentsByAgeParams(serializers.Serializer):
+    """No parameters: the report covers every student."""
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    def on_progress(done: int, total: int) -> None:
+        if settings.REPORT_CHUNK_DELAY:  # demos and tests that need a job to stay running
+            time.sleep(settings.REPORT_CHUNK_DELAY)
+        ctx.progress(done, total, f"Wrote {done} of {total} students")
+
+    rows = write_students_by_age(ctx.output(f"students-by-age-{ctx.job_id}.csv"), settings.REPORT_CHUNK_SIZE,
+                                 on_progress)
+    ctx.summary = f"Report ready: {rows} students"
+    return {"rows": rows}
+
+
+register(JobKind(
+    name=NAME,
+    label="Students by age report",
+    description="Every student as CSV, by age then name.",
+    params=StudentsByAgeParams,
+    run=run,
+    media_type="text/csv",
+))
