@@ -10,6 +10,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from basic.metrics import SocketMetricsMiddleware  # noqa: E402
 from basic.ws_auth import TokenAuthMiddleware  # noqa: E402
 from basic.ws_security import browser_origin_validator  # noqa: E402
 from routing import websocket_urlpatterns  # noqa: E402
@@ -17,8 +18,9 @@ from routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": browser_origin_validator(
+        # Outermost: socket metrics count every socket, refused handshakes included.
+        "websocket": SocketMetricsMiddleware(browser_origin_validator(
             AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        ),
+        )),
     }
 )

@@ -3,6 +3,9 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from basic.origins import origins_from_allowed_hosts, parse_allowed_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -11,9 +14,25 @@ def env_str(name: str, default: str) -> str:
     return os.environ.get(name, "") or default
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name, "")
-    return value.strip().lower() in ("1", "true", "yes", "on") if value else default
+    """1/true/yes/on or 0/false/no/off (any case); unset or empty is the default; anything else
+    stops start-up, so a typo can't silently switch a security setting off."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a boolean: use 1/0, true/false, yes/no or on/off.")
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r}: use one of {', '.join(choices)}.")
+    return value
 
 
 def env_int(name: str, default: int) -> int:
@@ -26,11 +45,60 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
+# Set by `make run`, basic/stack.py and the tests, whose servers bind 127.0.0.1 only: a promise
+# that nothing of this deployment listens beyond loopback, so the built-in key may be used.
+LISTEN_LOOPBACK_ONLY = env_bool("LISTEN_LOOPBACK_ONLY", False)
 # A fixed key only for local runs; any deployment sets SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "insecure-local-only-key-set-SECRET_KEY-in-deployments")
+_LOCAL_ONLY_SECRET_KEY = "insecure-local-only-key-set-SECRET_KEY-in-deployments"
+SECRET_KEY = env_str("SECRET_KEY", _LOCAL_ONLY_SECRET_KEY)
+if SECRET_KEY == _LOCAL_ONLY_SECRET_KEY and not (DEBUG or LISTEN_LOOPBACK_ONLY):
+    raise ImproperlyConfigured(
+        "Set SECRET_KEY: the built-in key is public and is only allowed with DEBUG=1 or when every "
+        "server listens on 127.0.0.1 only (LISTEN_LOOPBACK_ONLY=1, as `make run` sets). "
+        "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# HTTPS. Behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
+# (and have the proxy set that header): request.is_secure() is then true, absolute URLs are
+# https:// and the API's events_url wss://. See docs/deploy.md.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and scrapers call these over plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", "")
+if _proxy_ssl_header and (len(_proxy_ssl_header) != 2 or not _proxy_ssl_header[0].startswith("HTTP_")):
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER: expected HEADER,value with the header in META form, "
+        "e.g. HTTP_X_FORWARDED_PROTO,https."
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
+
+# Browser origins (scheme://host[:port], port may be *) allowed to open WebSockets; sockets
+# without an Origin header (scripts, not browsers) are not affected. Default: every host named
+# in ALLOWED_HOSTS on any port, over http and https (https only with SECURE_SSL_REDIRECT);
+# wildcards in ALLOWED_HOSTS are skipped, so ALLOWED_HOSTS=* never lets every site in.
+WS_ALLOWED_ORIGINS = env_list(
+    "WS_ALLOWED_ORIGINS", ",".join(origins_from_allowed_hosts(ALLOWED_HOSTS, https_only=SECURE_SSL_REDIRECT))
+)
+if DEBUG and not WS_ALLOWED_ORIGINS:
+    WS_ALLOWED_ORIGINS = origins_from_allowed_hosts(["localhost", "127.0.0.1", "[::1]"])
+parse_allowed_origins(WS_ALLOWED_ORIGINS)  # refuse to start on a malformed entry
+
+# Operations: /healthz, /readyz, /metrics (basic/health.py, basic/metrics.py, docs/deploy.md).
+# /readyz gives each check this long (they run at once); it always answers within 2 s.
+READYZ_TIMEOUT = float(env_str("READYZ_TIMEOUT", "1.5"))
+if not 0 < READYZ_TIMEOUT <= 1.8:
+    raise ImproperlyConfigured("READYZ_TIMEOUT: seconds, more than 0 and at most 1.8.")
+# /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one, only
+# clients on loopback (and not forwarded by a proxy) may read it.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 # The embedded Redis (make run, make test) exports REDIS_URL for every process it starts.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -53,6 +121,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # One log line per request (basic/request_log.py); then /healthz, /readyz and /metrics,
+    # answered before host validation and the HTTPS redirect, which probes can't satisfy.
+    "basic.request_log.RequestLogMiddleware",
+    "basic.ops_views.OpsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -247,11 +319,17 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# LOG_FORMAT=json: one JSON object per line (ts, level, logger, message and any `extra` fields),
+# for log shippers; text (the default) is for people. basic/log_format.py.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "basic.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}},
 }

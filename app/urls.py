@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from basic import ops_views
 from basic.lifecycle.registry import kinds
 from basic.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken
 from basic.pages import console
@@ -25,5 +26,9 @@ urlpatterns = [
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    # Operations (basic/ops_views.py; OpsEndpointsMiddleware answers these paths first).
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics_view, name="metrics"),
     path("", console, name="console"),
 ]

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import time
+import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -16,10 +17,16 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from . import event_store, events, services
+from . import event_store, events, services, ws_limits
 from .models import Job
 from .rate_limit import TokenBucket
 from .ws_auth import query_param, user_for_token
+
+try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
+    from autobahn.exception import Disconnected as ClientGone
+except ImportError:  # pragma: no cover - another ASGI server
+    class ClientGone(Exception):  # type: ignore[no-redef]
+        pass
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +34,86 @@ ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_CONTROL_FRAME_BYTES = 4096
 
 
+def client_address(scope: dict[str, Any]) -> str:
+    """The peer's address (Daphne behind a proxy needs --proxy-headers for the real one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
 class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
-    """Parses and size-checks frames itself, so no client input can crash the consumer."""
+    """Parses and size-checks frames itself, so no client input can crash the consumer.
+
+    A client that hangs up while we answer costs nothing: once it is gone (its disconnect arrived,
+    we closed, or Daphne says the protocol is closed) every further send is a silent no-op instead
+    of `Disconnected: Attempt to send on a closed protocol` and "Exception inside application".
+    """
 
     max_frame_bytes = MAX_CONTROL_FRAME_BYTES
+    closed = False
+    strikes = 0
+    _slot: tuple[str, str] | None = None
+    _slot_keeper: asyncio.Task | None = None
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        async def send_unless_gone(message: dict[str, Any]) -> None:
+            if self.closed:
+                return
+            if message["type"] == "websocket.close":
+                self.closed = True
+            try:
+                await send(message)
+            except ClientGone:
+                self.closed = True
+
+        try:
+            await super().__call__(scope, receive, send_unless_gone)
+        finally:
+            self.closed = True
+            await self.release_socket_slot()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self.closed = True
+        await super().websocket_disconnect(message)
+
+    async def claim_socket_slot(self) -> bool:
+        """Count this socket against its user's (or anonymous address's) cap, WS_MAX_PER_USER or
+        WS_MAX_ANONYMOUS_PER_IP. Past it: an error frame, close 4429 and False."""
+        if self.user and self.user.is_authenticated:
+            who, cap, per = f"user:{self.user.pk}", settings.WS_MAX_PER_USER, "user"
+        else:
+            who, cap, per = f"ip:{client_address(self.scope)}", settings.WS_MAX_ANONYMOUS_PER_IP, "address"
+        try:
+            claimed = await ws_limits.claim_slot(who, self.channel_name, cap)
+        except Exception:  # Redis is down (so is the channel layer): don't add a second failure
+            logger.warning("socket cap unavailable; socket let in", exc_info=True)
+            return True
+        if not claimed:
+            await self.reject(events.CLOSE_TOO_MANY_REQUESTS, "too_many_sockets",
+                              f"At most {cap} open sockets per {per}; close one first.")
+            return False
+        self._slot = (who, self.channel_name)
+        self._slot_keeper = asyncio.create_task(ws_limits.keep_slot(who, self.channel_name))
+        return True
+
+    async def release_socket_slot(self) -> None:
+        if self._slot_keeper:
+            self._slot_keeper.cancel()
+            self._slot_keeper = None
+        if self._slot:
+            slot, self._slot = self._slot, None
+            try:
+                await ws_limits.release_slot(*slot)
+            except Exception:  # the claim lapses by itself within ws_limits.SLOT_TTL_SECONDS
+                logger.warning("could not release the socket slot of %s", slot[0], exc_info=True)
+
+    async def strike(self, limit: int, detail: str) -> None:
+        """A frame refused for its rate: an error frame; past `limit` of them, close 4429."""
+        self.strikes += 1
+        if self.strikes > limit:
+            await self.send_error("rate_limited", f"{detail}; closing.")
+            await self.close(code=events.CLOSE_TOO_MANY_REQUESTS)
+        else:
+            await self.send_error("rate_limited", f"{detail}; slow down.")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
         if text_data is None:
@@ -125,7 +208,7 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
             await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "That token is not valid.")
         elif self.user and self.user.is_authenticated:
             await self.start()
-        else:
+        elif await self.claim_socket_slot():  # until it authenticates, it counts as anonymous
             self.awaiting_auth = True
             await self.accept()
             self._auth_timer = asyncio.create_task(self._close_if_still_anonymous())
@@ -155,6 +238,7 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
         if self._auth_timer:
             self._auth_timer.cancel()
         self.scope["user"] = user
+        await self.release_socket_slot()  # start() claims one of the user's slots instead
         await self.start()
 
     async def disconnect(self, code: int) -> None:
@@ -162,6 +246,7 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
             self._auth_timer.cancel()
 
     async def start(self) -> None:
+        """Check the request, `claim_socket_slot()`, join groups, accept and send the first frames."""
         raise NotImplementedError
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
@@ -184,9 +269,14 @@ class JobEventsConsumer(AuthenticatedConsumer):
     _resync: asyncio.Task | None = None
 
     async def start(self) -> None:
-        self.job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        job = await database_sync_to_async(services.job_visible_to)(user=self.user, job_id=self.job_id)
-        if job is None:
+        # Any spelling of the id (upper case, no dashes, {braces}, urn:uuid:) names the same job;
+        # groups and Redis keys use the canonical one, which is where events are published.
+        try:
+            job_id = str(uuid.UUID(self.scope["url_route"]["kwargs"]["job_id"]))
+        except ValueError:
+            job_id = None
+        job = job_id and await database_sync_to_async(services.job_visible_to)(user=self.user, job_id=job_id)
+        if not job:
             await self.reject(events.CLOSE_NOT_FOUND, "not_found", "No such job.")
             return
         raw_after = query_param(self.scope, "after")
@@ -194,6 +284,10 @@ class JobEventsConsumer(AuthenticatedConsumer):
         if raw_after is not None and after is None:
             await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
             return
+        if not await self.claim_socket_slot():
+            return
+        self.job_id = job_id
+        self.resume_limiter = TokenBucket(rate=settings.WS_RESUME_RATE_PER_SECOND, burst=settings.WS_RESUME_BURST)
         self.lock = asyncio.Lock()
         # Join the group before reading history, so nothing falls between the two.
         await self.channel_layer.group_add(events.job_group(self.job_id), self.channel_name)
@@ -282,6 +376,9 @@ class JobEventsConsumer(AuthenticatedConsumer):
     async def handle_frame(self, content: dict[str, Any]) -> None:
         kind = content.get("type")
         if kind == "resume":
+            if not self.resume_limiter.allow():
+                await self.strike(settings.WS_RESUME_STRIKES, "Too many resume frames")
+                return
             after = _parse_after(content.get("after"))
             if after is None:
                 await self.send_error("invalid_after", "`after` must be a whole number >= 0.")
@@ -301,6 +398,8 @@ class UserEventsConsumer(AuthenticatedConsumer):
     group: str | None = None
 
     async def start(self) -> None:
+        if not await self.claim_socket_slot():
+            return
         self.group = events.user_group(self.user.id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
@@ -321,7 +420,11 @@ class UserEventsConsumer(AuthenticatedConsumer):
 
 
 class ChatConsumer(ValidatingJsonConsumer):
-    """`/ws/chat/{room}/`: `{"message": …}` goes to everyone in the room, with the sender's name."""
+    """`/ws/chat/{room}/`: `{"message": …}` goes to everyone in the room, with the sender's name.
+
+    Signed-in users only (session cookie or `?token=`), unless CHAT_ALLOW_ANONYMOUS. The rate
+    limit is per sender across all their sockets and web processes (per address when anonymous).
+    """
 
     max_frame_bytes = settings.CHAT_MAX_MESSAGE_BYTES
     group: str | None = None
@@ -330,14 +433,25 @@ class ChatConsumer(ValidatingJsonConsumer):
     def room_from_scope(self) -> str:
         return self.scope["url_route"]["kwargs"]["room"]
 
+    def anonymous_allowed(self) -> bool:
+        return settings.CHAT_ALLOW_ANONYMOUS
+
     async def connect(self) -> None:
         self.room = self.room_from_scope()
         if not ROOM_NAME.match(self.room):
             await self.reject(events.CLOSE_BAD_REQUEST, "invalid_room",
                               "Room names are 1-64 letters, digits, '.', '_' or '-'.")
             return
+        signed_in = bool(self.user and self.user.is_authenticated)
+        if self.scope.get("token_rejected") or not (signed_in or self.anonymous_allowed()):
+            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized",
+                              "Sign in to chat: the session cookie or ?token=<API token>.")
+            return
+        if not await self.claim_socket_slot():
+            return
+        # Redis holds the shared bucket; this one stands in only while Redis is unreachable.
         self.limiter = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
-        self.strikes = 0
+        self.rate_key = f"user:{self.user.pk}" if signed_in else f"ip:{client_address(self.scope)}"
         self.sender = self.sender_name()
         self.group = events.chat_group(self.room)
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -357,15 +471,17 @@ class ChatConsumer(ValidatingJsonConsumer):
         if not isinstance(message, str) or not message.strip():
             await self.send_error("invalid_message", 'Send {"message": "<text>"}.')
             return
-        if not self.limiter.allow():
-            self.strikes += 1
-            if self.strikes > settings.CHAT_RATE_STRIKES:
-                await self.send_error("rate_limited", "Too many messages; closing.")
-                await self.close(code=events.CLOSE_TOO_MANY_REQUESTS)
-            else:
-                await self.send_error("rate_limited", "Too many messages; slow down.")
+        if not await self.message_allowed():
+            await self.strike(settings.CHAT_RATE_STRIKES, "Too many messages")
             return
         await self.channel_layer.group_send(self.group, self.chat_payload(message))
+
+    async def message_allowed(self) -> bool:
+        try:
+            return await ws_limits.chat_allowed(self.rate_key)
+        except Exception:
+            logger.warning("shared chat rate limit unavailable; limiting per socket", exc_info=True)
+            return self.limiter.allow()
 
     def chat_payload(self, message: str) -> dict[str, Any]:
         return {
@@ -385,6 +501,9 @@ class SeedChatConsumer(ChatConsumer):
 
     def room_from_scope(self) -> str:
         return settings.SEED_CHAT_ROOM
+
+    def anonymous_allowed(self) -> bool:
+        return True
 
     def chat_payload(self, message: str) -> dict[str, Any]:
         return {"type": events.LAYER_CHAT_MESSAGE, "message": message}

@@ -446,7 +446,7 @@ def _read_body(chunks: Iterator[bytes], content_encoding: str, max_bytes: int, d
 
 def _failure_message(exc: httpx.HTTPError, host: str, timeout: float) -> str:
     if isinstance(exc, httpx.TimeoutException):
-        return f"The page did not load within {timeout:g} seconds."
+        return f"The page took too long to load (limit: {timeout:g} s)."
     if isinstance(exc, httpx.ConnectError):
         cause: BaseException | None = exc
         while cause is not None:

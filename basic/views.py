@@ -89,7 +89,7 @@ class StudentViewSet(viewsets.ModelViewSet):
 
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
-    lookup_value_regex = UUID_PATTERN
+    lookup_value_regex = r"[0-9A-Za-z{}:-]{1,64}"  # any UUID spelling: braces, urn:uuid:, no dashes, upper case
     throttle_scope = "job_trigger"
 
     def get_queryset(self):

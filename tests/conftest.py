@@ -60,3 +60,27 @@ def queued(monkeypatch):
     calls = []
     monkeypatch.setattr(app, "send_task", lambda name, *args, **kwargs: calls.append({"name": name, **kwargs}))
     return calls
+
+
+@pytest.fixture
+def anon():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def client_for():
+    from rest_framework.test import APIClient
+
+    def make(user):
+        client = APIClient()
+        client.force_authenticate(user)
+        return client
+    return make
+
+
+@pytest.fixture
+def api(alice, client_for):
+    """A REST client signed in as alice."""
+    return client_for(alice)

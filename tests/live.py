@@ -81,6 +81,7 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
         "CHANNEL_PREFIX": f"it-{name}-{os.getpid()}",
         "LOG_LEVEL": "WARNING",
         "JOB_TRIGGER_RATE": "10000/min",
+        **stack.fresh_metrics_dir(workdir / "metrics"),  # as `make run`: /metrics adds up web and worker
         **extra_env,
     }
     manage(env, "migrate", "--noinput", "-v0")

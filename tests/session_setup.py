@@ -22,6 +22,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     os.environ.setdefault("MEDIA_ROOT", str(scratch / "media"))
     os.environ["DJANGO_SETTINGS_MODULE"] = "app.settings"
     os.environ.setdefault("CHANNEL_PREFIX", f"test{os.getpid()}")
+    # A tiny job kind for lifecycle tests, in this process and in every worker the tests start.
+    os.environ.setdefault("JOB_KIND_EXTRA_MODULES", "tests.job_kinds")
     # Every server the tests start binds 127.0.0.1, so the built-in SECRET_KEY is allowed.
     os.environ.setdefault("LISTEN_LOOPBACK_ONLY", "1")
     if not os.environ.get("REDIS_URL"):

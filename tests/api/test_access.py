@@ -83,6 +83,7 @@ def test_job_triggers_are_throttled_per_user(client_for, alice, bob, settings):
     from rest_framework.settings import api_settings
     from rest_framework.throttling import ScopedRateThrottle
 
+    original = ScopedRateThrottle.THROTTLE_RATES
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"job_trigger": "3/min"}}
     ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
     try:
@@ -91,4 +92,4 @@ def test_job_triggers_are_throttled_per_user(client_for, alice, bob, settings):
         assert client_for(bob).post("/api/students/by-age-report/").status_code == 202
         assert client_for(alice).get("/api/students/").status_code == 200  # only triggers are throttled
     finally:
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        ScopedRateThrottle.THROTTLE_RATES = original  # the other scopes' rates too

@@ -4,6 +4,19 @@ from channels.testing import WebsocketCommunicator
 ORIGIN = (b"origin", b"http://localhost")
 
 
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Socket caps and chat buckets live in the session's shared Redis, keyed by user id and
+    address, and ids repeat from test to test: start each test with none."""
+    from basic.event_store import sync_redis
+    from basic.events import LIMIT_KEYS_PATTERN
+
+    client = sync_redis()
+    stale = list(client.scan_iter(LIMIT_KEYS_PATTERN, count=1000))
+    if stale:
+        client.delete(*stale)
+
+
 @pytest.fixture
 def connect():
     """Open a socket to the real ASGI app; every socket is closed at the end of the test."""
@@ -11,10 +24,12 @@ def connect():
 
     from app.asgi import application  # imported late: settings need the test Redis first
 
-    async def _connect(path: str, headers=None, token: str | None = None):
+    async def _connect(path: str, headers=None, token: str | None = None, client: str | None = None):
         if token is not None:
             path += ("&" if "?" in path else "?") + f"token={token}"
         communicator = WebsocketCommunicator(application, path, headers=headers or [ORIGIN])
+        if client is not None:  # the peer address, as Daphne would put it in the scope
+            communicator.scope["client"] = [client, 50000]
         connected, _ = await communicator.connect(timeout=5)
         opened.append(communicator)
         return communicator, connected

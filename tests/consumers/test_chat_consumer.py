@@ -16,19 +16,18 @@ def subscribers(group: str) -> int:
     return dict(sync_redis().pubsub_numsub(channel))[channel.encode()]
 
 
-async def test_room_broadcast_reaches_everyone_with_server_side_sender(connect):
-    alice, _ = await connect("/ws/chat/lobby/")
-    bob, _ = await connect("/ws/chat/lobby/")
-    other_room, _ = await connect("/ws/chat/elsewhere/")
-    await alice.send_json_to({"message": "hello", "sender": "spoofed-admin"})
-    for communicator in (alice, bob):
+async def test_room_broadcast_reaches_everyone_with_server_side_sender(connect, alice, bob):
+    alices, _ = await connect("/ws/chat/lobby/", token=alice.token)
+    bobs, _ = await connect("/ws/chat/lobby/", token=bob.token)
+    other_room, _ = await connect("/ws/chat/elsewhere/", token=bob.token)
+    await alices.send_json_to({"message": "hello", "sender": "spoofed-admin"})
+    for communicator in (alices, bobs):
         frame = await communicator.receive_json_from(5)
         assert frame["type"] == "chat.message"
-        assert (frame["room"], frame["message"]) == ("lobby", "hello")
-        assert frame["sender"].startswith("guest-") and frame["sender"] != "spoofed-admin"
+        assert (frame["room"], frame["message"], frame["sender"]) == ("lobby", "hello", "alice")
         assert "ts" in frame
     assert await other_room.receive_nothing(0.2)
-    await close_all(alice, bob, other_room)
+    await close_all(alices, bobs, other_room)
 
 
 async def test_seed_chat_path_matches_the_tutorial_exactly(connect):
@@ -41,9 +40,9 @@ async def test_seed_chat_path_matches_the_tutorial_exactly(connect):
     await close_all(first, second)
 
 
-async def test_bad_chat_frames_get_error_frames_and_nothing_is_broadcast(connect):
-    sender, _ = await connect("/ws/chat/lobby/")
-    listener, _ = await connect("/ws/chat/lobby/")
+async def test_bad_chat_frames_get_error_frames_and_nothing_is_broadcast(connect, alice):
+    sender, _ = await connect("/ws/chat/lobby/", token=alice.token)
+    listener, _ = await connect("/ws/chat/lobby/", token=alice.token)
     cases = [
         ("not json", "invalid_json"),
         ('"just a string"', "invalid_frame"),
@@ -65,16 +64,16 @@ async def test_bad_chat_frames_get_error_frames_and_nothing_is_broadcast(connect
 
 
 @pytest.mark.parametrize("room", ["has space", "x" * 65, "semi;colon", "%00"])
-async def test_bad_room_names_close_4400(connect, room):
-    communicator, connected = await connect(f"/ws/chat/{room}/")
+async def test_bad_room_names_close_4400(connect, alice, room):
+    communicator, connected = await connect(f"/ws/chat/{room}/", token=alice.token)
     assert connected
     frames, code = await receive_until_closed(communicator)
     assert code == 4400
     assert json.loads(frames[0]["text"])["code"] == "invalid_room"
 
 
-async def test_flood_gets_error_frames_then_close_4429(connect):
-    flooder, _ = await connect("/ws/chat/flood/")
+async def test_flood_gets_error_frames_then_close_4429(connect, alice):
+    flooder, _ = await connect("/ws/chat/flood/", token=alice.token)
     for _ in range(settings.CHAT_RATE_BURST + settings.CHAT_RATE_STRIKES + 5):
         await flooder.send_json_to({"message": "spam"})
     frames, code = await receive_until_closed(flooder, timeout=5)
@@ -84,9 +83,9 @@ async def test_flood_gets_error_frames_then_close_4429(connect):
     assert all(e["code"] == "rate_limited" for e in errors)
 
 
-async def test_disconnect_leaves_no_group_membership(connect):
-    first, _ = await connect("/ws/chat/leaving/")
-    second, _ = await connect("/ws/chat/leaving/")
+async def test_disconnect_leaves_no_group_membership(connect, alice):
+    first, _ = await connect("/ws/chat/leaving/", token=alice.token)
+    second, _ = await connect("/ws/chat/leaving/", token=alice.token)
     assert subscribers("chat.leaving") == 1  # one subscription per process, shared by both sockets
     await first.disconnect()
     assert subscribers("chat.leaving") == 1

@@ -111,12 +111,12 @@ async def test_fuzzed_event_feed_then_a_normal_client_is_served(connect, alice, 
 
 
 @pytest.mark.parametrize("path", ["/ws/chat/fuzz/", "/chat/"])
-async def test_fuzzed_chat_then_a_normal_client_is_served(connect, rng, settings, path):
+async def test_fuzzed_chat_then_a_normal_client_is_served(connect, alice, rng, settings, path):
     settings.CHAT_RATE_PER_SECOND = 10**6  # fuzz the message path, not the rate limiter
-    fuzzed, _ = await connect(path)
+    fuzzed, _ = await connect(path, token=alice.token)
     await fuzz(fuzzed, rng)
-    first, _ = await connect(path)
-    second, _ = await connect(path)
+    first, _ = await connect(path, token=alice.token)
+    second, _ = await connect(path, token=alice.token)
     await first.send_json_to({"message": "still fine"})
     assert (await second.receive_json_from(5))["message"] == "still fine"
     await close_all(fuzzed, first, second)

@@ -82,7 +82,7 @@ def test_hundred_concurrent_reports_each_watched_live(stack_root):
                 download = client.get(f"/api/jobs/{job_id}/download/")
                 assert download.status_code == 200
                 assert list(csv.reader(io.StringIO(download.text))) == expected
-        leftovers = [p.name for p in (live.media_root / "reports").iterdir() if p.name.endswith(".tmp")]
+        leftovers = [p.name for p in (live.media_root / "jobs").rglob("*") if p.name.endswith(".tmp")]
         assert leftovers == []
 
 

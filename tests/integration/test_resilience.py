@@ -118,7 +118,7 @@ def test_sigkilled_worker_mid_report_completes_exactly_once_on_another(stack_roo
     env = {**SLOW_JOB, "JOB_LEASE_SECONDS": "2"}
     with live_stack(stack_root, "sigkill", **env) as live:
         job_id = start_slow_job(live)
-        report = live.media_root / "reports" / f"students-by-age-{job_id}.csv"
+        report = live.media_root / "jobs" / job_id / f"students-by-age-{job_id}.csv"
         watcher = ReportPathWatcher(report, STUDENTS + 1)
         watcher.start()
         wait_for(lambda: job_state(live, job_id)["progress"] >= 20, 60, "progress >= 20%")
@@ -175,8 +175,8 @@ def test_cancelling_a_running_job_stops_it_and_leaves_no_report(stack_root):
         with client(live) as http:
             assert http.get(f"/api/jobs/{job_id}/download/").status_code == 409
             assert http.post(f"/api/jobs/{job_id}/cancel/").status_code == 409
-        reports = live.media_root / "reports"
-        assert not reports.exists() or list(reports.iterdir()) == []
+        job_dir = live.media_root / "jobs" / job_id
+        assert not job_dir.exists() or list(job_dir.iterdir()) == []
 
 
 def test_redis_restart_under_open_sockets_and_a_running_job(stack_root):

@@ -305,7 +305,9 @@ def test_hostname_resolving_to_loopback_is_refused_unless_allowed(server: _Serve
     with pytest.raises(FetchRefused):
         fetch_public(url, max_bytes=LIMIT, timeout=5, allowed_hosts=server.allowed)
     with pytest.raises(FetchRefused):
-        fetch_public(server.url("/hello"), max_bytes=LIMIT, timeout=5, allowed_hosts=frozenset({f"localhost:{server.port}"}))
+        fetch_public(
+            server.url("/hello"), max_bytes=LIMIT, timeout=5, allowed_hosts=frozenset({f"localhost:{server.port}"})
+        )
     assert server.seen == []
     result = fetch_public(url, max_bytes=LIMIT, timeout=5, allowed_hosts=frozenset({f"LocalHost:{server.port}"}))
     assert result.body == b"<p>hello</p>"
@@ -402,16 +404,18 @@ def silent_port() -> Iterator[int]:
 
 def test_server_that_never_answers_fails_within_the_deadline(silent_port: int) -> None:
     start = time.monotonic()
-    with pytest.raises(FetchFailed, match="did not load within 1 seconds"):
+    with pytest.raises(FetchFailed, match=r"took too long to load \(limit: 1 s\)"):
         fetch_public(
             f"http://127.0.0.1:{silent_port}/", max_bytes=LIMIT, timeout=1.0, allowed_hosts={f"127.0.0.1:{silent_port}"}
         )
     assert time.monotonic() - start < 2.5
 
 
-@pytest.fixture()
-def trickle_port() -> Iterator[int]:
-    """Sends the headers, then one byte every 0.3 s for as long as the client listens."""
+@pytest.fixture(params=["body", "headers"])
+def trickle_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """One byte every 0.3 s for as long as the client listens: in the body, or in the headers
+    (which never end, so only a deadline on every read can stop it)."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n" + (b"\r\n" if request.param == "body" else b"X-Slow: ")
     stop = threading.Event()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -426,7 +430,7 @@ def trickle_port() -> Iterator[int]:
                 continue
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                conn.sendall(head)
                 try:
                     while not stop.wait(0.3):
                         conn.sendall(b"x")
@@ -443,14 +447,14 @@ def trickle_port() -> Iterator[int]:
 
 def test_trickling_server_fails_at_the_deadline(trickle_port: int) -> None:
     start = time.monotonic()
-    with pytest.raises(FetchFailed, match="did not load within"):
+    with pytest.raises(FetchFailed, match="took too long"):
         fetch_public(
             f"http://127.0.0.1:{trickle_port}/",
             max_bytes=LIMIT,
             timeout=1.0,
             allowed_hosts={f"127.0.0.1:{trickle_port}"},
         )
-    assert 0.9 < time.monotonic() - start < 1.8
+    assert 0.9 < time.monotonic() - start < 2.2
 
 
 def test_tls_handshake_failure_fails(server: _Server) -> None:
@@ -504,9 +508,7 @@ def test_tls_uses_the_host_name_for_sni_and_verification(tmp_path: Path) -> None
 PUBLIC_IP = "93.184.216.34"
 
 
-def test_connects_to_the_checked_address_with_a_single_lookup(
-    server: _Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_connects_to_the_checked_address_with_a_single_lookup(server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
     """First answer public, any later answer 127.0.0.1: the code must connect to what it checked.
 
     The fake network sends connections for the public IP to the local server, so the fetch succeeds

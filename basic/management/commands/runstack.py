@@ -21,7 +21,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, redis_port: int, concurrency: int, **options) -> None:  # type: ignore[no-untyped-def]
         processes = []
-        env: dict[str, str] = {}
+        # One metrics dir for the web and worker processes, so /metrics adds them all up.
+        env: dict[str, str] = {} if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else stack.fresh_metrics_dir(
+            Path(settings.BASE_DIR) / "var" / "metrics")
         stopping = False
 
         def request_stop(signum, frame):  # type: ignore[no-untyped-def]

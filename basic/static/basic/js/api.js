@@ -1,4 +1,5 @@
 // REST calls with the session cookie; writes carry the CSRF token Django set in `csrftoken`.
+// A body is sent as JSON, or as multipart when it is a FormData (file uploads).
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -30,7 +31,9 @@ export async function request(method, url, body) {
   const headers = { Accept: "application/json" };
   const options = { method, headers, credentials: "same-origin" };
   if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    options.body = body; // the browser sets the multipart Content-Type with its boundary
+  } else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }

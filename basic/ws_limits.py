@@ -1,0 +1,97 @@
+"""Socket limits shared by every web process, kept in Redis (keys in basic/events.py).
+
+- **Chat rate**: one token bucket per sender (a user, or an anonymous client address) shared by
+  all of that sender's sockets in every process: one Lua script per message, using Redis's clock
+  so that web processes with skewed clocks agree.
+- **Socket slots**: open sockets per user and per anonymous address. A plain INCR on connect and
+  DECR on disconnect would leak a slot for every socket of a process that crashed or was
+  SIGKILLed, forever. Instead each socket is a member of a sorted set (`socket_slots_key`) whose
+  score is when its claim expires; a live socket pushes that forward every SLOT_REFRESH_SECONDS,
+  and a claim first drops expired members. A dead process's sockets thus stop counting within
+  SLOT_TTL_SECONDS, for the price of one ZADD per open socket every 30 s (a per-process counter
+  with a process heartbeat would be cheaper but can't tell which socket a late DECR belongs to).
+"""
+import asyncio
+import logging
+from typing import Any
+
+from django.conf import settings
+from redis.commands.core import AsyncScript
+
+from .event_store import async_redis
+from .events import chat_rate_key, socket_slots_key
+
+logger = logging.getLogger(__name__)
+
+SLOT_TTL_SECONDS = 90
+SLOT_REFRESH_SECONDS = 30
+
+_TOKEN_BUCKET = b"""
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or t
+tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', t))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return allowed
+"""
+
+_CLAIM_SLOT = b"""
+local t = tonumber(redis.call('TIME')[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], t + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# XX: a claim released (or expired) meanwhile is not brought back to life.
+_REFRESH_SLOT = b"""
+local t = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', KEYS[1], 'XX', t + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
+# Clients come and go with event loops (one per test, one per server process); a script object
+# without a client is run on whichever client is passed in.
+_scripts = {source: AsyncScript(None, source) for source in (_TOKEN_BUCKET, _CLAIM_SLOT, _REFRESH_SLOT)}
+
+
+async def _run(source: bytes, keys: list[str], args: list[Any]) -> Any:
+    return await _scripts[source](keys=keys, args=args, client=async_redis())
+
+
+async def chat_allowed(who: str) -> bool:
+    """Take a token from `who`'s chat bucket (CHAT_RATE_PER_SECOND, bursts of CHAT_RATE_BURST)."""
+    rate, burst = settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST
+    return bool(await _run(_TOKEN_BUCKET, [chat_rate_key(who)], [rate, burst]))
+
+
+async def claim_slot(who: str, member: str, cap: int) -> bool:
+    """Count socket `member` among `who`'s open sockets, unless `cap` are open already."""
+    return bool(await _run(_CLAIM_SLOT, [socket_slots_key(who)], [member, cap, SLOT_TTL_SECONDS]))
+
+
+async def keep_slot(who: str, member: str) -> None:
+    """Refresh the claim for as long as the socket lives (run as a task; cancel it to stop)."""
+    while True:
+        await asyncio.sleep(SLOT_REFRESH_SECONDS)
+        try:
+            await _run(_REFRESH_SLOT, [socket_slots_key(who)], [member, SLOT_TTL_SECONDS])
+        except Exception:  # Redis is down: the claim may lapse, which errs on the side of letting in
+            logger.warning("could not refresh the socket slot of %s", who, exc_info=True)
+
+
+async def release_slot(who: str, member: str) -> None:
+    await async_redis().zrem(socket_slots_key(who), member)

@@ -1,0 +1,107 @@
+"""Open sockets are capped per signed-in user (WS_MAX_PER_USER) and per anonymous client address
+(WS_MAX_ANONYMOUS_PER_IP), across every socket path and web process: error frame + close 4429."""
+import asyncio
+import json
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+
+from basic import ws_limits
+from basic.event_store import sync_redis
+from basic.events import socket_slots_key
+from basic.models import Job
+
+from .conftest import close_all, receive_until_closed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def assert_refused_4429(communicator, per: str):
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4429
+    error = json.loads(frames[0]["text"])
+    assert (error["type"], error["code"]) == ("error", "too_many_sockets")
+    assert f"per {per}" in error["detail"]
+
+
+async def test_sockets_per_user_are_capped_across_paths(connect, alice, bob, settings):
+    settings.WS_MAX_PER_USER = 3
+    job = await database_sync_to_async(Job.objects.create)(kind="students_by_age", owner=alice)
+    opened = [(await connect(path, token=alice.token))[0]
+              for path in ("/ws/events/", f"/ws/jobs/{job.id}/", "/ws/chat/lobby/")]
+    for path in ("/ws/events/", f"/ws/jobs/{job.id}/", "/ws/chat/lobby/"):
+        extra, connected = await connect(path, token=alice.token)
+        assert connected  # accepted only to say why, then closed
+        await assert_refused_4429(extra, "user")
+    bobs, _ = await connect("/ws/events/", token=bob.token)  # others are not affected
+    await bobs.send_json_to({"type": "ping"})
+    assert await bobs.receive_json_from(5) == {"type": "pong"}
+    await opened[0].disconnect()  # closing one frees its slot
+    again, _ = await connect("/ws/events/", token=alice.token)
+    await again.send_json_to({"type": "ping"})
+    assert await again.receive_json_from(5) == {"type": "pong"}
+    await close_all(*opened[1:], bobs, again)
+    assert sync_redis().zcard(socket_slots_key(f"user:{alice.pk}")) == 0
+
+
+async def test_anonymous_sockets_are_capped_per_address(connect, settings):
+    settings.WS_MAX_ANONYMOUS_PER_IP = 2
+    opened = [(await connect("/chat/", client="10.0.0.1"))[0] for _ in range(2)]
+    refused, _ = await connect("/chat/", client="10.0.0.1")
+    await assert_refused_4429(refused, "address")
+    elsewhere, _ = await connect("/chat/", client="10.0.0.2")
+    await elsewhere.send_json_to({"message": "hi"})
+    assert await elsewhere.receive_json_from(5) == {"message": "hi"}
+    await close_all(*opened, elsewhere)
+
+
+async def test_a_socket_awaiting_its_auth_frame_counts_as_anonymous_until_it_signs_in(connect, alice, settings):
+    settings.WS_MAX_ANONYMOUS_PER_IP = 1
+    waiting, _ = await connect("/ws/events/", client="10.0.0.3")
+    refused, _ = await connect("/ws/events/", client="10.0.0.3")
+    await assert_refused_4429(refused, "address")
+    await waiting.send_json_to({"type": "auth", "token": alice.token})
+    await waiting.send_json_to({"type": "ping"})
+    assert await waiting.receive_json_from(5) == {"type": "pong"}
+    assert sync_redis().zcard(socket_slots_key("ip:10.0.0.3")) == 0
+    assert sync_redis().zcard(socket_slots_key(f"user:{alice.pk}")) == 1
+    another, _ = await connect("/ws/events/", client="10.0.0.3")  # the address's slot is free again
+    assert await another.receive_nothing(0.2)  # open, waiting for its auth frame
+    await close_all(waiting, another)
+
+
+async def test_slots_of_a_crashed_process_expire(connect, alice, settings):
+    """A process killed with its sockets open never releases them: their claims lapse instead."""
+    settings.WS_MAX_PER_USER = 2
+    key = socket_slots_key(f"user:{alice.pk}")
+    lapsed = time.time() - 1
+    sync_redis().zadd(key, {"dead-process-socket-1": lapsed, "dead-process-socket-2": lapsed})
+    communicator, _ = await connect("/ws/events/", token=alice.token)
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(5) == {"type": "pong"}
+    assert sync_redis().zcard(key) == 1
+    await close_all(communicator)
+
+
+async def test_a_live_socket_keeps_its_claim_fresh(connect, alice, monkeypatch):
+    monkeypatch.setattr(ws_limits, "SLOT_TTL_SECONDS", 1)
+    monkeypatch.setattr(ws_limits, "SLOT_REFRESH_SECONDS", 0.2)
+    communicator, _ = await connect("/ws/events/", token=alice.token)
+    key = socket_slots_key(f"user:{alice.pk}")
+    await asyncio.sleep(2.5)  # more than twice the claim's lifetime
+    (member, expiry), = sync_redis().zrange(key, 0, -1, withscores=True)
+    assert expiry >= time.time()
+    await close_all(communicator)
+    assert sync_redis().zcard(key) == 0
+
+
+async def test_redis_trouble_lets_sockets_in_rather_than_failing(connect, alice, monkeypatch):
+    async def down(*args, **kwargs):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(ws_limits, "claim_slot", down)
+    communicator, _ = await connect("/ws/events/", token=alice.token)
+    await communicator.send_json_to({"type": "ping"})
+    assert await communicator.receive_json_from(5) == {"type": "pong"}
+    await close_all(communicator)
