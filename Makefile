@@ -11,10 +11,11 @@ export LISTEN_LOOPBACK_ONLY ?= 1
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .  # the `jobs` terminal client (basic/cli)
 	touch $(STAMP)
 
 migrate: setup
@@ -31,8 +32,9 @@ lint: setup
 test: setup lint
 	$(PY) -m pytest
 
+# Every benchmark; writes docs/benchmarks.md and its charts. E.g. BENCH_ARGS='--sizes 100,1000'.
 bench: setup
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_celery_beat",  # schedules: periodic tasks in the database (basic/schedules.py)
     "basic",
 ]
 
@@ -252,12 +253,15 @@ CACHES = {
 # redis-py 8's pool cap (docs/design.md trap 5; measured in bench/bench_socket_storm.py).
 # CHANNEL_LAYER=core selects the stock RedisChannelLayer, kept only for that benchmark.
 CHANNEL_LAYER_BACKENDS = {
+    # The pub/sub layer made to survive Redis restarts and to decode a group message once per
+    # process (basic/channel_layer.py); "pubsub" is the stock one, kept for benchmarks.
+    "resilient": "basic.channel_layer.ResilientPubSubChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": CHANNEL_LAYER_BACKENDS[env_str("CHANNEL_LAYER", "pubsub")],
+        "BACKEND": CHANNEL_LAYER_BACKENDS[env_str("CHANNEL_LAYER", "resilient")],
         "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "jobs")},
     }
 }
@@ -272,6 +276,11 @@ JOB_EVENT_PUSHER = env_str("JOB_EVENT_PUSHER", "redis")
 # A running job renews its lease every chunk; a job whose lease lapsed (its worker died) is
 # re-queued by any live worker's recovery loop within about this many seconds.
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
+# The recovery sweep (every JOB_LEASE_SECONDS / 2, in every worker) sends a QUEUED job again when
+# its message was lost: after JOB_REQUEUE_AFTER_SECONDS in the queue, or JOB_RESERVED_SECONDS after
+# a worker reserved it without starting it (basic/queue_markers.py).
+JOB_REQUEUE_AFTER_SECONDS = env_int("JOB_REQUEUE_AFTER_SECONDS", 30)
+JOB_RESERVED_SECONDS = env_int("JOB_RESERVED_SECONDS", 30)
 # How often a job socket re-reads the job's history while it waits for the end.
 JOB_SOCKET_RESYNC_SECONDS = float(env_str("JOB_SOCKET_RESYNC_SECONDS", "5"))
 # How long a finished job may lack its terminal event in the history before sockets report the
@@ -318,6 +327,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Schedules (basic/schedules.py): `celery beat` reads periodic tasks from the database; it looks
+# for new or changed ones at least every CELERY_BEAT_MAX_LOOP_INTERVAL seconds.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = float(env_str("CELERY_BEAT_MAX_LOOP_INTERVAL", "5"))
+CELERY_TIMEZONE = TIME_ZONE
+SCHEDULE_MIN_EVERY_SECONDS = env_int("SCHEDULE_MIN_EVERY_SECONDS", 10)  # the shortest `every` allowed
+SCHEDULES_MAX_PER_USER = env_int("SCHEDULES_MAX_PER_USER", 50)  # then 409
 
 # LOG_FORMAT=json: one JSON object per line (ts, level, logger, message and any `extra` fields),
 # for log shippers; text (the default) is for people. basic/log_format.py.

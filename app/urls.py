@@ -5,14 +5,17 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from basic import ops_views
+from basic.kind_views import KindListView
 from basic.lifecycle.registry import kinds
 from basic.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken
 from basic.pages import console
+from basic.schedule_views import ScheduleViewSet
 from basic.views import JobViewSet, StudentViewSet, kind_start_view
 
 router = DefaultRouter()
 router.register("students", StudentViewSet, basename="student")
 router.register("jobs", JobViewSet, basename="job")
+router.register("schedules", ScheduleViewSet, basename="schedule")  # basic/schedules.py
 
 urlpatterns = [
     # Sign-in is throttled per client address and per username (basic/login_throttle.py).
@@ -20,6 +23,7 @@ urlpatterns = [
     # A kind with a `route` gets its own trigger, e.g. POST /api/thumbnails/ (basic/kinds/).
     *(path(f"api/{kind.route}/", kind_start_view(kind).as_view(), name=f"{kind.name}-start")
       for kind in kinds() if kind.route),
+    path("api/kinds/", KindListView.as_view(), name="kind-list"),
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

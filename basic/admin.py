@@ -77,3 +77,6 @@ class JobAdmin(admin.ModelAdmin):
                               messages.SUCCESS)
         if len(jobs) - cancelled:
             self.message_user(request, f"{len(jobs) - cancelled} job(s) had already finished.", messages.WARNING)
+
+
+from . import schedule_admin  # noqa: E402, F401  (registers Schedule; basic/schedule_admin.py)

@@ -7,7 +7,7 @@ class BasicConfig(AppConfig):
     verbose_name = "Jobs and students"
 
     def ready(self) -> None:
-        from . import worker_recovery
+        from . import checks, worker_recovery  # noqa: F401  (checks registers system checks)
         from .lifecycle.registry import load_kinds
 
         load_kinds()

@@ -16,6 +16,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from . import event_store, events, services, ws_limits
 from .models import Job
@@ -38,6 +39,10 @@ def client_address(scope: dict[str, Any]) -> str:
     """The peer's address (Daphne behind a proxy needs --proxy-headers for the real one)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+UNAVAILABLE = {"type": "error", "code": "unavailable",
+               "detail": "The live service is unavailable right now; reconnect in a few seconds."}
 
 
 class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
@@ -67,13 +72,37 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
 
         try:
             await super().__call__(scope, receive, send_unless_gone)
+        except (RedisError, OSError) as exc:
+            # The channel layer could not even give this socket a channel: Redis is unreachable.
+            logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
+            if not self.accepted:
+                if (await receive())["type"] != "websocket.connect":
+                    return
+                self.accepted = True
+                await send_unless_gone({"type": "websocket.accept"})
+            await send_unless_gone({"type": "websocket.send", "text": json.dumps(UNAVAILABLE)})
+            await send_unless_gone({"type": "websocket.close", "code": events.CLOSE_TRY_AGAIN_LATER})
         finally:
             self.closed = True
             await self.release_socket_slot()
 
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """A socket that cannot join its groups because Redis is unreachable is told so and closed
+        with 1013 (try again later), never failed with an HTTP 500 (docs/design.md trap 6)."""
+        try:
+            await super().websocket_connect(message)
+        except (RedisError, OSError) as exc:
+            logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
+            await self.reject(events.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])
+
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.closed = True
         await super().websocket_disconnect(message)
+
+    async def layer_reconnected(self, message: dict[str, Any]) -> None:
+        """The channel layer's subscriber is back after a Redis outage (basic/channel_layer.py).
+        The socket stays open: its subscriptions were restored; what was published meanwhile is
+        gone unless a subclass can fetch it again."""
 
     async def claim_socket_slot(self) -> bool:
         """Count this socket against its user's (or anonymous address's) cap, WS_MAX_PER_USER or
@@ -116,6 +145,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             await self.send_error("rate_limited", f"{detail}; slow down.")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if self.closed:  # frames that arrive after we closed the socket (or refused it) are ignored
+            return
         if text_data is None:
             await self.bad_frame("binary_frame", "Send JSON text frames, not binary.")
             return
@@ -184,6 +215,8 @@ def job_snapshot(job: Job, seq: int) -> dict[str, Any]:
         "progress": job.progress,
         "message": job.message,
         "error": job.error,
+        "params": job.params,
+        "result": job.result,
         "created": job.created.isoformat(),
         "started": job.started.isoformat() if job.started else None,
         "finished": job.finished.isoformat() if job.finished else None,
@@ -317,6 +350,12 @@ class JobEventsConsumer(AuthenticatedConsumer):
                         await self.settle_if_finished()
             except Exception:  # Redis or the database is down: try again next round
                 logger.warning("resync of job %s failed", self.job_id, exc_info=True)
+
+    async def layer_reconnected(self, message: dict[str, Any]) -> None:
+        """Events published while the layer was reconnecting are in the job's stream: send them."""
+        if self.job_id and not self.ended:
+            async with self.lock:
+                await self.catch_up()
 
     async def send_snapshot(self) -> None:
         last = await event_store.last_event(self.job_id)

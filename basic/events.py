@@ -16,6 +16,8 @@ LAYER_JOB_EVENT = "job.event"
 LAYER_CHAT_MESSAGE = "chat.message"
 
 # Application close codes (4000-4999 are ours, by RFC 6455).
+# 1013 "Try Again Later" (RFC 6455 registry): Redis is unreachable, the client should reconnect.
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -65,3 +67,11 @@ def login_attempts_key(kind: str, digest: str, window: int) -> str:
 
 
 LIMIT_KEYS_PATTERN = "limits:*"
+
+
+def lease_key(job_id: UUID | str) -> str:
+    return f"jobs:{job_id}:lease"
+
+
+def queued_key(job_id: UUID | str) -> str:
+    return f"jobs:{job_id}:queued"

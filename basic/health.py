@@ -16,10 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from celery.app.control import Control
 from django.conf import settings
+from django.db import connections
 from kombu import Connection
 from kombu.pidbox import Mailbox
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +33,6 @@ class CheckFailed(Exception):
 
 
 def check_database(timeout: float) -> None:
-    from django.db import connections
-
     try:
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT 1")
@@ -43,10 +45,6 @@ def check_database(timeout: float) -> None:
 
 
 def check_redis(timeout: float) -> None:
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout,
                                   retry=Retry(NoBackoff(), 0))
     try:

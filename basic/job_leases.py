@@ -11,20 +11,24 @@ import redis
 from django.conf import settings
 
 from .event_store import sync_redis
+from .events import lease_key
 
 logger = logging.getLogger(__name__)
 
-# Renew or release only a lease we still hold.
-_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end return 0"
+# Renew a lease we still hold, or take back one that vanished (a Redis that came back empty:
+# docs/design.md trap 7); only a lease held by another run is lost.
+_RENEW = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end
+return 0
+"""
+# Release only a lease we still hold.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class LeaseLost(Exception):
     """Another run took the job over (this worker stalled past the lease); stop without side effects."""
-
-
-def lease_key(job_id: UUID | str) -> str:
-    return f"jobs:{job_id}:lease"
 
 
 class JobLease:
@@ -37,8 +41,9 @@ class JobLease:
         return bool(sync_redis().set(self.key, self.holder, nx=True, ex=self.seconds))
 
     def renew(self) -> None:
-        """Extend the lease; LeaseLost if another run holds it. A Redis outage is not a reason to
-        abandon the work, so it only logs: the lease is checked again at the next chunk."""
+        """Extend the lease (or take it back if it vanished); LeaseLost if another run holds it. A
+        Redis outage is not a reason to abandon the work, so it only logs: the lease is checked
+        again at the next step."""
         try:
             renewed = sync_redis().eval(_RENEW, 1, self.key, self.holder, self.seconds)
         except redis.RedisError as exc:

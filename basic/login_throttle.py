@@ -26,6 +26,7 @@ from .events import login_attempts_key
 
 logger = logging.getLogger(__name__)
 
+clock = time.time  # tests stop it
 PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
            "d": 86400, "day": 86400}
 
@@ -61,7 +62,7 @@ def seconds_to_wait(request: HttpRequest, username: Any) -> int | None:
     subjects = [("ip", client_address(request))]
     if isinstance(username, str | int) and str(username).strip():
         subjects.append(("user", str(username).strip().casefold()[:256]))
-    now = time.time()
+    now = clock()
     waits = []
     try:
         for kind, who in subjects:

@@ -47,6 +47,9 @@ class Job(models.Model):
     output_name = models.CharField(max_length=200, blank=True)
     # The seq of the last event pushed, so seq never goes backwards if Redis loses its counters.
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Written by a running job at least every JOB_LEASE_SECONDS / 3: the recovery sweep leaves a
+    # job whose row still moves alone, even if Redis lost its lease.
+    heartbeat = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
@@ -62,3 +65,26 @@ class Job(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL
+
+
+class Schedule(models.Model):
+    """A job of one kind, started again and again by `celery beat` (basic/schedules.py).
+
+    When it runs (`every` N seconds or a `crontab`) and whether beat sends it live in the linked
+    django-celery-beat PeriodicTask; basic/schedules.py keeps the two in step. Each run is an
+    ordinary job owned by the schedule's owner."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="schedules")
+    kind = models.CharField(max_length=40, choices=kind_choices)
+    params = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    periodic_task = models.OneToOneField("django_celery_beat.PeriodicTask", null=True, blank=True, editable=False,
+                                         on_delete=models.CASCADE, related_name="job_schedule")
+    last_job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} schedule {self.pk} of {self.owner}"

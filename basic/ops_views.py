@@ -30,7 +30,10 @@ def healthz(request: HttpRequest) -> HttpResponse:
 @never_cache
 def readyz(request: HttpRequest) -> HttpResponse:
     ready, body = health.readiness()
-    return JsonResponse(body, status=200 if ready else 503)
+    response = JsonResponse(body, status=200 if ready else 503)
+    # basic.health already logs what is down (WARNING); skip Django's ERROR line for every probe.
+    response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
 
 
 def is_loopback_client(request: HttpRequest) -> bool:

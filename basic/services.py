@@ -11,11 +11,12 @@ from celery.exceptions import CeleryError
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 from redis import RedisError
 
+from . import queue_markers
 from .job_leases import is_leased
 from .lifecycle import files, transitions
 from .lifecycle.registry import JobKind
@@ -59,6 +60,7 @@ def job_visible_to(*, user: User, job_id: UUID | str) -> Job | None:
 
 def _enqueue(job: Job) -> None:
     """Queue the run of the job under the job's id; fails fast (well under 2 s) if the broker is down."""
+    queue_markers.mark_queued(job.id)
     current_app.send_task(
         RUN_JOB_TASK,
         args=[str(job.id)],
@@ -85,21 +87,31 @@ def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | 
     return job
 
 
-def recover_orphaned_jobs() -> list[UUID]:
-    """Re-queue RUNNING jobs whose lease lapsed: their worker died mid-job (e.g. SIGKILL).
+def recover_lost_jobs() -> list[UUID]:
+    """Send again the jobs whose run was lost; every worker calls this every few seconds.
 
-    The broker would redeliver them too, but only after the visibility timeout (hours, since it
-    must outlast the longest job). A duplicate delivery is harmless: the lease lets one run.
+    - RUNNING jobs whose lease lapsed and whose row stopped moving: their worker died mid-job
+      (e.g. SIGKILL). The broker would redeliver them too, but only after the visibility timeout
+      (hours, since it must outlast the longest job).
+    - QUEUED jobs without a queue marker: their message was lost with a Redis that came back
+      empty, or a worker reserved it and died before starting it (basic/queue_markers.py).
+
+    A duplicate delivery is harmless: the job's lease lets one run at a time.
     """
-    stale_before = timezone.now() - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS)
-    recovered = []
-    for job in Job.objects.filter(status=Job.Status.RUNNING, started__lt=stale_before):
-        if is_leased(job.id):
-            continue
-        logger.warning("job %s lost its worker; queueing it again", job.id)
+    now = timezone.now()
+    stale_before = now - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS)
+    running = Job.objects.filter(Q(heartbeat__isnull=True) | Q(heartbeat__lt=stale_before),
+                                 status=Job.Status.RUNNING, started__lt=stale_before)
+    lost = [job for job in running[:1000] if not is_leased(job.id)]
+    waiting_since = now - timezone.timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
+    queued = list(Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False,
+                                     created__lt=waiting_since).only("id", "status")[:1000])
+    unmarked = set(queue_markers.unmarked([job.id for job in queued]))
+    lost += [job for job in queued if job.id in unmarked]
+    for job in lost:
+        logger.warning("job %s (%s) lost its run; queueing it again", job.id, job.status)
         _enqueue(job)
-        recovered.append(job.id)
-    return recovered
+    return [job.id for job in lost]
 
 
 def job_cancel(*, job: Job) -> bool:
@@ -110,6 +122,7 @@ def job_cancel(*, job: Job) -> bool:
     job.cancel_requested = True
     if job.status == Job.Status.QUEUED:
         _revoke_quietly(job.id)
+        queue_markers.clear(job.id)
         return transitions.cancel(job, from_statuses=(Job.Status.QUEUED,))
     return True
 

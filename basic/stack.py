@@ -50,11 +50,12 @@ def redis_server_binary() -> str:
     return found
 
 
-def start_redis(port: int, workdir: Path, quiet: bool = True, persistent: bool = False) -> subprocess.Popen:
-    """A private Redis on 127.0.0.1:port: memory-only, or with an append-only file in `workdir`
-    that survives a restart (every write fsynced: for restart tests, not for speed)."""
+def start_redis(port: int, workdir: Path, quiet: bool = True, appendfsync: str | None = None) -> subprocess.Popen:
+    """A private Redis on 127.0.0.1:port: memory-only (`appendfsync=None`), or with an append-only
+    file in `workdir` that survives a restart: "everysec" (`make run`, as in docker-compose.yml: at
+    most a second of writes lost on a crash) or "always" (restart tests: nothing lost)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    persistence = ["--appendonly", "yes", "--appendfsync", appendfsync] if appendfsync else ["--appendonly", "no"]
     args = [
         redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
         *persistence, "--dir", str(workdir), "--maxclients", "10000",
@@ -70,7 +71,11 @@ def python_bin() -> str:
 
 
 def start_daphne(port: int, env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
-    args = [python_bin(), "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "app.asgi:application"]
+    # Daphne with a bound on each socket's unsent data (basic/daphne_server.py); same arguments.
+    args = [python_bin(), "-m", "basic.daphne_server", "-b", "127.0.0.1", "-p", str(port), "app.asgi:application"]
+    if {**os.environ, **env}.get("LOG_FORMAT", "").strip().lower() == "json":
+        # Daphne's access log is plain text on stdout; the app logs each request itself (JSON).
+        args[3:3] = ["-v", "0"]
     process = _spawn(args, env, log)
     wait_for_port(port, process=process)
     return process
@@ -90,6 +95,17 @@ def worker_args(concurrency: int, hostname: str = "worker@%h") -> list[str]:
 def start_worker(env: dict[str, str], concurrency: int = 100, log: Path | None = None,
                  hostname: str = "worker@%h") -> subprocess.Popen:
     return _spawn(worker_args(concurrency, hostname), env, log)
+
+
+def beat_args() -> list[str]:
+    """`celery beat` with django-celery-beat's database scheduler (basic/schedules.py). Run exactly
+    one per deployment: two would start every scheduled job twice. No gevent: beat only sends."""
+    return [python_bin(), "-m", "celery", "-A", "app", "beat", "-l", "info",
+            "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler"]
+
+
+def start_beat(env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
+    return _spawn(beat_args(), env, log)
 
 
 def fresh_metrics_dir(path: Path) -> dict[str, str]:

@@ -93,7 +93,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     throttle_scope = "job_trigger"
 
     def get_queryset(self):
-        return services.jobs_visible_to(user=self.request.user).select_related("owner")
+        jobs = services.jobs_visible_to(user=self.request.user).select_related("owner")
+        if self.action == "list":  # ?status=…&kind=… (the `jobs list` client filters with these)
+            for name in ("status", "kind"):
+                if self.request.query_params.get(name):
+                    jobs = jobs.filter(**{name: self.request.query_params[name]})
+        return jobs
 
     def get_throttles(self):
         return [ScopedRateThrottle()] if self.action == "create" else super().get_throttles()

@@ -3,11 +3,12 @@ import logging
 import threading
 import time
 
-from celery.signals import worker_ready
+from celery.signals import task_received, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from .services import recover_orphaned_jobs
+from . import queue_markers
+from .services import RUN_JOB_TASK, recover_lost_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +16,7 @@ logger = logging.getLogger(__name__)
 def recovery_loop(interval: float) -> None:
     while True:
         try:
-            recover_orphaned_jobs()
+            recover_lost_jobs()
         except Exception:  # a broker or database blip: try again next round
             logger.exception("recovering orphaned jobs failed")
         finally:
@@ -26,6 +27,17 @@ def recovery_loop(interval: float) -> None:
 def connect_signals() -> None:
     """Called from BasicConfig.ready(), so every worker starts the loop."""
     worker_ready.connect(start_recovery_loop, dispatch_uid="basic.start_recovery_loop")
+    task_received.connect(mark_reserved, dispatch_uid="basic.mark_reserved")
+
+
+def mark_reserved(request: object = None, **kwargs: object) -> None:
+    """This worker holds the job's message now; if it dies before the run starts, the marker
+    expires and the sweep sends the job again (basic/queue_markers.py)."""
+    if getattr(request, "name", None) == RUN_JOB_TASK:
+        try:
+            queue_markers.mark_reserved(request.id)
+        except Exception:  # Redis is down: the sweep errs on the side of sending it again
+            logger.warning("could not mark job %s reserved", request.id, exc_info=True)
 
 
 def start_recovery_loop(**kwargs: object) -> None:

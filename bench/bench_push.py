@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 
-from bench.common import best_rate, report, setup_django, stop_redis
+from bench.common import best_rate, report, setup_django, stop_redis, write_result
 
 EVENTS = 2000
 
@@ -79,30 +79,41 @@ print(json.dumps({"rate": (greenlets * per - len(errors)) / elapsed, "errors": l
 """
 
 
-def under_gevent(greenlets: int = 100, per: int = 20) -> None:
+def under_gevent(greenlets: int = 100, per: int = 20) -> dict:
+    """The pushes run in a child process (gevent must patch before anything imports). The child
+    inherits DATABASE_URL: setup_django() pointed it at a freshly migrated temp database, as the
+    child's ORM call needs the tables (a fresh clone has no var/db.sqlite3)."""
     import os
 
-    rows, notes = {}, []
+    rows, notes, failed = {}, [], {}
     for kind in ("naive", "ours"):
         out = subprocess.run([sys.executable, "-c", GEVENT_CHILD, kind, str(greenlets), str(per)],
                              capture_output=True, text=True, env={**os.environ, "LOG_LEVEL": "CRITICAL"},
                              timeout=300)
+        if out.returncode != 0 or not out.stdout.strip():
+            raise RuntimeError(f"gevent push child ({kind}) failed:\n{out.stderr[-3000:]}")
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        failed[kind] = {"failed": result["errors"], "of": greenlets * per, "errors": result["kinds"]}
         rows[f"{kind}: {greenlets} greenlets x {per} pushes"] = max(result["rate"], 1e-9)
         notes.append(f"  {kind}: {result['errors']} of {greenlets * per} pushes failed {result['kinds']}")
     report("Under gevent (successful pushes/s)", f"naive: {greenlets} greenlets x {per} pushes", rows, "ev/s")
     print("\n".join(notes))
+    return {"rows": rows, "baseline": f"naive: {greenlets} greenlets x {per} pushes", "failed": failed}
 
 
-def main() -> None:
+def main() -> dict:
     setup_django()
     try:
         rows = sequential()
         report(f"Sequential push, {EVENTS} events per run (median of 3)",
                "naive async_to_sync(group_send) + stream", rows, "ev/s")
-        under_gevent()
+        result = {"sequential": {"rows": rows, "baseline": "naive async_to_sync(group_send) + stream",
+                                 "events": EVENTS},
+                  "gevent": under_gevent()}
     finally:
         stop_redis()
+    write_result(result)
+    return result
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 import websockets
 
 from basic import stack
-from bench.common import ensure_redis, stop_redis
+from bench.common import ensure_redis, raise_open_files_limit, stop_redis, without_json_flag, write_result
 
 
 async def storm(url: str, sockets: int) -> tuple[int, int, float]:
@@ -42,7 +42,8 @@ async def storm(url: str, sockets: int) -> tuple[int, int, float]:
 
 def run_layer(layer: str, sockets: int, workdir: Path) -> tuple[int, int, float]:
     env = {"CHANNEL_LAYER": layer, "CHANNEL_PREFIX": f"bench-{layer}", "LOG_LEVEL": "ERROR",
-           "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}"}
+           "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}", "CHAT_ALLOW_ANONYMOUS": "1",
+           "WS_MAX_ANONYMOUS_PER_IP": "100000", "LISTEN_LOOPBACK_ONLY": "1"}
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], env={**os.environ, **env}, check=True,
                    cwd=stack.BASE_DIR)
     port = stack.free_port()
@@ -53,8 +54,10 @@ def run_layer(layer: str, sockets: int, workdir: Path) -> tuple[int, int, float]
         stack.stop(daphne)
 
 
-def main() -> None:
-    sockets = int(sys.argv[1]) if len(sys.argv) > 1 else 500
+def main() -> dict:
+    args = without_json_flag(sys.argv)
+    sockets = int(args[1]) if len(args) > 1 else 500
+    raise_open_files_limit()
     ensure_redis()
     workdir = Path(tempfile.mkdtemp(prefix="bench-storm-"))
     try:
@@ -67,6 +70,10 @@ def main() -> None:
         print(f"  delivered ratio ours/stock: x{pubsub_ok / max(core_ok, 1):.2f}")
     finally:
         stop_redis()
+    result = {"sockets": sockets, **{layer: {"connected": opened, "heard": heard, "seconds": elapsed}
+                                     for layer, (opened, heard, elapsed) in rows.items()}}
+    write_result(result)
+    return result
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 SQLite file database, started with the same commands `make run` uses (basic/stack.py)."""
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -41,13 +42,25 @@ class LiveStack:
         self.worker_log = log
         return process
 
+    def start_beat(self) -> subprocess.Popen:
+        """Start `celery beat` (database scheduler) as `make run` does, and wait until it ticks."""
+        log = self.worker_log.with_name("beat.log")
+        process = stack.start_beat({**self.env, "LOG_LEVEL": "INFO"}, log=log)
+        self.processes["beat"] = process
+        stack.wait_for_text(log, "beat: Starting", process=process)
+        return process
+
     def stop_redis(self) -> None:
         stack.stop(self.processes["redis"])
 
-    def start_redis_again(self) -> None:
-        """Start the stack's own Redis again on the same port and data."""
+    def start_redis_again(self, empty: bool = False) -> None:
+        """Start the stack's own Redis again on the same port: with its data, or `empty` (as a
+        Redis without persistence comes back: no queue, no leases, no counters, no history)."""
         port = int(self.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
-        self.processes["redis"] = stack.start_redis(port, self.media_root.parent / "redis", persistent=True)
+        workdir = self.media_root.parent / "redis"
+        if empty:
+            shutil.rmtree(workdir, ignore_errors=True)
+        self.processes["redis"] = stack.start_redis(port, workdir, appendfsync="always")
 
     def log_tail(self, lines: int = 60) -> str:
         if not self.worker_log.exists():
@@ -72,7 +85,7 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
     redis_process = None
     if own_redis:
         redis_port = stack.free_port()
-        redis_process = stack.start_redis(redis_port, workdir / "redis", persistent=True)
+        redis_process = stack.start_redis(redis_port, workdir / "redis", appendfsync="always")
         extra_env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", **extra_env}
     env = {
         "DATABASE_URL": f"sqlite:///{database}",

@@ -26,7 +26,7 @@ def allowed_hosts() -> frozenset[str]:
 
 
 class PageFetchParams(serializers.Serializer):
-    url = serializers.CharField(max_length=2048, help_text="An http(s) URL of a public web page.")
+    url = serializers.CharField(max_length=2048, label="URL", help_text="An http(s) URL of a public web page.")
     refresh = serializers.BooleanField(default=False, help_text="Fetch again even if the page is cached.")
 
     def validate_url(self, value: str) -> str:

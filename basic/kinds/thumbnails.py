@@ -15,7 +15,7 @@ NAME = "thumbnails"
 
 
 class ThumbnailParams(serializers.Serializer):
-    image = serializers.FileField(help_text="JPEG, PNG, WebP or GIF, at most THUMBNAIL_MAX_BYTES (20 MB).")
+    image = serializers.FileField(help_text="A JPEG, PNG, WebP or GIF image (20 MB at most by default).")
     sizes = serializers.CharField(required=False, allow_blank=True, default="128x128", max_length=200,
                                   help_text='Boxes to fit the image in, e.g. "128x128,256x256" (at most 8).')
 

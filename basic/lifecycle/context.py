@@ -3,16 +3,23 @@
 `progress` is also where the lifecycle reaches into a running body: it renews the lease (and
 stops a run that lost it), stops a cancelled job, and throttles what reaches the row and sockets.
 """
+import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
 
 from .. import events
 from ..helpers import ProgressThrottle
 from ..job_leases import JobLease
 from ..models import Job
 from . import files, transitions
+
+logger = logging.getLogger(__name__)
 
 
 class JobFailed(Exception):
@@ -33,6 +40,8 @@ class JobContext:
         self._run = uuid.uuid4().hex[:12]
         self._outputs: dict[str, Path] = {}
         self._download: str | None = None
+        self._beat_at = time.monotonic()
+        self._beat_every = settings.JOB_LEASE_SECONDS / 3
 
     @property
     def job_id(self) -> str:
@@ -47,12 +56,18 @@ class JobContext:
         if Job.objects.filter(id=self.job.id, cancel_requested=True).exists():
             raise JobCancelled
         percent = min(99, done * 100 // total) if total > 0 else 0
+        now = time.monotonic()
         if not (force or self._throttle.should_send(percent)):
+            if now - self._beat_at > self._beat_every:  # quiet but alive: tell the recovery sweep
+                self._beat_at = now
+                Job.objects.filter(id=self.job.id).update(heartbeat=timezone.now())
             return
+        self._beat_at = now
         self.job.progress, self.job.message = percent, message[:200]
         transitions.push(self.job, events.JOB_PROGRESS)
         Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
-            progress=self.job.progress, message=self.job.message, last_seq=self.job.last_seq
+            progress=self.job.progress, message=self.job.message, last_seq=self.job.last_seq,
+            heartbeat=timezone.now(),
         )
 
     def output(self, name: str, *, download: bool = False) -> Path:
@@ -79,7 +94,11 @@ class JobContext:
         return self._download or ""
 
     def discard_outputs(self, *, committed: bool = False) -> None:
+        """Best effort: the job's end must be recorded even if its folder is unusable."""
         for name, temp in self._outputs.items():
-            temp.unlink(missing_ok=True)
-            if committed:
-                files.output_path(self.job.id, name).unlink(missing_ok=True)
+            paths = [temp, files.output_path(self.job.id, name)] if committed else [temp]
+            for path in paths:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    logger.warning("job %s: could not remove %s: %s", self.job.id, path.name, exc)

@@ -11,7 +11,7 @@ from uuid import UUID
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from .. import events
+from .. import events, queue_markers
 from ..job_leases import JobLease, LeaseLost
 from ..models import Job
 from . import files, transitions
@@ -36,6 +36,7 @@ def run_job(job_id: UUID | str) -> None:
         logger.info("job %s is already running elsewhere; dropping this delivery", job.id)
         return
     try:
+        queue_markers.clear(job.id)
         _run(job, kind, lease)
     except LeaseLost:
         logger.warning("job %s was taken over by another run; this one stops", job.id)
@@ -49,7 +50,7 @@ def _start(job: Job) -> bool:
     job.status, job.started, job.progress = Job.Status.RUNNING, timezone.now(), 0
     job.message = "Restarted after its worker was lost" if restarted else "Starting"
     started = Job.objects.filter(id=job.id, status__in=transitions.ACTIVE, cancel_requested=False).update(
-        status=job.status, started=job.started, progress=0, message=job.message
+        status=job.status, started=job.started, heartbeat=job.started, progress=0, message=job.message
     )
     if started:
         logger.info("job started", extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,

@@ -25,6 +25,11 @@ class Migration(migrations.Migration):
             name='last_seq',
             field=models.PositiveBigIntegerField(default=0),
         ),
+        migrations.AddField(
+            model_name='job',
+            name='heartbeat',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
         migrations.AlterField(
             model_name='job',
             name='kind',

@@ -1,12 +1,25 @@
 """Browser tests: Debian's Chromium, driven by Playwright, against the app started for real
 (Daphne, a gevent Celery worker, Redis). One stack and one Chromium serve the whole browser
 package, and both stop when it is done: Playwright's sync API keeps an event loop running, which
-would break later tests that call asyncio.run()."""
+would break later tests that call asyncio.run().
+
+The page-fetch kind refuses private addresses, so the stack is told (PAGE_FETCH_ALLOWED_HOSTS)
+that one 127.0.0.1 port is fine: the port `page_site` serves test pages on."""
 from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.helpers import DESKTOP, STACK_ENV, ConsolePage, chromium_missing_reason, create_users, in_ci, launch
+from basic import stack
+from tests.browser.helpers import (
+    DESKTOP,
+    STACK_ENV,
+    ConsolePage,
+    PageSite,
+    chromium_missing_reason,
+    create_users,
+    in_ci,
+    launch,
+)
 from tests.live import (
     LiveStack,
     live_stack,
@@ -31,10 +44,25 @@ def browser():
 
 
 @pytest.fixture(scope="package")
-def live(browser, stack_root) -> Iterator[LiveStack]:  # noqa: F811  (the fixture imported above)
-    with live_stack(stack_root, "browser", concurrency=20, **STACK_ENV) as stack:
-        create_users(manage, stack.env)
-        yield stack
+def page_port() -> int:
+    """Picked before the stack starts, which is told it may fetch from 127.0.0.1 on this port."""
+    return stack.free_port()
+
+
+@pytest.fixture(scope="package")
+def page_site(page_port) -> Iterator[PageSite]:
+    """A local web site on `page_port` for the page-fetch kind; tests add pages to it."""
+    with PageSite.serving(page_port) as site:
+        yield site
+
+
+@pytest.fixture(scope="package")
+def live(browser, stack_root, page_site) -> Iterator[LiveStack]:  # noqa: F811  (the fixture imported above)
+    # The site is up before the stack starts, so no process of the stack can take its port.
+    env = {**STACK_ENV, "PAGE_FETCH_ALLOWED_HOSTS": f"127.0.0.1:{page_site.port}"}
+    with live_stack(stack_root, "browser", concurrency=20, **env) as running:
+        create_users(manage, running.env)
+        yield running
 
 
 @pytest.fixture

@@ -1,15 +1,19 @@
 """Driving the console page in Debian's Chromium: launch it, sign in through the real form, and
 read what the page shows (job rows, the socket console) the way a user would see it."""
+import contextlib
 import json
 import os
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, Response, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -17,8 +21,10 @@ LAUNCH_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 PASSWORDS = {"alice": "alice-browser-pw", "bob": "bob-browser-pw"}
-# Small chunks with a pause each, so a report of a few thousand students runs for seconds.
-STACK_ENV = {"REPORT_CHUNK_SIZE": "25", "REPORT_CHUNK_DELAY": "0.03", "JOB_PROGRESS_MIN_INTERVAL": "0.1"}
+# Small chunks with a pause each, so a report of a few thousand students runs for seconds. Every
+# test signs in through the form, many times a minute: the sign-in throttle is tested elsewhere.
+STACK_ENV = {"REPORT_CHUNK_SIZE": "25", "REPORT_CHUNK_DELAY": "0.03", "JOB_PROGRESS_MIN_INTERVAL": "0.1",
+             "LOGIN_RATE": "1000/min"}
 DESKTOP = {"width": 1400, "height": 1000}
 
 # Chromium's own line when a socket can't connect (the server is down): expected only while
@@ -110,14 +116,22 @@ class ConsolePage:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    def start_report(self) -> str:
-        """Click the report button; returns the new job's id once its row is on the page."""
-        with self.page.expect_response(lambda r: r.url.endswith("/api/students/by-age-report/")) as answer:
-            self.page.get_by_role("button", name="Start students by age report").click()
+    def start_form(self, label: str) -> Locator:
+        """A kind's start form, by its heading (the kind's label)."""
+        return self.page.get_by_role("form", name=label, exact=True)
+
+    def start_job(self, label: str) -> str:
+        """Click a kind's Start button; returns the new job's id once its row is on the page."""
+        with self.page.expect_response(is_job_start) as answer:
+            self.start_form(label).get_by_role("button", name=f"Start {label.lower()}").click()
         assert answer.value.status == 202, answer.value.text()
         job_id = answer.value.json()["id"]
         expect(self.job(job_id)).to_be_visible()
         return job_id
+
+    def start_report(self) -> str:
+        """Click "Start students by age report"; returns the new job's id once its row shows."""
+        return self.start_job("Students by age report")
 
     def job(self, job_id: str) -> Locator:
         return self.page.locator(f'.job[data-job-id="{job_id}"]')
@@ -136,13 +150,13 @@ class ConsolePage:
             }""",
             arg=[job_id, at_least], timeout=timeout)
 
-    def expect_done(self, job_id: str, timeout: float = 30_000) -> None:
+    def expect_done(self, job_id: str, timeout: float = 30_000, download: str = "Download CSV") -> None:
         row = self.job(job_id)
         expect(row).to_have_attribute("data-status", "done", timeout=timeout)
         expect(row.locator(".job-status")).to_have_text("Done")
         expect(self.progress(job_id)).to_have_attribute("aria-valuenow", "100")
         expect(row.locator(".job-percent")).to_have_text("100%")
-        expect(row.get_by_role("link", name=re.compile("Download CSV"))).to_be_visible()
+        expect(row.get_by_role("link", name=re.compile(download))).to_be_visible()
         expect(row.get_by_role("button", name=re.compile("Cancel"))).to_be_hidden()
 
     # --- socket console -----------------------------------------------------------------
@@ -178,6 +192,57 @@ class ConsolePage:
 
     def unexpected_errors(self, *allowed: re.Pattern) -> list[str]:
         return [error for error in self.errors if not any(pattern.search(error) for pattern in allowed)]
+
+
+@dataclass
+class PageSite:
+    """A tiny web site on 127.0.0.1 (in a thread of the test process) for the page-fetch kind:
+    `add()` a page, fetch its `url()`, and see in `hits` every path the worker asked for."""
+
+    port: int
+    pages: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+
+    def add(self, path: str, body: bytes, content_type: str = "text/html; charset=utf-8") -> str:
+        self.pages[path] = (content_type, body)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @classmethod
+    @contextlib.contextmanager
+    def serving(cls, port: int) -> Iterator["PageSite"]:
+        site = cls(port)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802  (http.server's name)
+                path = urlsplit(self.path).path
+                site.hits.append(path)
+                content_type, body = site.pages.get(path, ("text/plain", b"not found"))
+                self.send_response(200 if path in site.pages else 404)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        thread = threading.Thread(target=server.serve_forever, name="page-site", daemon=True)
+        thread.start()
+        try:
+            yield site
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
+def is_job_start(response: Response) -> bool:
+    """The answer to a job start: POST /api/jobs/."""
+    return response.request.method == "POST" and response.url.endswith("/api/jobs/")
 
 
 def job_progress_in_database(database: Path, job_id: str) -> tuple[str, int]:

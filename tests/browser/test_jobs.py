@@ -8,7 +8,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from basic.models import Job
+from basic.lifecycle.registry import kinds
 from tests.browser.helpers import ConsolePage
 
 pytestmark = pytest.mark.browser
@@ -47,11 +47,37 @@ def test_generate_students_start_a_report_watch_it_finish_and_download_it(alice_
     assert alice_tab.errors == []
 
 
-def test_a_button_per_job_kind(alice_tab):
-    buttons = alice_tab.page.locator(".kind-buttons [data-kind]")
-    assert [b.get_attribute("data-kind") for b in buttons.all()] == [kind for kind, _ in Job.Kind.choices]
-    for kind, label in Job.Kind.choices:
-        expect(alice_tab.page.locator(f'[data-kind="{kind}"]')).to_have_text(re.compile(f"Start {label}", re.I))
+def test_a_start_form_per_job_kind(alice_tab):
+    """Each registered kind has its own form: a heading, its description, one input per
+    parameter with its label and help, and a Start button."""
+    page = alice_tab.page
+    forms = page.locator("#kind-forms form")
+    assert [f.get_attribute("data-kind") for f in forms.all()] == [kind.name for kind in kinds()]
+    for kind in kinds():
+        form = alice_tab.start_form(kind.label)
+        expect(form.get_by_role("heading", name=kind.label)).to_be_visible()
+        expect(form).to_contain_text(kind.description)
+        expect(form.get_by_role("button", name=f"Start {kind.label.lower()}", exact=True)).to_be_visible()
+
+    # The report takes nothing: one button, no inputs.
+    report = alice_tab.start_form("Students by age report")
+    expect(report.locator("input, select, textarea")).to_have_count(0)
+    expect(report.get_by_role("button")).to_have_count(1)
+
+    thumbnails = alice_tab.start_form("Thumbnails")
+    image = thumbnails.get_by_label("Image")
+    expect(image).to_have_attribute("type", "file")
+    expect(image).to_have_attribute("accept", "image/jpeg,image/png,image/webp,image/gif")
+    expect(image).to_have_accessible_description(re.compile("JPEG, PNG, WebP or GIF"))
+    expect(thumbnails.get_by_label("Sizes")).to_have_value("128x128")
+
+    fetch = alice_tab.start_form("Page fetch")
+    expect(fetch.get_by_label("URL")).to_have_attribute("type", "url")
+    expect(fetch.get_by_label("URL")).to_have_value("")
+    refresh = fetch.get_by_role("checkbox", name="Refresh")
+    expect(refresh).not_to_be_checked()
+    expect(refresh).to_have_accessible_description("Fetch again even if the page is cached.")
+    assert alice_tab.errors == []
 
 
 def test_cancel_a_running_report(alice_tab):

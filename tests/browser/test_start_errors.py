@@ -17,9 +17,15 @@ REFUSED = re.compile(r"status of (503 \(Service Unavailable\)|429 \(Too Many Req
 ])
 def test_a_refused_start_is_explained_and_the_button_works_again(alice_tab, status, detail):
     page = alice_tab.page
-    page.route("**/api/students/by-age-report/",
-               lambda route: route.fulfill(status=status, json={"detail": detail}))
-    button = page.get_by_role("button", name=re.compile("Start students by age report"))
+
+    def refuse(route):
+        if route.request.method == "POST":
+            route.fulfill(status=status, json={"detail": detail})
+        else:
+            route.fallback()
+
+    page.route("**/api/jobs/", refuse)
+    button = page.get_by_role("button", name="Start students by age report")
     button.click()
     alert = page.locator("#notices .notice-error")
     expect(alert).to_have_count(1)
@@ -28,5 +34,7 @@ def test_a_refused_start_is_explained_and_the_button_works_again(alice_tab, stat
     expect(button).to_be_enabled()
     alert.get_by_role("button", name="Dismiss").click()
     expect(alert).to_have_count(0)
-    page.unroute("**/api/students/by-age-report/")
+    # Not a field's error: nothing is shown next to the form's fields.
+    expect(page.locator("#kind-forms .field-error:visible")).to_have_count(0)
+    page.unroute("**/api/jobs/")
     assert alice_tab.unexpected_errors(REFUSED) == []

@@ -142,7 +142,7 @@ def test_sigkilled_worker_mid_report_completes_exactly_once_on_another(stack_roo
         check_report(live, job_id, STUDENTS)
         assert watcher.seen and set(watcher.seen) == {STUDENTS + 1}, "a partial report was visible"
         assert [p.name for p in report.parent.iterdir()] == [report.name]  # no temp file left
-        assert "lost its worker; queueing it again" in live.log_tail(200)
+        assert "(running) lost its run; queueing it again" in live.log_tail(200)
 
 
 def test_cancelling_a_running_job_stops_it_and_leaves_no_report(stack_root):
@@ -186,7 +186,7 @@ def test_redis_restart_under_open_sockets_and_a_running_job(stack_root):
 
         async def scenario():
             follower = asyncio.create_task(follow(live, job_id, timeout=120))
-            chat_url = f"{live.ws_url}/ws/chat/restart/"
+            chat_url = f"{live.ws_url}/ws/chat/restart/?token={live.token}"
             async with websockets.connect(chat_url) as listener:
                 await asyncio.to_thread(wait_for, lambda: job_state(live, job_id)["progress"] >= 15, 60,
                                         "progress >= 15%")

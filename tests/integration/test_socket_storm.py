@@ -36,7 +36,7 @@ async def storm(ws_url: str) -> tuple[int, list]:
 
 
 def test_hundreds_of_sockets_connecting_at_once_all_get_the_broadcast(stack_root):
-    with live_stack(stack_root, "storm", worker=False) as live:
+    with live_stack(stack_root, "storm", worker=False, CHAT_ALLOW_ANONYMOUS="1") as live:
         heard, problems = asyncio.run(storm(live.ws_url))
         assert problems == []
         assert heard == SOCKETS

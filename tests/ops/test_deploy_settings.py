@@ -21,9 +21,14 @@ def test_builtin_key_allowed_on_loopback_or_in_debug_or_replaced(env):
 
 
 def test_check_deploy_is_clean_with_the_documented_production_environment():
-    done = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION_ENV)
+    """Every deployment check (Django's security.W0xx, ours) passes with docs/deploy.md's environment."""
+    done = manage("check", "--deploy", "--tag", "security", "--fail-level", "WARNING", **PRODUCTION_ENV)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
+    everything = manage("check", "--deploy", **PRODUCTION_ENV)
+    assert everything.returncode == 0, everything.stderr
+    assert "(security." not in everything.stdout + everything.stderr
+    assert "(basic." not in everything.stdout + everything.stderr
 
 
 @pytest.mark.parametrize(("env", "says"), [
@@ -50,3 +55,11 @@ def test_behind_a_tls_proxy_urls_are_https_and_the_socket_wss(settings, alice):
     assert body["events_url"] == f"wss://jobs.example.com/ws/jobs/{job.id}/"
     plain = client.get(f"/api/jobs/{job.id}/", HTTP_HOST="jobs.example.com").json()
     assert plain["events_url"] == f"ws://jobs.example.com/ws/jobs/{job.id}/"
+
+
+def test_allowed_hosts_star_without_socket_origins_is_warned_about():
+    done = manage("check", LISTEN_LOOPBACK_ONLY="1", ALLOWED_HOSTS="*")
+    assert done.returncode == 0
+    assert "basic.W001" in done.stdout + done.stderr
+    assert "basic.W001" not in (lambda d: d.stdout + d.stderr)(
+        manage("check", LISTEN_LOOPBACK_ONLY="1", ALLOWED_HOSTS="*", WS_ALLOWED_ORIGINS="https://jobs.example.com"))

@@ -32,7 +32,7 @@ def test_one_json_object_per_line_with_extra_fields():
 
     def emit(logger):
         logger.info("job %s started\nsecond line", "j1", extra={"job": "j1", "kind": "report", "n": 3,
-                                                                "obj": Thing(), "message": "clash"})
+                                                                "obj": Thing(), "level": "clash"})
         try:
             raise ValueError("bad")
         except ValueError:
@@ -43,7 +43,7 @@ def test_one_json_object_per_line_with_extra_fields():
     assert first["message"] == "job j1 started\nsecond line"
     assert first["ts"].endswith("Z") and "T" in first["ts"]
     assert (first["job"], first["kind"], first["n"], first["obj"]) == ("j1", "report", 3, "a thing")
-    assert first["extra_message"] == "clash"
+    assert first["extra_level"] == "clash"
     assert "exc" not in first and "args" not in first and "msg" not in first
     assert second["level"] == "ERROR" and second["job"] == "j2"
     assert "ValueError: bad" in second["exc"]

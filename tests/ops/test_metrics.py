@@ -115,3 +115,49 @@ def test_recording_functions_never_raise_and_keep_labels_bounded():
     assert metrics.route_of("/ws/chat/lobby/") == "chat"
     assert metrics.route_of("/chat/") == "seed_chat"
     assert metrics.route_of("/nope/") == "other"
+
+
+def test_live_gauges_of_dead_processes_on_this_host_are_dropped(tmp_path, monkeypatch):
+    """Open-socket gauges of a crashed web process would otherwise count forever."""
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    names = {
+        "dead_here": f"gauge_livesum_{metrics._HOST}-{dead.pid}.db",
+        "alive_here": f"gauge_livesum_{metrics._HOST}-{os.getpid()}.db",
+        "other_host": f"gauge_livesum_elsewhere-{dead.pid}.db",
+        "counter": f"counter_{metrics._HOST}-{dead.pid}.db",
+    }
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(metrics, "MULTIPROC_DIR", str(tmp_path))
+    metrics._prune_dead_processes()
+    left = {path.name for path in tmp_path.iterdir()}
+    assert left == {names["alive_here"], names["other_host"], names["counter"]}
+
+
+def test_the_grafana_dashboard_only_uses_metrics_we_export(settings):
+    import json
+    from pathlib import Path
+
+    settings.METRICS_TOKEN = ""
+    metrics.job_started("k")
+    metrics.job_finished("k", "failed", 1)
+    metrics.event_pushed("t")
+    metrics.push_failed("t")
+    metrics.socket_opened("jobs")
+    metrics.socket_closed("jobs", 1000)
+    metrics.fanned_out("jobs")
+    metrics.socket_closed_over_limit("r")
+    metrics.redis_reconnected("c")
+    metrics._frame_sent("jobs")
+    metrics._frame_received("jobs")
+    metrics._handshake_refused("jobs")
+    exported = set(re.findall(r"^([a-z_]+)(?:\{| )", scrape(), re.M))
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    used = {name for expr in exprs for name in re.findall(r"\b((?:jobs|ws|redis)_[a-z_]+)\b", expr)}
+    assert used and used <= exported, used - exported

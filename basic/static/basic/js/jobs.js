@@ -1,4 +1,5 @@
-// The jobs panel: start buttons, the list of the user's jobs, and one live stream per active job.
+// The jobs panel: a start form per job kind, the list of the user's jobs, and one live stream
+// per active job. A finished job's row shows its result (results.js).
 //
 // A job's stream (/ws/jobs/{id}/) starts with a snapshot carrying the seq it reflects; each event
 // after it has the next seq. After a dropped connection the stream reconnects with
@@ -6,8 +7,10 @@
 // event at or below the last seq is ignored, so nothing is applied twice.
 // The user feed (/ws/events/) only discovers jobs started elsewhere (another tab, the API).
 
-import { api, ApiError } from "./api.js";
+import { api } from "./api.js";
 import { el, clock, duration, notify } from "./ui.js";
+import { StartForms } from "./start-forms.js";
+import { downloadText, resultNodes, subjectText } from "./results.js";
 
 const ACTIVE = new Set(["queued", "running"]);
 const TERMINAL_EVENTS = new Set(["job.done", "job.failed", "job.cancelled"]);
@@ -31,9 +34,13 @@ export class JobsPanel {
     this.announcer = root.querySelector("#jobs-announcer");
     this.jobs = new Map();
     this.pending = new Map();
-    for (const button of root.querySelectorAll("[data-kind]")) {
-      button.addEventListener("click", () => this.start(button));
-    }
+    this.forms = new StartForms({
+      kinds,
+      url: urls.jobs,
+      root: root.querySelector("#kind-forms"),
+      onStarted: (job) => this.upsert(job),
+      onRefused: () => this.load(),
+    });
     setInterval(() => this.tick(), 1000);
   }
 
@@ -48,21 +55,6 @@ export class JobsPanel {
       notify(`Couldn't load your jobs: ${error.message}`, "error");
     }
     this.renderEmpty();
-  }
-
-  async start(button) {
-    button.disabled = true;
-    try {
-      const job = await api.post(button.dataset.url);
-      this.upsert(job);
-    } catch (error) {
-      const label = this.kinds.get(button.dataset.kind)?.label || "job";
-      notify(`${label} not started: ${error.message}`, "error");
-      // A job the broker refused is kept as failed: show it.
-      if (error instanceof ApiError && error.status === 503) this.load();
-    } finally {
-      button.disabled = false;
-    }
   }
 
   async cancel(id) {
@@ -135,6 +127,7 @@ export class JobsPanel {
       if (frame.type === "job.started") update.started = frame.ts;
       if (TERMINAL_EVENTS.has(frame.type)) update.finished = frame.ts;
       if (frame.result_url) update.result_url = frame.result_url;
+      if (frame.result !== undefined) update.result = frame.result;
       if (frame.error) update.error = frame.error;
       job.data = { ...job.data, ...update };
     }
@@ -163,6 +156,7 @@ export class JobsPanel {
       el("div", { class: "job-head" }, [
         el("span", { class: "job-kind" }),
         el("span", { class: "badge job-status" }),
+        el("span", { class: "job-subject" }),
         el("span", { class: "job-elapsed", title: "Elapsed time" }),
       ]),
       el("div", { class: "job-progress" }, [
@@ -177,10 +171,11 @@ export class JobsPanel {
         el("span", { class: "job-percent" }),
       ]),
       el("p", { class: "job-error", role: "alert", hidden: "" }),
+      el("div", { class: "job-result", hidden: "" }),
       el("div", { class: "job-foot" }, [
         el("div", { class: "job-text" }, [el("p", { class: "job-message" }), el("p", { class: "job-meta" })]),
         el("div", { class: "job-actions" }, [
-          el("a", { class: "btn btn-small btn-success job-download", hidden: "", download: "" }, ["Download CSV"]),
+          el("a", { class: "btn btn-small btn-success job-download", hidden: "", download: "" }, ["Download"]),
           el("button", { type: "button", class: "btn btn-small btn-danger job-cancel", hidden: "" }, ["Cancel"]),
         ]),
       ]),
@@ -213,11 +208,17 @@ export class JobsPanel {
     const errorText = status === "failed" ? data.error || "The job failed." : job.streamError || "";
     error.textContent = errorText;
     error.hidden = !errorText;
+    const subject = subjectText(data.kind, data.params);
+    q(".job-subject").textContent = subject;
+    q(".job-subject").title = subject;
+    this.renderResult(job, status);
     const download = q(".job-download");
     download.hidden = !(status === "done" && data.result_url);
     if (!download.hidden) {
+      const text = downloadText(data.kind);
       download.href = data.result_url;
-      download.setAttribute("aria-label", `Download CSV of job ${job.id.slice(0, 8)}`);
+      download.textContent = text;
+      download.setAttribute("aria-label", `${text} of job ${job.id.slice(0, 8)}`);
     }
     const cancel = q(".job-cancel");
     cancel.hidden = !ACTIVE.has(status);
@@ -228,6 +229,29 @@ export class JobsPanel {
     const owner = data.owner && data.owner !== this.username ? `by ${data.owner}` : "";
     q(".job-meta").textContent = [`#${job.id.slice(0, 8)}`, created, owner].filter(Boolean).join(" · ");
     this.renderElapsed(job);
+  }
+
+  // A finished job's result, drawn once. The job's stream may not carry it (a snapshot of a job
+  // that finished before the page watched it): then it is fetched once from the job's URL.
+  renderResult(job, status) {
+    const box = job.row.querySelector(".job-result");
+    const result = status === "done" ? job.data.result : null;
+    if (status === "done" && (result === null || result === undefined) && !job.resultRequested) {
+      job.resultRequested = true;
+      api.get(`${this.urls.jobs}${job.id}/`)
+        .then((data) => {
+          job.data = { ...job.data, result: data.result, params: data.params || job.data.params };
+          if (data.result_url) job.data.result_url = data.result_url;
+          this.render(job);
+        })
+        .catch(() => {});
+    }
+    if (job.shownResult === result) return;
+    job.shownResult = result;
+    const nodes = resultNodes(job, result, { jobsUrl: this.urls.jobs });
+    box.replaceChildren(...nodes);
+    box.hidden = nodes.length === 0;
+    box.dataset.kind = job.data.kind || "";
   }
 
   renderElapsed(job) {

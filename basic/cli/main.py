@@ -1,0 +1,309 @@
+"""`jobs`: start, list, watch, cancel and download jobs of a running server from a terminal.
+
+    jobs start KIND [-p key=value …] [--file PATH] [--follow] [--cancel-on-interrupt] [--json]
+    jobs list [--status S] [--kind K] [--limit N] [--json]
+    jobs watch ID [--cancel-on-interrupt] [--json]
+    jobs cancel ID
+    jobs download ID [-o FILE]
+    jobs events [--kind K] [--status S] [--json]
+
+Server and token: --url / JOBS_URL (default http://127.0.0.1:8000), --token / JOBS_TOKEN.
+Exit codes: 0 done, 1 the job failed or was cancelled, 2 usage, token, URL, unknown kind or job,
+3 the server is unreachable or failing, 130 Ctrl-C.
+"""
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .api import INTERRUPTED, JOB_NOT_DONE, OK, UNREACHABLE, USAGE, Api, CliError
+from .stream import follow_job, user_feed
+from .views import JsonView, ProgressView, styled_status
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+NUMBER = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def param_value(text: str) -> Any:
+    """`--param` values: true/false, whole numbers, decimals; anything else stays a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)
+    if NUMBER.fullmatch(text):
+        return float(text)
+    return text
+
+
+def param(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), param_value(value)
+
+
+def build_parser(prog: str = "jobs") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Start and watch jobs on a running server.",
+        epilog="Exit codes: 0 done, 1 the job failed or was cancelled, 2 usage/token/URL/unknown kind, "
+               "3 server unreachable, 130 Ctrl-C.")
+    common = argparse.ArgumentParser(add_help=False)
+    # Given before or after the command: in the subcommands' copy they default to SUPPRESS, so a
+    # subcommand never resets what was given before it.
+    defaults = {"url": os.environ.get("JOBS_URL") or DEFAULT_URL, "token": os.environ.get("JOBS_TOKEN", ""),
+                "json": False, "reconnect_timeout": 300.0}
+    for target, sub in ((parser, False), (common, True)):
+        def default(name: str, sub: bool = sub) -> Any:
+            return argparse.SUPPRESS if sub else defaults[name]
+
+        def helped(text: str, sub: bool = sub) -> str:
+            return argparse.SUPPRESS if sub else text
+
+        target.add_argument("--url", default=default("url"),
+                            help=helped("the server (env JOBS_URL; default %(default)s)"))
+        target.add_argument("--token", default=default("token"), help=helped("API token (env JOBS_TOKEN)"))
+        target.add_argument("--json", action="store_true", default=default("json"),
+                            help="one JSON object per line, for scripts")
+        target.add_argument("--reconnect-timeout", type=float, metavar="SECONDS", default=default("reconnect_timeout"),
+                            help=helped("give up after this long without the server (default %(default)s)"))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    start = commands.add_parser("start", parents=[common], help="start a job")
+    start.add_argument("kind", help="the job kind, e.g. students_by_age")
+    start.add_argument("-p", "--param", dest="params", action="append", type=param, default=[], metavar="KEY=VALUE",
+                       help="a parameter (true/false and numbers are typed); repeat for more")
+    start.add_argument("--file", type=Path, help="the upload, for kinds that take a file")
+    start.add_argument("-f", "--follow", action="store_true", help="show its progress until it ends")
+    start.add_argument("--cancel-on-interrupt", action="store_true", help="with --follow: Ctrl-C cancels the job")
+
+    listing = commands.add_parser("list", parents=[common], help="your jobs, newest first")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--kind")
+    listing.add_argument("--limit", type=int, default=20, help="at most this many (default %(default)s)")
+
+    watch = commands.add_parser("watch", parents=[common], help="show a job's progress until it ends")
+    watch.add_argument("id")
+    watch.add_argument("--cancel-on-interrupt", action="store_true", help="Ctrl-C cancels the job")
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a queued or running job")
+    cancel.add_argument("id")
+
+    download = commands.add_parser("download", parents=[common], help="save a finished job's result")
+    download.add_argument("id")
+    download.add_argument("-o", "--output", help="file to write (- for stdout; default: the server's file name)")
+
+    feed = commands.add_parser("events", parents=[common], help="your jobs' events as they happen (Ctrl-C stops)")
+    feed.add_argument("--kind", help="only jobs of this kind")
+    feed.add_argument("--status", choices=STATUSES, help="only events with this status")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "jobs") -> int:
+    parser = build_parser(prog)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_usage(sys.stderr)
+        return USAGE
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    api = None
+    try:
+        if not args.token:
+            raise CliError(f"No API token: pass --token or set JOBS_TOKEN (POST {args.url.rstrip('/')}"
+                           "/api/auth/token/ with your username and password gives one).")
+        api = Api(args.url, args.token)
+        return COMMANDS[args.command](api, args, err)
+    except CliError as exc:
+        err.print(f"[red]Error:[/] {escape(exc.message)}")
+        return exc.code
+    except KeyboardInterrupt:
+        err.print("Interrupted.")
+        return INTERRUPTED
+    except BrokenPipeError:  # e.g. `jobs list | head`
+        return OK
+    finally:
+        if api is not None:
+            api.close()
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+def cmd_start(api: Api, args: argparse.Namespace, err: Console) -> int:
+    params = dict(args.params)
+    if args.file is not None and not args.file.is_file():
+        raise CliError(f"No such file: {args.file}")
+    job = api.start(args.kind, params, args.file)
+    if not args.follow:
+        if args.json:
+            print(json.dumps(job), flush=True)
+        else:
+            print(job["id"], flush=True)
+            err.print(f"Started {escape(job['kind'])} job {job['id']}. Watch it: jobs watch {job['id']}")
+        return OK
+    if not args.json:
+        err.print(f"Started {escape(job['kind'])} job [bold]{job['id']}[/]")
+    return follow(api, job, args, err, from_start=True)
+
+
+def cmd_watch(api: Api, args: argparse.Namespace, err: Console) -> int:
+    job = api.job(args.id)
+    # A finished job: its final state at once. A live one: every event so far, then live.
+    return follow(api, job, args, err, from_start=job["status"] not in ("done", "failed", "cancelled"))
+
+
+def follow(api: Api, job: dict[str, Any], args: argparse.Namespace, err: Console, from_start: bool) -> int:
+    job_id = str(job["id"])
+    view = JsonView(err) if args.json else ProgressView(err, job)
+    try:
+        with view:
+            final = follow_job(api, job_id, view.show, view.note, patience=args.reconnect_timeout,
+                               from_start=from_start)
+            view.finish(final, job_id)
+    except KeyboardInterrupt:
+        if getattr(args, "cancel_on_interrupt", False):
+            try:
+                cancelled = api.cancel(job_id)
+                err.print(f"Cancel requested for job {job_id} (now {cancelled['status']}).")
+            except CliError as exc:
+                err.print(f"Could not cancel job {job_id}: {escape(exc.message)}")
+        else:
+            err.print(f"Stopped watching; job {job_id} goes on (jobs watch {job_id}, jobs cancel {job_id}).")
+        return INTERRUPTED
+    return OK if final.get("status") == "done" else JOB_NOT_DONE
+
+
+def cmd_list(api: Api, args: argparse.Namespace, err: Console) -> int:
+    if args.limit < 1:
+        raise CliError("--limit must be at least 1.")
+    jobs = api.jobs(status=args.status, kind=args.kind, limit=args.limit)
+    if args.json:
+        for job in jobs:
+            print(json.dumps(job), flush=True)
+        return OK
+    if not sys.stdout.isatty():  # for pipes: one tab-separated line per job
+        for job in jobs:
+            print("\t".join(str(job.get(name) or "") for name in
+                            ("id", "kind", "status", "progress", "created", "message")))
+        return OK
+    table = Table(box=None, header_style="bold")
+    for column in ("ID", "Kind", "Status", "Progress", "Created", "Message"):
+        table.add_column(column, no_wrap=column in ("ID", "Created"))
+    for job in jobs:
+        table.add_row(job["id"], escape(job["kind"]), styled_status(job["status"]), f"{job['progress']}%",
+                      short_time(job["created"], "%Y-%m-%d %H:%M:%S"),
+                      escape(job.get("error") or job.get("message") or ""))
+    Console(highlight=False).print(table if jobs else "No jobs.")
+    return OK
+
+
+def cmd_cancel(api: Api, args: argparse.Namespace, err: Console) -> int:
+    job = api.cancel(args.id)
+    if args.json:
+        print(json.dumps(job), flush=True)
+    elif job["status"] == "cancelled":
+        err.print(f"Job {job['id']} cancelled.")
+    else:
+        err.print(f"Cancel requested: job {job['id']} stops at its next step.")
+    return OK
+
+
+def cmd_download(api: Api, args: argparse.Namespace, err: Console) -> int:
+    name, chunks, response = api.download(args.id)
+    target = args.output or name
+    size = 0
+    try:
+        if target == "-":
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+                size += len(chunk)
+            sys.stdout.buffer.flush()
+            return OK
+        path = Path(target)
+        fd, temp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                    size += len(chunk)
+            os.replace(temp, path)
+        except BaseException:
+            Path(temp).unlink(missing_ok=True)
+            raise
+    except httpx.TransportError as exc:
+        raise CliError(f"The download broke off: {exc}", UNREACHABLE) from exc
+    except OSError as exc:
+        raise CliError(f"Cannot write {target}: {exc.strerror or exc}") from exc
+    finally:
+        response.close()
+    err.print(f"Saved {escape(str(path))} ({size} bytes).")
+    return OK
+
+
+def cmd_events(api: Api, args: argparse.Namespace, err: Console) -> int:
+    api.jobs(limit=1)  # a clear error for a bad URL or token before listening
+    kinds: dict[str, str | None] = {}
+    out = Console(highlight=False)
+
+    def kind_of(event: dict[str, Any]) -> str | None:
+        if event.get("kind"):
+            return event["kind"]
+        job_id = str(event.get("job"))
+        if job_id not in kinds:
+            try:
+                kinds[job_id] = api.job(job_id)["kind"]
+            except CliError:
+                kinds[job_id] = None
+        return kinds[job_id]
+
+    def show(event: dict[str, Any]) -> None:
+        if args.status and event.get("status") != args.status:
+            return
+        kind = kind_of(event) if (args.kind or not args.json) else event.get("kind")
+        if args.kind and kind != args.kind:
+            return
+        if args.json:
+            print(json.dumps({**event, "kind": kind} if kind else event), flush=True)
+            return
+        line = (f"{short_time(event.get('ts'))}  {event.get('type', ''):<13} {event.get('job')}  "
+                f"{kind or '?':<16} {event.get('status', ''):<9} {event.get('progress', 0):>3}%  "
+                f"{event.get('error') or event.get('message') or ''}")
+        out.print(escape(line), soft_wrap=True)
+
+    filters = [f"kind {args.kind}" if args.kind else "", f"status {args.status}" if args.status else ""]
+    shown = " and ".join(part for part in filters if part)
+
+    def listening() -> None:  # on stderr, so --json output stays pure
+        err.print(f"Listening for your jobs' events{' with ' + escape(shown) if shown else ''}; Ctrl-C stops.")
+
+    user_feed(api, show, lambda text: err.print(escape(text), style="dim"), patience=args.reconnect_timeout,
+              on_open=listening)
+    return OK
+
+
+def short_time(value: Any, fmt: str = "%H:%M:%S") -> str:
+    try:
+        return datetime.fromisoformat(str(value)).astimezone().strftime(fmt)
+    except ValueError:
+        return str(value or "")
+
+
+COMMANDS = {"start": cmd_start, "list": cmd_list, "watch": cmd_watch, "cancel": cmd_cancel,
+            "download": cmd_download, "events": cmd_events}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Daphne, plus a bound on what a socket may owe its client: `python -m basic.daphne_server`
+takes the same arguments as `daphne` (basic/stack.py, the Dockerfile and docker-compose use it).
+
+A client that stops reading makes every message for it pile up in the server's write buffer,
+without limit: Twisted keeps whatever the kernel will not take, and ASGI has no way to tell the
+application (its `send` returns at once, and neither Daphne nor autobahn bound or report the
+buffer). So the bound lives here, in the WebSocket protocol: when more than WS_MAX_UNSENT_BYTES
+are still unsent, the message is dropped and the socket is closed with 4008. The close frame
+queues behind the backlog, so a slow client that catches up within CLOSE_GRACE_SECONDS reads
+4008; one that never reads is cut off then, and its buffer freed.
+"""
+import logging
+from typing import Any
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+
+logger = logging.getLogger(__name__)
+
+CLOSE_SLOW_CONSUMER = 4008  # basic.events.CLOSE_SLOW_CONSUMER (importing basic.events needs Django)
+CLOSE_GRACE_SECONDS = 10
+
+
+def unsent_bytes(transport: Any) -> int:
+    """Bytes written to a Twisted transport that the kernel has not taken yet (a TLS wrapper is
+    looked through to the TCP transport under it)."""
+    while transport is not None and not hasattr(transport, "dataBuffer"):
+        transport = getattr(transport, "transport", None)
+    if transport is None:
+        return 0
+    return len(transport.dataBuffer) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+
+def max_unsent_bytes() -> int:
+    from django.conf import settings
+
+    return settings.WS_MAX_UNSENT_BYTES
+
+
+# Close codes a server may send (IANA registry) that autobahn's sendClose() refuses, since it
+# only allows 1000 and 3000-4999 from the application: 1013 is "try again later".
+SERVER_CLOSE_CODES = frozenset({1012, 1013})
+
+
+class BoundedWebSocketProtocol(WebSocketProtocol):
+    def serverClose(self, code: int | None = None) -> None:  # noqa: N802 (Daphne's name)
+        if code in SERVER_CLOSE_CODES and self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, isReply=False)
+            return
+        super().serverClose(code)
+
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "websocket.send" and self.state == self.STATE_OPEN:
+            backlog = unsent_bytes(self.transport)
+            if backlog > max_unsent_bytes():
+                logger.warning("closing a WebSocket whose client stopped reading (%s bytes unsent) with %s",
+                               backlog, CLOSE_SLOW_CONSUMER)
+                self.closeHandshakeTimeout = CLOSE_GRACE_SECONDS
+                self.serverClose(code=CLOSE_SLOW_CONSUMER)
+                return
+        super().handle_reply(message)
+
+
+class BoundedServer(Server):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        ready = kwargs.get("ready_callable")
+
+        def use_bounded_protocol() -> None:
+            # Server.run() builds its WebSocket factory and calls this just before serving.
+            self.ws_factory.protocol = BoundedWebSocketProtocol
+            if ready:
+                ready()
+
+        kwargs["ready_callable"] = use_bounded_protocol
+        super().__init__(*args, **kwargs)
+
+
+class BoundedCommandLineInterface(CommandLineInterface):
+    server_class = BoundedServer
+
+
+if __name__ == "__main__":
+    BoundedCommandLineInterface.entrypoint()

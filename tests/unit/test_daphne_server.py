@@ -1,0 +1,21 @@
+"""How much a socket owes its client, read from Twisted's transport (basic/daphne_server.py)."""
+from types import SimpleNamespace
+
+from twisted.internet.abstract import FileDescriptor
+
+from basic.daphne_server import unsent_bytes
+
+
+def test_unsent_bytes_counts_both_twisted_buffers():
+    transport = FileDescriptor.__new__(FileDescriptor)
+    transport.dataBuffer, transport.offset, transport._tempDataBuffer, transport._tempDataLen = b"x" * 100, 40, [], 0
+    assert unsent_bytes(transport) == 60
+    transport._tempDataBuffer, transport._tempDataLen = [b"y" * 25], 25
+    assert unsent_bytes(transport) == 85
+
+
+def test_a_wrapper_is_looked_through_and_no_transport_owes_nothing():
+    tcp = SimpleNamespace(dataBuffer=b"z" * 10, offset=0, _tempDataLen=5)
+    assert unsent_bytes(SimpleNamespace(transport=tcp)) == 15  # e.g. TLS over TCP
+    assert unsent_bytes(None) == 0
+    assert unsent_bytes(SimpleNamespace()) == 0
