@@ -286,6 +286,14 @@ JOB_SOCKET_RESYNC_SECONDS = float(env_str("JOB_SOCKET_RESYNC_SECONDS", "5"))
 # How long a finished job may lack its terminal event in the history before sockets report the
 # end from the database instead (the pusher retries a terminal event for about 6 s).
 JOB_TERMINAL_EVENT_GRACE_SECONDS = float(env_str("JOB_TERMINAL_EVENT_GRACE_SECONDS", "10"))
+# Retention and quota (basic/retention.py): finished jobs older than JOB_RETENTION_DAYS are
+# deleted with their files and events by a sweep each worker runs every
+# JOB_RETENTION_SWEEP_SECONDS (and `manage.py sweep_jobs`); 0 days keeps jobs forever, 0 seconds
+# leaves the sweep to the command. A user whose jobs store JOB_OUTPUT_QUOTA_MB or more can start
+# no new job (409) until some are deleted or expire; 0 means no quota.
+JOB_RETENTION_DAYS = env_int("JOB_RETENTION_DAYS", 7)
+JOB_RETENTION_SWEEP_SECONDS = env_int("JOB_RETENTION_SWEEP_SECONDS", 3600)
+JOB_OUTPUT_QUOTA_MB = env_int("JOB_OUTPUT_QUOTA_MB", 1024)
 REPORT_CHUNK_SIZE = env_int("REPORT_CHUNK_SIZE", 2000)
 # Slows each report chunk down, for demos and tests that need a job to stay running.
 REPORT_CHUNK_DELAY = float(env_str("REPORT_CHUNK_DELAY", "0"))

@@ -19,6 +19,8 @@ from channels_redis.utils import _wrap_close
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import metrics
+
 logger = logging.getLogger(__name__)
 
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -63,6 +65,7 @@ class ResilientShardConnection(RedisSingleShardConnection):
                     if self._lost:
                         self._lost = False
                         logger.warning("the channel layer's subscriber connection is back")
+                        metrics.redis_reconnected("channel_layer")
                         self.channel_layer.announce_reconnect()
                     self._receive_message(message)
                 else:
@@ -100,6 +103,7 @@ class ResilientShardConnection(RedisSingleShardConnection):
         if not members:
             return
         decoded = layer.channel_layer.deserialize(message["data"])  # once, for every member
+        metrics.fanned_out(name.rpartition("__group__")[2].split(".", 1)[0], len(members))
         for channel_name in members:
             queue = layer.channels.get(channel_name)
             if queue is not None:

@@ -10,15 +10,18 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from . import event_store, events, services, ws_limits
+from . import event_store, events, metrics, services, ws_limits
+from .channel_layer import LAYER_RECONNECTED
 from .models import Job
 from .rate_limit import TokenBucket
 from .ws_auth import query_param, user_for_token
@@ -39,6 +42,28 @@ def client_address(scope: dict[str, Any]) -> str:
     """The peer's address (Daphne behind a proxy needs --proxy-headers for the real one)."""
     client = scope.get("client")
     return str(client[0]) if client else "unknown"
+
+
+# Messages whose handlers reach the database only through database_sync_to_async (which closes
+# stale connections itself): dispatched without Channels' per-message thread hop to close them
+# (docs/design.md trap 8: a third of the server's time with 1,000 sockets in one room).
+NO_THREAD_HOP = frozenset({"websocket.receive", events.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT,
+                           LAYER_RECONNECTED})
+ENCODED = "_encoded"
+
+
+def encoded_once(message: dict[str, Any], key: str, content: Callable[[], Any]) -> str:
+    """The JSON text of `content()`, computed by the first socket that sends it and reused by the
+    other sockets of this process that got the same group message: the channel layer hands them
+    one shared dict (basic/channel_layer.py). With the stock layer each socket has its own dict
+    and this is just json.dumps."""
+    cache = message.get(ENCODED)
+    if cache is None:
+        cache = message[ENCODED] = {}
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = json.dumps(content())
+    return text
 
 
 UNAVAILABLE = {"type": "error", "code": "unavailable",
@@ -94,6 +119,14 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         except (RedisError, OSError) as exc:
             logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
             await self.reject(events.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] in NO_THREAD_HOP:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.closed = True
@@ -183,6 +216,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def reject(self, close_code: int, code: str, detail: str) -> None:
         """Accept only to say why, then close: a refused handshake would hide the close code."""
+        if close_code == events.CLOSE_TOO_MANY_REQUESTS:
+            metrics.socket_closed_over_limit(code)
         await self.accept()
         await self.send_error(code, detail)
         await self.close(code=close_code)
@@ -397,20 +432,20 @@ class JobEventsConsumer(AuthenticatedConsumer):
         if job.is_terminal and job.finished and timezone.now() - job.finished > grace:
             await self.send_job_snapshot(job)
 
-    async def send_event(self, event: dict[str, Any]) -> None:
+    async def send_event(self, event: dict[str, Any], text: str | None = None) -> None:
         if event["seq"] <= self.last_seq:
             return
         self.last_seq = event["seq"]
         self.last_event_at = time.monotonic()
         self.ended = event["type"] in events.TERMINAL_EVENTS
-        await self.send_json(event)
+        await self.send(text_data=text if text is not None else json.dumps(event))
 
     async def job_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
         async with self.lock:
             if event["seq"] > self.last_seq + 1:
                 await self.catch_up(upto=event["seq"] - 1)
-            await self.send_event(event)
+            await self.send_event(event, encoded_once(message, "event", lambda: event))
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         kind = content.get("type")
@@ -449,7 +484,7 @@ class UserEventsConsumer(AuthenticatedConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_event(self, message: dict[str, Any]) -> None:
-        await self.send_json(message["event"])
+        await self.send(text_data=encoded_once(message, "event", lambda: message["event"]))
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         if content.get("type") == "ping":
@@ -532,7 +567,8 @@ class ChatConsumer(ValidatingJsonConsumer):
         }
 
     async def chat_message(self, payload: dict[str, Any]) -> None:
-        await self.send_json(payload)
+        await self.send(text_data=encoded_once(
+            payload, "chat", lambda: {key: value for key, value in payload.items() if key != ENCODED}))
 
 
 class SeedChatConsumer(ChatConsumer):
@@ -548,7 +584,7 @@ class SeedChatConsumer(ChatConsumer):
         return {"type": events.LAYER_CHAT_MESSAGE, "message": message}
 
     async def chat_message(self, payload: dict[str, Any]) -> None:
-        await self.send_json({"message": payload["message"]})
+        await self.send(text_data=encoded_once(payload, "seed", lambda: {"message": payload["message"]}))
 
 
 class UnknownPathConsumer(ValidatingJsonConsumer):

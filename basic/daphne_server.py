@@ -16,6 +16,8 @@ from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
+from basic import metrics
+
 logger = logging.getLogger(__name__)
 
 CLOSE_SLOW_CONSUMER = 4008  # basic.events.CLOSE_SLOW_CONSUMER (importing basic.events needs Django)
@@ -56,6 +58,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             if backlog > max_unsent_bytes():
                 logger.warning("closing a WebSocket whose client stopped reading (%s bytes unsent) with %s",
                                backlog, CLOSE_SLOW_CONSUMER)
+                metrics.socket_closed_over_limit("slow_consumer")
                 self.closeHandshakeTimeout = CLOSE_GRACE_SECONDS
                 self.serverClose(code=CLOSE_SLOW_CONSUMER)
                 return

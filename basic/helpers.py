@@ -25,7 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import event_store
+from . import event_store, metrics
 from .events import (
     LAYER_JOB_EVENT,
     TERMINAL_EVENTS,
@@ -151,16 +151,20 @@ def push_job_event(
     for attempt in range(1, attempts + 1):
         try:
             if stored is None and isinstance(pusher, RedisEventPusher) and pusher.one_trip:
-                return event_store.append_and_publish(job_id, event, LAYER_JOB_EVENT, pusher.channels(groups), floor)
+                sent = event_store.append_and_publish(job_id, event, LAYER_JOB_EVENT, pusher.channels(groups), floor)
+                metrics.event_pushed(event_type)
+                return sent
             if stored is None:
                 stored = event_store.append_event(job_id, event, floor)
             pusher.publish(groups, stored)
+            metrics.event_pushed(event_type)
             return stored
         except redis.RedisError as exc:
             logger.warning("push %s for job %s failed (attempt %d): %s", event_type, job_id, attempt, exc)
             if attempt < attempts:
                 time.sleep(min(0.2 * 2**attempt, 2))
     # A stored event reaches clients through replay and gap repair even if its publish failed.
+    (metrics.event_pushed if stored is not None else metrics.push_failed)(event_type)
     return stored
 
 

@@ -47,6 +47,9 @@ class Job(models.Model):
     output_name = models.CharField(max_length=200, blank=True)
     # The seq of the last event pushed, so seq never goes backwards if Redis loses its counters.
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Bytes the job keeps in its folder (uploads from the start, outputs once done): the owner's
+    # JOB_OUTPUT_QUOTA_MB is checked against the sum (basic/retention.py), not the file system.
+    output_bytes = models.PositiveBigIntegerField(default=0)
     # Written by a running job at least every JOB_LEASE_SECONDS / 3: the recovery sweep leaves a
     # job whose row still moves alone, even if Redis lost its lease.
     heartbeat = models.DateTimeField(null=True, blank=True)

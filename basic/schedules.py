@@ -26,7 +26,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from rest_framework import serializers
 
-from . import services
+from . import retention, services
 from .lifecycle import transitions
 from .lifecycle.registry import JobKind, get_kind
 from .models import Job, Schedule
@@ -247,7 +247,9 @@ def schedule_delete(*, schedule: Schedule) -> None:
 
 def run_schedule(schedule_id: int) -> Job | None:
     """Start the schedule's job now, as its owner. Parameters that no longer validate (the kind
-    changed) give a failed job saying why, so the owner sees it like any other job."""
+    changed) give a failed job saying why, so the owner sees it like any other job. So does an
+    owner at their output quota, once: while the last run failed for the quota, runs are skipped
+    with a log line, so a schedule every 10 s doesn't pile up failed jobs."""
     schedule = Schedule.objects.select_related("owner").filter(pk=schedule_id).first()
     if schedule is None or not schedule.enabled or not schedule.owner.is_active:
         logger.info("schedule %s is gone or off; nothing started", schedule_id)
@@ -264,6 +266,16 @@ def run_schedule(schedule_id: int) -> Job | None:
             data = dict(validate_params(kind, schedule.params or {}, {}))
         except serializers.ValidationError as exc:
             reason = f"The schedule's parameters are no longer valid: {json.dumps(exc.detail)}"
+    if reason is None:
+        try:
+            retention.check_quota(schedule.owner)
+        except retention.QuotaExceeded as exc:
+            last = schedule.last_job
+            if last is not None and last.status == Job.Status.FAILED and \
+                    last.error.startswith(retention.QUOTA_MESSAGE_START):
+                logger.info("schedule %s: its owner is still at their output quota; run skipped", schedule.pk)
+                return None
+            reason = str(exc)
     if reason is not None:
         job = Job.objects.create(kind=schedule.kind, owner=schedule.owner, params=schedule.params or {},
                                  message="Queued")
@@ -273,6 +285,9 @@ def run_schedule(schedule_id: int) -> Job | None:
             job = services.job_start(kind=kind, owner=schedule.owner, data=data)
         except services.BrokerUnavailable:  # the job row says so; beat tries again next time
             logger.warning("schedule %s: the job queue is unreachable", schedule.pk)
+            return None
+        except services.QuotaExceeded:  # reached since the check above: the next run says so
+            logger.info("schedule %s: its owner reached their output quota; run skipped", schedule.pk)
             return None
     Schedule.objects.filter(pk=schedule.pk).update(last_job=job)
     logger.info("scheduled job started", extra={"schedule": schedule.pk, "job": str(job.id), "kind": job.kind})

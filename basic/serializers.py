@@ -30,7 +30,7 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = [
             "id", "kind", "status", "progress", "message", "error", "owner", "params", "result",
-            "created", "started", "finished", "url", "events_url", "result_url",
+            "created", "started", "finished", "url", "events_url", "result_url", "output_bytes",
         ]
         read_only_fields = fields
 

@@ -21,6 +21,8 @@ from .job_leases import is_leased
 from .lifecycle import files, transitions
 from .lifecycle.registry import JobKind
 from .models import Job
+from .retention import QuotaExceeded as QuotaExceeded  # raised by job_start; views answer 409
+from .retention import check_quota
 
 logger = logging.getLogger(__name__)
 
@@ -72,12 +74,16 @@ def _enqueue(job: Job) -> None:
 
 def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None) -> Job:
     """Create the job row from validated parameters and queue it; BrokerUnavailable if the broker
-    cannot be reached (the row then says so as a failed job)."""
+    cannot be reached (the row then says so as a failed job); QuotaExceeded, before anything is
+    stored, if the owner's jobs keep JOB_OUTPUT_QUOTA_MB already."""
+    check_quota(owner)
     job_id = uuid.uuid4()
     data = data or {}
     params = kind.prepare(data, files.input_dir(job_id)) if kind.prepare else data
     params = json.loads(json.dumps(params, cls=DjangoJSONEncoder))
-    job = Job.objects.create(id=job_id, kind=kind.name, owner=owner, params=params, message="Queued")
+    stored = files.stored_bytes(job_id) if kind.prepare else 0  # an upload counts toward the quota
+    job = Job.objects.create(id=job_id, kind=kind.name, owner=owner, params=params, message="Queued",
+                             output_bytes=stored)
     try:
         _enqueue(job)
     except (OperationalError, KombuError, CeleryError, RedisError, OSError) as exc:

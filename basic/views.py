@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from . import services, students
+from . import retention, services, students
 from .errors import Conflict, ServiceUnavailable
 from .kinds import students_by_age
 from .lifecycle import files
@@ -41,11 +41,14 @@ def start(request: Request, kind: JobKind, data: dict) -> Response:
         job = services.job_start(kind=kind, owner=request.user, data=data)
     except services.BrokerUnavailable as exc:
         raise ServiceUnavailable(str(exc)) from exc
+    except services.QuotaExceeded as exc:
+        raise Conflict(str(exc)) from exc
     return job_accepted(request, job)
 
 
 START_ERRORS = {
     400: OpenApiResponse(description="An unknown kind or bad parameters, named by field."),
+    409: OpenApiResponse(description="Your jobs' stored output is at your quota (JOB_OUTPUT_QUOTA_MB)."),
     429: OpenApiResponse(description="Too many job starts; retry after the time given."),
     503: OpenApiResponse(description="The job queue is unreachable; the job is marked failed."),
 }
@@ -124,6 +127,17 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             raise Conflict(f"The job is already {job.status}.")
         job.refresh_from_db()
         return job_accepted(request, job)
+
+    @extend_schema(request=None, responses={204: None, 404: None, 409: None})
+    def destroy(self, request: Request, pk: str | None = None) -> Response:
+        """Delete a finished job with its files and events, freeing its space in your quota; 409
+        while it is queued or running (cancel it first)."""
+        job = self.get_object()
+        if not retention.delete_job(job):
+            now = Job.objects.filter(id=job.id).values_list("status", flat=True).first()
+            if now is not None:  # (None: deleted meanwhile, e.g. by the retention sweep)
+                raise Conflict(f"The job is {now}; cancel it first, then delete it once it has stopped.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses={(200, "application/octet-stream"): bytes, 409: None})
     @action(detail=True, methods=["get"])

@@ -1,5 +1,7 @@
-"""In every worker: a background loop that re-queues jobs whose worker died (see services)."""
+"""In every worker: a background loop that re-queues jobs whose worker died (see services) and,
+at most every JOB_RETENTION_SWEEP_SECONDS, deletes expired jobs (basic/retention.py)."""
 import logging
+import random
 import threading
 import time
 
@@ -7,18 +9,27 @@ from celery.signals import task_received, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from . import queue_markers
+from . import queue_markers, retention
 from .services import RUN_JOB_TASK, recover_lost_jobs
 
 logger = logging.getLogger(__name__)
 
 
 def recovery_loop(interval: float) -> None:
+    # The first sweep a little after start-up, at a random moment, so workers started together
+    # (a deploy) don't all sweep at once.
+    sweeper = retention.PeriodicSweep(first_delay=random.uniform(interval, 4 * interval))
     while True:
         try:
             recover_lost_jobs()
         except Exception:  # a broker or database blip: try again next round
             logger.exception("recovering orphaned jobs failed")
+        finally:
+            close_old_connections()
+        try:
+            sweeper.run_if_due()
+        except Exception:  # the same: the sweep comes back sooner than its interval
+            logger.exception("the retention sweep failed")
         finally:
             close_old_connections()
         time.sleep(interval)

@@ -1,7 +1,8 @@
 """docs/benchmarks.md and its charts from bench/run_all.py's collected results.
 
 The "## Profile" section of an existing docs/benchmarks.md is kept as it is (it is written by
-hand from py-spy runs), so regenerating the page never loses it.
+hand from py-spy runs), so regenerating the page never loses it. `python -m bench.write_docs`
+re-renders the page and charts from docs/benchmarks.json (the last results of each benchmark).
 """
 import datetime
 import math
@@ -52,7 +53,7 @@ def kept_profile(path: Path) -> str:
     return found.group(0).rstrip() + "\n" if found else PROFILE_PLACEHOLDER
 
 
-def charts(runs: list[dict], docs: Path) -> list[str]:
+def charts(runs: list[dict], docs: Path, rate: float) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,7 +69,11 @@ def charts(runs: list[dict], docs: Path) -> list[str]:
             points = sorted((r["sockets"], r[key]) for r in runs if r["variant"] == variant)
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
                     linestyle="--" if variant == "bare" else "-", label=LABELS[variant])
-        ax.set_xlabel("sockets in the room (one sender, 10 messages/s)")
+        if not log:
+            sizes = sorted({r["sockets"] for r in runs})
+            ax.plot(sizes, [size * rate for size in sizes], color="grey", linestyle=":", linewidth=1,
+                    label="offered: sockets x sender rate")
+        ax.set_xlabel(f"sockets in the room (one sender, {rate:g} messages/s)")
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
@@ -123,7 +128,7 @@ def fanout_section(fan: dict, docs: Path) -> list[str]:
                      f"{x(r.get('p99_x'))} | {x(r.get('rate_x'))} | {target} |")
     lines.append("")
     if runs:
-        made = charts(runs, docs)
+        made = charts(runs, docs, fan["rate"])
         lines += [" ".join(f"![{name}]({name})" for name in made), ""]
     odd = [r for r in runs if r["opened"] < r["sockets"] or r.get("closed_early")]
     if odd:
@@ -213,6 +218,12 @@ def memory_section(fan: dict) -> list[str]:
                      f"{fmt(m['rss_after_kib'] / 1024, 1)} MiB ({m['idle_sockets']:,} more) | "
                      f"{fmt(m['kib_per_socket'], 1)} | {x(m.get('x_bare'))} | "
                      f"{fmt(m.get('idle_cpu_pct'))}% of a core |")
+    by_variant = {m["variant"]: m for m in mem}
+    job, feed = by_variant.get("project_job"), by_variant.get("project")
+    if job and feed and job.get("idle_cpu_pct", 0) > max(5.0, 5 * feed.get("idle_cpu_pct", 0)):
+        lines += ["", "Idle job sockets cost CPU where idle feed sockets don't: while its job runs, each",
+                  "`/ws/jobs/{id}/` socket re-reads the job's history every `JOB_SOCKET_RESYNC_SECONDS` and, when",
+                  "the job has been quiet that long, queries the database (docs/design.md trap 2)."]
     return lines + [""]
 
 
@@ -329,3 +340,11 @@ def write_docs(results: dict, docs: Path) -> Path:
     lines.append(profile)
     page.write_text("\n".join(lines).rstrip() + "\n")
     return page
+
+
+if __name__ == "__main__":  # re-render the page and charts from the last stored results
+    import json
+    import sys
+
+    docs_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "docs"
+    print(write_docs(json.loads((docs_dir / "benchmarks.json").read_text()), docs_dir))

@@ -1,10 +1,13 @@
 """Real processes: the session's Redis, a Daphne and a `celery worker --pool=gevent`, sharing a
-SQLite file database, started with the same commands `make run` uses (basic/stack.py)."""
+fresh database (a SQLite file, or a PostgreSQL database with TEST_DATABASE=postgres: see
+tests/databases.py), started with the same commands `make run` uses (basic/stack.py)."""
 import contextlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from basic import stack
+from tests import databases
 
 
 @dataclass
@@ -20,8 +24,9 @@ class LiveStack:
     ws_url: str
     env: dict[str, str]
     media_root: Path
-    database: Path
+    database: Path | None  # the SQLite file; None on PostgreSQL (see database_url)
     worker_log: Path
+    database_url: str = ""
     token: str = ""
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
@@ -62,6 +67,18 @@ class LiveStack:
             shutil.rmtree(workdir, ignore_errors=True)
         self.processes["redis"] = stack.start_redis(port, workdir, appendfsync="always")
 
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        """Rows straight from the stack's database, past every process of the stack (works while
+        the web server or Redis is down). `%s` placeholders; pass job ids as uuid.UUID."""
+        if self.database is not None:
+            values = [p.hex if isinstance(p, uuid.UUID) else p for p in params]
+            with contextlib.closing(sqlite3.connect(self.database, timeout=20)) as db:
+                return db.execute(sql.replace("%s", "?"), values).fetchall()
+        import psycopg
+
+        with psycopg.connect(self.database_url) as db:
+            return db.execute(sql, params).fetchall()
+
     def log_tail(self, lines: int = 60) -> str:
         if not self.worker_log.exists():
             return ""
@@ -76,19 +93,25 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 @contextlib.contextmanager
 def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 100, own_redis: bool = False,
-               **extra_env: str) -> Iterator[LiveStack]:
+               database: str | None = None, **extra_env: str) -> Iterator[LiveStack]:
     """Start Daphne (and a worker) on a fresh database; stop them on exit. `own_redis` gives the
-    stack a private, restartable Redis instead of the test session's."""
+    stack a private, restartable Redis instead of the test session's. `database`: "sqlite" or
+    "postgres" (a new database on the session's server); by default TEST_DATABASE's."""
     workdir = root / name
     workdir.mkdir(parents=True, exist_ok=True)
-    database = workdir / "db.sqlite3"
+    if (database or databases.chosen_database()) == "postgres":
+        sqlite_file = None
+        database_url = databases.require_postgres(root.parent).fresh_database(name)
+    else:
+        sqlite_file = workdir / "db.sqlite3"
+        database_url = f"sqlite:///{sqlite_file}"
     redis_process = None
     if own_redis:
         redis_port = stack.free_port()
         redis_process = stack.start_redis(redis_port, workdir / "redis", appendfsync="always")
         extra_env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", **extra_env}
     env = {
-        "DATABASE_URL": f"sqlite:///{database}",
+        "DATABASE_URL": database_url,
         "MEDIA_ROOT": str(workdir / "media"),
         "REDIS_URL": os.environ["REDIS_URL"],  # unless extra_env names the stack's own
         "CHANNEL_PREFIX": f"it-{name}-{os.getpid()}",
@@ -99,8 +122,8 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
     }
     manage(env, "migrate", "--noinput", "-v0")
     port = stack.free_port()
-    live = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", env, workdir / "media", database,
-                     workdir / "worker.log")
+    live = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", env, workdir / "media", sqlite_file,
+                     workdir / "worker.log", database_url)
     if redis_process:
         live.processes["redis"] = redis_process
     live.token = live.user_token("alice")

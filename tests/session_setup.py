@@ -2,6 +2,8 @@
 
 Settings read REDIS_URL when they load, and pytest-django loads them while it loads the first
 conftest files, so the test Redis has to be up before that: this hook runs first.
+With TEST_DATABASE=postgres the same goes for PostgreSQL (tests/databases.py): the test process's
+own database (pytest-django's) and every live stack's are then on it.
 """
 import os
 import shutil
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from basic import stack
+from tests import databases
 
 _state: dict = {}
 
@@ -30,11 +33,27 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
         port = stack.free_port()
         _state["redis"] = stack.start_redis(port, scratch / "redis")
         os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    if databases.chosen_database() == "postgres" and not databases.external_postgres_url():
+        reason = databases.postgres_unavailable_reason()
+        if reason and databases.in_ci():
+            raise pytest.UsageError(f"TEST_DATABASE=postgres: {reason}; CI is set, so it must run")
+        if reason:
+            _state["postgres_missing"] = reason
+        else:  # pytest-django creates test_jobs on it
+            os.environ["DATABASE_URL"] = databases.postgres_server(scratch).database_url("jobs")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "postgres_missing" in _state:
+        skip = pytest.mark.skip(reason=f"TEST_DATABASE=postgres: {_state['postgres_missing']}")
+        for item in items:
+            item.add_marker(skip)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if "redis" in _state:
         stack.stop(_state.pop("redis"))
+    databases.stop_private_postgres()
     if "scratch" in _state:
         shutil.rmtree(_state.pop("scratch"), ignore_errors=True)
 

@@ -11,7 +11,7 @@ from uuid import UUID
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from .. import events, queue_markers
+from .. import events, metrics, queue_markers
 from ..job_leases import JobLease, LeaseLost
 from ..models import Job
 from . import files, transitions
@@ -53,6 +53,7 @@ def _start(job: Job) -> bool:
         status=job.status, started=job.started, heartbeat=job.started, progress=0, message=job.message
     )
     if started:
+        metrics.job_started(job.kind)
         logger.info("job started", extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,
                                           "restarted": restarted})
     return bool(started)
@@ -88,7 +89,8 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
     lease.renew()
     output_name = ctx.commit_outputs()
     if not transitions.finish(job, Job.Status.DONE, progress=100, message=ctx.summary[:200],
-                              result=result, output_name=output_name):
+                              result=result, output_name=output_name,
+                              output_bytes=files.stored_bytes(job.id)):  # toward the owner's quota
         job.refresh_from_db(fields=["status"])
         if job.status == Job.Status.CANCELLED:  # cancelled during the last step: no outputs
             ctx.discard_outputs(committed=True)

@@ -9,7 +9,7 @@ from typing import Any
 from django.urls import reverse
 from django.utils import timezone
 
-from .. import events
+from .. import events, metrics
 from ..helpers import push_job_event
 from ..models import Job
 
@@ -37,6 +37,7 @@ def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
         progress=job.progress,
         message=job.message,
         floor=job.last_seq,
+        kind=job.kind,
         **extra,
     )
     if event is not None:
@@ -59,6 +60,7 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
         extra = {"error": job.error}
     if push(job, OUTCOME_EVENTS[status], **extra) is not None:
         Job.objects.filter(id=job.id, last_seq__lt=job.last_seq).update(last_seq=job.last_seq)
+    metrics.job_finished(job.kind, status, _duration(job))
     logger.info("job %s", status, extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,
                                          "outcome": status, "duration_s": _duration(job)})
     return True

@@ -4,7 +4,6 @@ import asyncio
 import csv
 import io
 import json
-import sqlite3
 import time
 
 import httpx
@@ -32,9 +31,8 @@ async def watch(live, job_id: str, timeout: float) -> list[dict]:
     return received
 
 
-def expected_rows(database) -> list[list[str]]:
-    with sqlite3.connect(database) as db:
-        rows = db.execute("SELECT id, name, age FROM basic_student ORDER BY age, name, id").fetchall()
+def expected_rows(live) -> list[list[str]]:
+    rows = live.query("SELECT id, name, age FROM basic_student ORDER BY age, name, id")
     return [["id", "name", "age"]] + [[str(i), name, str(age)] for i, name, age in rows]
 
 
@@ -73,7 +71,7 @@ def test_hundred_concurrent_reports_each_watched_live(stack_root):
             check_events(job_id, events)
             # Coalesced: a job of ~1.2 s (30 chunks x 20 ms at least) sends about 10 progress a second.
             assert len(events) <= 3 + 12 * (elapsed + 1)
-        expected = expected_rows(live.database)
+        expected = expected_rows(live)
         assert len(expected) == STUDENTS + 1
         with httpx.Client(base_url=live.base_url, timeout=30, headers=live.headers) as client:
             for job_id in job_ids:

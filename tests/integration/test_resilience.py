@@ -5,9 +5,9 @@ import csv
 import io
 import json
 import signal
-import sqlite3
 import threading
 import time
+import uuid
 
 import httpx
 import pytest
@@ -75,8 +75,7 @@ async def follow(live: LiveStack, job_id: str, timeout: float) -> tuple[list[dic
 
 def db_progress(live: LiveStack, job_id: str) -> int:
     """Straight from the database: the REST API needs no Redis, but this needs nothing at all."""
-    with sqlite3.connect(live.database) as db:
-        return db.execute("SELECT progress FROM basic_job WHERE id = ?", (job_id.replace("-", ""),)).fetchone()[0]
+    return live.query("SELECT progress FROM basic_job WHERE id = %s", uuid.UUID(job_id))[0][0]
 
 
 def assert_gapless(events: list[dict]) -> None:

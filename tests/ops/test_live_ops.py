@@ -95,3 +95,22 @@ def test_metrics_add_up_processes_and_show_queue_depth_and_sockets(stack_root): 
         assert gauge(after, "ws_connections_open", route="events") == 0.0
         assert gauge(after, "ws_connections_total", route="events") == 2.0
         assert gauge(after, "ws_disconnects_total", route="events", code="1000") == 2.0
+
+
+def test_metrics_count_jobs_that_ran_on_a_real_worker(stack_root):  # noqa: F811
+    """The worker's counters reach the web process's /metrics through the shared metrics dir."""
+    with live_stack(stack_root, "ops-metrics-jobs") as live:
+        with httpx.Client(base_url=live.base_url, headers=live.headers, timeout=10) as http:
+            ids = [http.post("/api/jobs/", json={"kind": "test_steps", "params": params}).json()["id"]
+                   for params in ({"steps": 2}, {"steps": 2, "crash_at": 1})]
+            deadline = time.monotonic() + 30
+            while any(http.get(f"/api/jobs/{i}/").json()["status"] not in ("done", "failed") for i in ids):
+                assert time.monotonic() < deadline, "the jobs did not finish"
+                time.sleep(0.2)
+            text = http.get("/metrics").text
+        assert gauge(text, "jobs_started_total", kind="test_steps") == 2.0
+        assert gauge(text, "jobs_finished_total", kind="test_steps", outcome="done") == 1.0
+        assert gauge(text, "jobs_finished_total", kind="test_steps", outcome="failed") == 1.0
+        assert gauge(text, "jobs_runtime_seconds_count", kind="test_steps") == 2.0
+        assert gauge(text, "jobs_events_pushed_total", type="job.done") == 1.0
+        assert gauge(text, "ws_fanout_messages_total", route="job") is None  # nobody was watching
