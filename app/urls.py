@@ -17,6 +17,9 @@ router.register("students", StudentViewSet, basename="student")
 router.register("jobs", JobViewSet, basename="job")
 router.register("schedules", ScheduleViewSet, basename="schedule")  # basic/schedules.py
 
+# A URL under /api/ that matches no route is a JSON 404 like any other (basic/errors.py).
+handler404 = "basic.errors.not_found"
+
 urlpatterns = [
     # Sign-in is throttled per client address and per username (basic/login_throttle.py).
     path("api/auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from daphne.cli import CommandLineInterface
+from daphne.http_protocol import WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
@@ -65,6 +66,17 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         super().handle_reply(message)
 
 
+class RawBodyWebRequest(WebRequest):
+    """Daphne's request without Twisted's own parsing of form bodies into `request.args`, which
+    Daphne never reads (Django parses the body it is given): Twisted answered a multipart body it
+    could not parse (e.g. one with no parts) with a bare 400 before the app saw it, and parsed
+    every upload in memory a second time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._parsePOSTFormSubmission = False
+
+
 class BoundedServer(Server):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         ready = kwargs.get("ready_callable")
@@ -72,6 +84,14 @@ class BoundedServer(Server):
         def use_bounded_protocol() -> None:
             # Server.run() builds its WebSocket factory and calls this just before serving.
             self.ws_factory.protocol = BoundedWebSocketProtocol
+            build_http = self.http_factory.buildProtocol
+
+            def build_raw_body_http(addr: Any) -> Any:
+                protocol = build_http(addr)
+                protocol.requestFactory = RawBodyWebRequest
+                return protocol
+
+            self.http_factory.buildProtocol = build_raw_body_http
             if ready:
                 ready()
 

@@ -2,7 +2,11 @@
 import logging
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from kombu.exceptions import OperationalError
 from redis import RedisError
 from rest_framework import status
@@ -24,6 +28,16 @@ class Conflict(APIException):
     default_code = "conflict"
 
 
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "payload_too_large"
+
+
+class TooManyParts(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "too_many_parts"
+
+
 # What a user reads: what failed and what to do. Never the exception's text, which names hosts,
 # ports and file paths; that goes to the log, with the request and the job id.
 REDIS_DOWN = "Redis or the job queue is unreachable right now; try again in a minute."
@@ -39,8 +53,13 @@ def _where(context: dict[str, Any]) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, (RedisError, OperationalError)):
-        logger.error("backing service down on %s: %r", _where(context), exc)
+        logger.error("backing service down on %s: %s: %s", _where(context), type(exc).__name__, exc)
         exc = ServiceUnavailable(REDIS_DOWN)
+    elif isinstance(exc, RequestDataTooBig):  # Django's limit, met when the view reads the body
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
+        exc = PayloadTooLarge(f"The request body is too large: at most {limit:g} MB (files aside).")
+    elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        exc = TooManyParts("The request has too many form fields or files.")
     elif isinstance(exc, DatabaseError):
         logger.exception("database error on %s", _where(context))
         exc = ServiceUnavailable(DATABASE_DOWN)
@@ -49,3 +68,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         logger.error("unhandled API error on %s", _where(context), exc_info=exc)
         return Response({"detail": INTERNAL_ERROR}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """`handler404` (app/urls.py): under /api/ a URL that matches no route (e.g. a job id with
+    characters no id has) is the same JSON 404 as a missing object; elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+    return page_not_found(request, exception)

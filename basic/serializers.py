@@ -20,6 +20,13 @@ class GenerateStudentsSerializer(serializers.Serializer):
     count = serializers.IntegerField(min_value=1, max_value=100_000)
 
 
+class GeneratedStudentsSerializer(serializers.Serializer):
+    """The answer to `POST /api/students/generate/` (for the OpenAPI schema)."""
+
+    created = serializers.IntegerField(help_text="Students added by this call.")
+    total = serializers.IntegerField(help_text="Students in the table now.")
+
+
 class JobSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
     events_url = serializers.SerializerMethodField()

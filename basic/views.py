@@ -14,9 +14,11 @@ from . import retention, services, students
 from .errors import Conflict, ServiceUnavailable
 from .kinds import students_by_age
 from .lifecycle import files
-from .lifecycle.registry import JobKind, get_kind, kinds
+from .lifecycle.registry import JobKind, get_kind, kind_choices, kinds
 from .models import Job, Student
+from .schedules import needs_upload
 from .serializers import (
+    GeneratedStudentsSerializer,
     GenerateStudentsSerializer,
     JobSerializer,
     JobStartSerializer,
@@ -54,16 +56,33 @@ START_ERRORS = {
 }
 
 
-def _start_request_schema() -> PolymorphicProxySerializer:
-    """One request shape per registered kind, for the OpenAPI schema."""
-    shapes = [
-        type(f"{kind.name.title().replace('_', '')}JobStart", (serializers.Serializer,), {
+def _start_request_schema() -> dict[str, serializers.Serializer]:
+    """`POST /api/jobs/` as it is accepted, for the OpenAPI schema: JSON `{kind, params}`, one shape
+    per kind that takes no upload (a file can't travel in JSON), told apart by `kind`; or a
+    multipart form with `kind` and the kind's parameters as fields (every kind's fields, none
+    required by the form itself: which ones a kind needs is in its own shape and GET /api/kinds/)."""
+    as_json = {
+        kind.name: type(f"{kind.name.title().replace('_', '')}JobStart", (serializers.Serializer,), {
             "kind": serializers.ChoiceField(choices=[kind.name]),
             "params": kind.params(required=False),
         })
-        for kind in kinds()
-    ]
-    return PolymorphicProxySerializer(component_name="JobStart", serializers=shapes, resource_type_field_name="kind")
+        for kind in kinds() if not needs_upload(kind)
+    }
+    form_fields: dict[str, serializers.Field] = {"kind": serializers.ChoiceField(choices=kind_choices())}
+    for kind in kinds():
+        for name, field in kind.params._declared_fields.items():
+            form_fields.setdefault(name, type(field)(*field._args, **{**field._kwargs, "required": False}))
+    as_form = type("JobStartForm", (serializers.Serializer,), form_fields)
+    return {
+        "application/json": PolymorphicProxySerializer(
+            component_name="JobStart", serializers=as_json, resource_type_field_name="kind"),
+        "multipart/form-data": as_form,
+    }
+
+
+def _output_media_types() -> list[str]:
+    """What a download can be: each kind's media type; any type when a kind's results name their own."""
+    return sorted({kind.media_type or "*/*" for kind in kinds()})
 
 
 class StudentViewSet(viewsets.ModelViewSet):
@@ -78,7 +97,7 @@ class StudentViewSet(viewsets.ModelViewSet):
         """Start the students-by-age report (the same as POST /api/jobs/ with kind students_by_age)."""
         return start(request, get_kind(students_by_age.NAME), {})
 
-    @extend_schema(request=GenerateStudentsSerializer, responses={201: None})
+    @extend_schema(request=GenerateStudentsSerializer, responses={201: GeneratedStudentsSerializer, 409: None})
     @action(detail=False, methods=["post"], throttle_classes=[ScopedRateThrottle], throttle_scope="student_generate")
     def generate(self, request: Request) -> Response:
         """Add N students with random names and ages, so a report has something to chew on.
@@ -139,7 +158,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
                 raise Conflict(f"The job is {now}; cancel it first, then delete it once it has stopped.")
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes, 409: None})
+    @extend_schema(responses={**{(200, media_type): bytes for media_type in _output_media_types()}, 409: None})
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         """The job's result file, with its kind's media type (a CSV, a zip, a fetched page)."""
@@ -152,7 +171,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         media_type = (kind.media_type if kind else None) or (job.result or {}).get("content_type")
         return self._serve(job, job.output_name, media_type or "application/octet-stream", attachment=True)
 
-    @extend_schema(responses={(200, "application/octet-stream"): bytes, 404: None, 409: None})
+    @extend_schema(responses={(200, "*/*"): bytes, 404: None, 409: None})
     @action(detail=True, methods=["get"], url_path=r"files/(?P<name>[A-Za-z0-9][A-Za-z0-9._-]{0,199})")
     def files(self, request: Request, pk: str | None = None, name: str = "") -> FileResponse:
         """One output file of a finished job by name (e.g. a thumbnail, for previews)."""
@@ -178,7 +197,11 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 def kind_start_view(kind: JobKind) -> type[APIView]:
     """`POST /api/<route>/`: start `kind` with its parameters as the request body (JSON or form)."""
 
-    @extend_schema(request={"application/json": kind.params, "multipart/form-data": kind.params},
+    # An upload can only come as a multipart form; other kinds' parameters also as JSON or a plain form.
+    body_types = ["multipart/form-data"] if needs_upload(kind) else [
+        "application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
+
+    @extend_schema(request={body_type: kind.params for body_type in body_types},
                    responses={202: JobSerializer, **START_ERRORS}, operation_id=f"{kind.name}_start",
                    summary=f"Start: {kind.label}", description=kind.description, tags=["jobs"])
     def post(self: APIView, request: Request) -> Response:

@@ -56,7 +56,7 @@ def test_job_detail_and_download_lifecycle(api, queued, settings):
     assert download.status_code == 200
     assert download["Content-Type"] == "text/csv"
     assert download["Content-Disposition"] == f'attachment; filename="students-by-age-{job_id}.csv"'
-    assert b"".join(download.streaming_content).decode().splitlines()[1].endswith(",Bo,9")
+    assert b"".join(download.streaming_content).decode().splitlines()[1].endswith(',"Bo",9')
     types = [e["type"] for e in read_events_sync(job_id)]
     assert types[0] == "job.started" and types[-1] == "job.done" and types.count("job.done") == 1
 

@@ -1,4 +1,5 @@
 import csv
+import io
 import os
 
 import pytest
@@ -71,10 +72,27 @@ def test_stale_temp_files_from_a_killed_worker_are_cleared(tmp_path):
 
 
 def test_reads_in_bounded_chunks_in_the_right_order(django_assert_num_queries):
-    """Constant memory: one bounded query per chunk, never one query for every row."""
-    from basic.reports import students_by_age_rows
+    """Constant memory: two bounded statements per chunk (seek the chunk's last key, format the
+    rows up to it), never one query for every row, and the rows in report order."""
+    from basic.reports import students_by_age_csv_chunks
 
     Student.objects.bulk_create([Student(name=f"s{i % 7}", age=i % 5) for i in range(50)])
-    with django_assert_num_queries(6):  # 5 full chunks of 10, then an empty one
-        rows = list(students_by_age_rows(chunk_size=10))
-    assert rows == list(Student.objects.order_by("age", "name", "id").values_list("id", "name", "age"))
+    with django_assert_num_queries(2 * 6):  # 5 full chunks of 10, then an empty one
+        chunks = list(students_by_age_csv_chunks(chunk_size=10))
+    assert [rows for _text, rows in chunks] == [10] * 5
+    lines = list(csv.reader(io.StringIO("".join(text for text, _rows in chunks))))
+    expected = Student.objects.order_by("age", "name", "id").values_list("id", "name", "age")
+    assert [(int(i), name, int(age)) for i, name, age in lines] == list(expected)
+
+
+def test_names_are_quoted_and_formulas_neutralised_by_the_database(tmp_path):
+    names = ['=cmd|" /C calc"!A0', "+1", "-2", "@SUM(A1)", "\tx", "\rx", 'say "hi", then\nleave', "'=kept", "Bo"]
+    for name in names:
+        Student.objects.create(name=name, age=7)
+    path = tmp_path / "report.csv"
+    write_students_by_age(path, 4)
+    rows = read_csv(path)[1:]
+    by_id = {int(row[0]): row[1] for row in rows}
+    expected = {s.id: ("'" + s.name if s.name[:1] in "=+-@\t\r" else s.name) for s in Student.objects.all()}
+    assert by_id == expected
+    assert f'{Student.objects.get(name="Bo").id},"Bo",7\r\n'.encode() in path.read_bytes()  # always quoted

@@ -1,0 +1,85 @@
+"""What the product hands out is safe: 503s, 500s, job errors and readiness reasons say what failed
+and what to do, never a host, port, file path or exception text; those go to the log."""
+import pytest
+from django.db import DatabaseError
+from kombu.exceptions import OperationalError
+
+from basic import errors, event_store, health, services
+from basic.models import Job
+from basic.stack import free_port
+from tests import job_kinds
+
+pytestmark = pytest.mark.django_db
+
+LEAKS = ("127.0.0.1", "10.1.2.3", "localhost", "/srv/", ".py", ".sqlite3", "Error 111", "refused",
+         "Traceback", "Exception", "Error:")
+
+
+def assert_clean(text: str, *also: str) -> None:
+    for leak in (*LEAKS, *also):
+        assert leak not in text, f"{leak!r} leaked into {text!r}"
+
+
+@pytest.fixture
+def redis_down(settings, monkeypatch):
+    """The app's Redis client pointed at a closed port (the real one comes back after the test)."""
+    port = free_port()
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    monkeypatch.setattr(event_store, "_sync_client", None)
+    monkeypatch.setattr(event_store, "_scripts", {})
+    monkeypatch.setattr("basic.helpers.TERMINAL_PUSH_ATTEMPTS", 1)  # no 5 s of retries for the failed event
+    return port
+
+
+def test_redis_down_is_a_503_that_names_no_host_or_port_and_the_log_has_them(api, alice, redis_down, caplog):
+    job = Job.objects.create(kind=job_kinds.NAME, owner=alice)
+    response = api.post(f"/api/jobs/{job.id}/cancel/")
+    assert response.status_code == 503
+    assert response.json() == {"detail": errors.REDIS_DOWN}
+    assert_clean(response.content.decode(), str(redis_down))
+    assert str(redis_down) in caplog.text and f"/api/jobs/{job.id}/cancel/" in caplog.text
+
+
+def test_redis_down_at_start_is_a_503_and_the_failed_job_says_what_to_do(api, redis_down, caplog):
+    response = api.post("/api/jobs/", {"kind": job_kinds.NAME}, format="json")
+    assert response.status_code == 503
+    assert response.json() == {"detail": services.BROKER_DOWN}
+    assert_clean(response.content.decode(), str(redis_down))
+    job = Job.objects.get()
+    assert (job.status, job.error) == ("failed", services.BROKER_DOWN)
+    assert str(job.id) in caplog.text and str(redis_down) in caplog.text
+
+
+@pytest.mark.parametrize("error, status, detail", [
+    (OperationalError("Error 111 connecting to 10.1.2.3:6380. Connection refused."), 503, errors.REDIS_DOWN),
+    (DatabaseError("unable to open database file /srv/var/db.sqlite3"), 503, errors.DATABASE_DOWN),
+    (RuntimeError("KeyError in /srv/app/basic/services.py line 3: 'secret'"), 500, errors.INTERNAL_ERROR),
+])
+def test_internal_failures_answer_a_fixed_sentence(api, alice, monkeypatch, caplog, error, status, detail):
+    job = Job.objects.create(kind=job_kinds.NAME, owner=alice)
+
+    def broken(**kwargs):
+        raise error
+
+    monkeypatch.setattr(services, "job_cancel", broken)
+    response = api.post(f"/api/jobs/{job.id}/cancel/")
+    assert response.status_code == status
+    assert response.json() == {"detail": detail}
+    assert_clean(response.content.decode(), "6380", "secret")
+    assert str(error) in caplog.text and str(job.id) in caplog.text  # the log has it, with the job
+
+
+def test_every_fixed_sentence_says_what_to_do():
+    for sentence in (errors.REDIS_DOWN, errors.DATABASE_DOWN, errors.INTERNAL_ERROR, services.BROKER_DOWN):
+        assert "try again" in sentence.lower()
+        assert_clean(sentence)
+
+
+def test_a_crashing_readiness_check_names_no_exception():
+    def crashing(timeout):
+        raise ConnectionResetError("reset by 10.1.2.3:5432")
+
+    result = health.run_checks({"database": crashing}, timeout=0.5)["database"]
+    assert result["ok"] is False
+    assert result["error"] == "The database check failed; the server log has the details."
+    assert_clean(result["error"], "5432", "ConnectionResetError")
