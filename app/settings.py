@@ -161,6 +161,14 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
+    # Web processes (basic/stack.py sets DATABASE_POOL=1 for Daphne): a socket's connect or a
+    # request takes a pooled connection instead of opening one, which costs a PostgreSQL backend
+    # process each time (CONN_MAX_AGE=0). Not for gevent workers: a pool would make their
+    # greenlets queue for connections (docs/deploy.md, Database connections).
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 2, "max_size": env_int("DATABASE_POOL_MAX_SIZE", 20), "timeout": 10},
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the report's streaming read run while other greenlets and the web process write.
     DATABASES["default"]["OPTIONS"] = {

@@ -10,6 +10,7 @@ queues behind the backlog, so a slow client that catches up within CLOSE_GRACE_S
 4008; one that never reads is cut off then, and its buffer freed.
 """
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from daphne.cli import CommandLineInterface
@@ -33,6 +34,27 @@ def unsent_bytes(transport: Any) -> int:
     if transport is None:
         return 0
     return len(transport.dataBuffer) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
+
+
+_prepared: "OrderedDict[int, tuple[str, Any]]" = OrderedDict()
+PREPARED_CACHE_SIZE = 64
+
+
+def prepared_frame(factory: Any, text: str) -> Any:
+    """The WebSocket frame for `text`, built once for every socket it goes to: a group message is
+    encoded once per process (basic.consumers.encoded_once), so its sockets send the very same
+    str, and the frame is looked up by that object's identity (the cache holds the str, so the
+    identity cannot be reused while cached). Saves encoding and framing it per socket."""
+    key = id(text)
+    cached = _prepared.get(key)
+    if cached is not None and cached[0] is text:
+        _prepared.move_to_end(key)
+        return cached[1]
+    frame = factory.prepareMessage(text.encode("utf-8"), isBinary=False)
+    _prepared[key] = (text, frame)
+    if len(_prepared) > PREPARED_CACHE_SIZE:
+        _prepared.popitem(last=False)
+    return frame
 
 
 def max_unsent_bytes() -> int:
@@ -62,6 +84,10 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
                 metrics.socket_closed_over_limit("slow_consumer")
                 self.closeHandshakeTimeout = CLOSE_GRACE_SECONDS
                 self.serverClose(code=CLOSE_SLOW_CONSUMER)
+                return
+            text = message.get("text")
+            if text is not None and not message.get("bytes") and self._perMessageCompress is None:
+                self.sendPreparedMessage(prepared_frame(self.factory, text))
                 return
         super().handle_reply(message)
 

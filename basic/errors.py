@@ -4,7 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
 from kombu.exceptions import OperationalError
@@ -33,15 +33,16 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
-class TooManyParts(APIException):
+class BadRequest(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "too_many_parts"
+    default_code = "bad_request"
 
 
 # What a user reads: what failed and what to do. Never the exception's text, which names hosts,
 # ports and file paths; that goes to the log, with the request and the job id.
 REDIS_DOWN = "Redis or the job queue is unreachable right now; try again in a minute."
 DATABASE_DOWN = "The database is unavailable right now; try again in a minute."
+BAD_VALUE = "The request holds a value the database can't store or compare (e.g. a NUL character)."
 INTERNAL_ERROR = "Internal error. It has been logged; try again, or report what you did and when."
 
 
@@ -59,7 +60,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE / (1024 * 1024)
         exc = PayloadTooLarge(f"The request body is too large: at most {limit:g} MB (files aside).")
     elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
-        exc = TooManyParts("The request has too many form fields or files.")
+        exc = BadRequest("The request has too many form fields or files.")
+    elif isinstance(exc, DataError):  # the request's value, not an outage: PostgreSQL refuses NUL characters
+        logger.warning("database refused a value on %s: %s", _where(context), exc)
+        exc = BadRequest(BAD_VALUE)
     elif isinstance(exc, DatabaseError):
         logger.exception("database error on %s", _where(context))
         exc = ServiceUnavailable(DATABASE_DOWN)

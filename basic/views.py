@@ -2,7 +2,13 @@
 import mimetypes
 
 from django.http import FileResponse
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -109,6 +115,10 @@ class StudentViewSet(viewsets.ModelViewSet):
         return Response({"created": created, "total": Student.objects.count()}, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_view(list=extend_schema(parameters=[
+    OpenApiParameter("status", str, enum=Job.Status.values, description="Only jobs in this state."),
+    OpenApiParameter("kind", str, description="Only jobs of this kind (see GET /api/kinds/)."),
+]))
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = JobSerializer
     lookup_value_regex = r"[0-9A-Za-z{}:-]{1,64}"  # any UUID spelling: braces, urn:uuid:, no dashes, upper case

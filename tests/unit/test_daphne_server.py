@@ -19,3 +19,17 @@ def test_a_wrapper_is_looked_through_and_no_transport_owes_nothing():
     assert unsent_bytes(SimpleNamespace(transport=tcp)) == 15  # e.g. TLS over TCP
     assert unsent_bytes(None) == 0
     assert unsent_bytes(SimpleNamespace()) == 0
+
+
+def test_a_text_sent_to_many_sockets_is_framed_once():
+    from autobahn.twisted.websocket import WebSocketServerFactory
+
+    from basic.daphne_server import prepared_frame
+
+    factory = WebSocketServerFactory()
+    text = '{"type": "chat.message", "message": "hi"}'
+    frame = prepared_frame(factory, text)
+    assert prepared_frame(factory, text) is frame
+    assert frame.payloadHybi == b"\x81" + bytes([len(text)]) + text.encode()  # FIN + text opcode, unmasked
+    equal_but_another_object = (text + " ")[:-1]
+    assert prepared_frame(factory, equal_but_another_object) is not frame
