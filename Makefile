@@ -29,8 +29,17 @@ run: migrate
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Everything on SQLite (and test_two_machines on PostgreSQL), then again on PostgreSQL what its
+# database decides: the REST layer, unit tests of SQL, and the integration tests where the
+# database is busy (README: Tests). Without DATABASE_URL a private PostgreSQL is started.
+PG_TESTS := tests/api tests/unit tests/integration/test_pipeline.py tests/integration/test_resilience.py \
+	tests/integration/test_kinds.py tests/integration/test_schedules.py tests/integration/test_socket_storm.py \
+	tests/integration/test_api_contract.py \
+	--deselect tests/integration/test_pipeline.py::test_the_naive_async_to_sync_helper_fails_the_same_load
+
 test: setup lint
 	$(PY) -m pytest
+	TEST_DATABASE=postgres $(PY) -m pytest $(PG_TESTS)
 
 # Every benchmark; writes docs/benchmarks.md and its charts. E.g. BENCH_ARGS='--sizes 100,1000'.
 bench: setup

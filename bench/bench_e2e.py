@@ -5,8 +5,10 @@ Processes as `make run` starts them (basic/stack.py): a private Redis, Daphne, a
 database. JOBS jobs of the cheap `students_by_age` kind (over a few students), CONCURRENCY at a
 time; each is watched by a socket to `/ws/jobs/{id}/?token=` opened right after the trigger's 202.
 
-Per job: trigger -> first socket frame (the snapshot), and trigger -> the job's end on the socket
-(`job.done`, or a terminal snapshot if it ended before the socket joined). p50/p99 over all jobs.
+Per job: trigger -> first socket frame (the snapshot), trigger -> the job's end on the socket
+(`job.done`, or a terminal snapshot if it ended before the socket joined), and trigger -> the end
+as the server stamped it (the event's `ts` or the snapshot's `finished`: how soon the job was done,
+whenever the socket heard of it). p50/p99 over all jobs.
 
 Baseline, same stack and run, same concurrency: the floor of "ask over REST, then watch": `GET
 /api/jobs/{id}/` of a finished job, then open its socket and get the snapshot. Every figure is
@@ -21,6 +23,7 @@ import os
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -40,8 +43,17 @@ from bench.common import (
 TERMINAL = {"job.done", "job.failed", "job.cancelled"}
 
 
-async def watch(ws_url: str, started: float) -> dict:
-    """Times from `started` to the first frame and to the job's end on one socket."""
+def epoch(iso: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
+    except ValueError:
+        return None
+
+
+async def watch(ws_url: str, started: float, wall: float | None = None) -> dict:
+    """Times from `started` (perf_counter) to the first frame and to the job's end on one socket;
+    with `wall` (the trigger's time.time()), also to the end as the server stamped it (`ts` of
+    `job.done`, or `finished` in a terminal snapshot: same host, same clock)."""
     out: dict = {}
     async with connect(ws_url, compression=None, ping_interval=None, open_timeout=60) as ws:
         while True:
@@ -55,17 +67,20 @@ async def watch(ws_url: str, started: float) -> dict:
                 out["end"] = now - started
                 out["end_type"] = kind if kind in TERMINAL else "terminal snapshot"
                 out["status"] = frame.get("status")
+                stamped = epoch(frame.get("ts") if kind in TERMINAL else frame.get("finished"))
+                if wall is not None and stamped is not None:
+                    out["stamped_end"] = stamped - wall
                 return out
 
 
 async def trigger_and_watch(http: httpx.AsyncClient, base_ws: str, token: str, start_path: str, body: dict) -> dict:
-    started = time.perf_counter()
+    wall, started = time.time(), time.perf_counter()
     response = await http.post(start_path, json=body)
     if response.status_code != 202:
         raise RuntimeError(f"trigger answered {response.status_code}: {response.text[:300]}")
     answered = time.perf_counter() - started
     job = response.json()["id"]
-    result = await watch(f"{base_ws}/ws/jobs/{job}/?token={token}", started)
+    result = await watch(f"{base_ws}/ws/jobs/{job}/?token={token}", started, wall)
     return {"job": job, "response": answered, **result}
 
 
@@ -131,6 +146,7 @@ async def measure(base_url: str, token: str, jobs: int, concurrency: int) -> dic
         "trigger -> 202": summary(e2e, "response"),
         "trigger -> first socket frame": summary(e2e, "first"),
         "trigger -> job end on the socket": summary(e2e, "end"),
+        "trigger -> job end as the server stamped it": summary(e2e, "stamped_end"),
     }
     base = summary(baseline, "first")
     base_http = summary(baseline, "response")

@@ -57,21 +57,23 @@ def main() -> int:
         if error:
             errors[key] = error
             print(f"!!! {module} {error}", flush=True)
-    meta = {"argv": sys.argv[1:], "load_before": load_before, "load_after": _loadavg(),
-            "seconds": seconds, "total_seconds": time.monotonic() - started, "errors": errors}
+    meta = {"argv": sys.argv[1:], "date": time.strftime("%Y-%m-%d %H:%M"), "load_before": load_before,
+            "load_after": _loadavg(), "seconds": seconds, "total_seconds": time.monotonic() - started, "errors": errors}
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     # The page shows the latest result of each benchmark: a partial run (--only) replaces only its own.
     stored = docs / "benchmarks.json"
     everything = json.loads(stored.read_text()) if stored.exists() and only else {}
     everything.update({key: value for key, value in results.items() if value is not None})
+    if only and "meta" in everything:  # the full run's description stays; note what was redone since
+        meta = {**everything["meta"], "updates": everything["meta"].get("updates", []) + [meta]}
     everything["meta"] = meta
     stored.write_text(json.dumps(everything, indent=1, default=str) + "\n")
 
     from bench.write_docs import write_docs
 
     page = write_docs(everything, docs)
-    print(f"\nWrote {page} and {stored} in {meta['total_seconds'] / 60:.1f} min")
+    print(f"\nWrote {page} and {stored} in {(time.monotonic() - started) / 60:.1f} min")
     if errors:
         print(f"Failed: {errors}")
     return 1 if errors else 0

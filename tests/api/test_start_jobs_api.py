@@ -60,7 +60,9 @@ def test_the_schema_lists_every_kind_and_its_params(api):
     start = schema["paths"]["/api/jobs/"]["post"]
     assert {"202", "400", "429", "503"} <= set(start["responses"])
     shapes = schema["components"]["schemas"]
-    assert {"ThumbnailsJobStart", "PageFetchJobStart", "StudentsByAgeJobStart"} <= set(shapes)
+    # JSON shapes for kinds without an upload; every kind's fields in the multipart form.
+    assert {"PageFetchJobStartRequest", "StudentsByAgeJobStartRequest", "JobStartFormRequest"} <= set(shapes)
+    assert {"image", "sizes", "url", "refresh"} <= set(shapes["JobStartFormRequest"]["properties"])
     assert "/api/thumbnails/" in schema["paths"] and "/api/pages/" in schema["paths"]
-    page_params = shapes["PageFetchParams"]["properties"]
+    page_params = shapes["PageFetchParamsRequest"]["properties"]
     assert {"url", "refresh"} <= set(page_params)
