@@ -7,6 +7,7 @@ error frame that says why.
 import asyncio
 import json
 import logging
+import random
 import re
 import time
 import uuid
@@ -24,6 +25,7 @@ from . import event_store, events, metrics, services, ws_limits
 from .channel_layer import LAYER_RECONNECTED
 from .models import Job
 from .rate_limit import TokenBucket
+from .shared_reads import SharedReads
 from .ws_auth import query_param, user_for_token
 
 try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
@@ -321,6 +323,10 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
         raise NotImplementedError
 
 
+# One history read and one row read per job per round in this process, whatever the sockets.
+RESYNC_READS = SharedReads(ttl=1.0)
+
+
 class JobEventsConsumer(AuthenticatedConsumer):
     """`/ws/jobs/{id}/`: a snapshot (or the missed events after `?after=SEQ`), then live events.
 
@@ -375,13 +381,17 @@ class JobEventsConsumer(AuthenticatedConsumer):
             await self.channel_layer.group_discard(events.job_group(self.job_id), self.channel_name)
 
     async def _resync_until_ended(self) -> None:
+        interval = settings.JOB_SOCKET_RESYNC_SECONDS
+        await asyncio.sleep(random.uniform(0, interval))  # sockets of one job don't all wake at once
         while not self.ended:
-            await asyncio.sleep(settings.JOB_SOCKET_RESYNC_SECONDS)
+            await asyncio.sleep(interval)
             try:
+                last = await RESYNC_READS.get(("last", self.job_id), lambda: event_store.last_event(self.job_id))
                 async with self.lock:
-                    await self.catch_up()
+                    if last is not None and last["seq"] > self.last_seq:
+                        await self.catch_up()  # this socket missed something: read it for itself
                     # Only a quiet job can have ended unseen; a busy one costs no database query.
-                    if time.monotonic() - self.last_event_at > settings.JOB_SOCKET_RESYNC_SECONDS:
+                    if time.monotonic() - self.last_event_at > interval:
                         await self.settle_if_finished()
             except Exception:  # Redis or the database is down: try again next round
                 logger.warning("resync of job %s failed", self.job_id, exc_info=True)
@@ -427,7 +437,8 @@ class JobEventsConsumer(AuthenticatedConsumer):
         the pusher's retries) is reported by a terminal snapshot instead."""
         if self.ended:
             return
-        job = await database_sync_to_async(Job.objects.select_related("owner").get)(id=self.job_id)
+        job = await RESYNC_READS.get(("row", self.job_id), database_sync_to_async(
+            lambda: Job.objects.select_related("owner").get(id=self.job_id)))
         grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
         if job.is_terminal and job.finished and timezone.now() - job.finished > grace:
             await self.send_job_snapshot(job)

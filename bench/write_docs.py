@@ -338,7 +338,7 @@ def write_docs(results: dict, docs: Path) -> Path:
         "in the same run** (the bare websockets server at the same socket count, the naive pusher, the stock",
         "layer, the naive report writer, the cheapest REST-then-socket round trip), and the ratios are the result.",
         "",
-        "**Run**: `make bench` (every benchmark, about 15 minutes; rewrites this page and its charts, keeping",
+        "**Run**: `make bench` (every benchmark, 8-10 minutes here; rewrites this page and its charts, keeping",
         "the Profile section), or `.venv/bin/python -m bench.run_all --sizes 100,1000 --only fanout` for a quick",
         "pass. Singly: `python -m bench.bench_fanout --sizes 100,1000,3000,5000 --messages 20 --clients 2`,",
         "`python -m bench.bench_e2e --jobs 500`, `python -m bench.bench_push`, `python -m bench.bench_socket_storm",

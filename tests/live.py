@@ -2,6 +2,7 @@
 fresh database (a SQLite file, or a PostgreSQL database with TEST_DATABASE=postgres: see
 tests/databases.py), started with the same commands `make run` uses (basic/stack.py)."""
 import contextlib
+import itertools
 import os
 import shutil
 import sqlite3
@@ -85,6 +86,22 @@ class LiveStack:
         return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
 
 
+# Redis databases for the brokers of stacks on the session's Redis (0 is the session's own, 7 the
+# runstack test's): Celery's queue is one list, and a stack left running (a module's fixture)
+# would take another stack's tasks from it and drop them (the job isn't in its database).
+_broker_databases = itertools.cycle(range(8, 16))
+
+
+def private_broker_url(redis_url: str) -> str:
+    """An empty Redis database of the session's Redis, for one stack's Celery queue."""
+    import redis
+
+    url = f"{redis_url.rsplit('/', 1)[0]}/{next(_broker_databases)}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run([sys.executable, "manage.py", *args], cwd=stack.BASE_DIR, env={**os.environ, **env},
                           check=True, capture_output=True, text=True)
@@ -110,6 +127,8 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
         redis_port = stack.free_port()
         redis_process = stack.start_redis(redis_port, workdir / "redis", appendfsync="always")
         extra_env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", **extra_env}
+    else:
+        extra_env = {"CELERY_BROKER_URL": private_broker_url(os.environ["REDIS_URL"]), **extra_env}
     env = {
         "DATABASE_URL": database_url,
         "MEDIA_ROOT": str(workdir / "media"),
