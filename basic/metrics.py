@@ -179,6 +179,7 @@ class SocketMetricsMiddleware:
             return await self.application(scope, receive, send)
         route = route_of(scope.get("path", ""))
         state = {"open": False, "closed": False}
+        sent = WS_SENT.labels(route=route)  # once per socket: a label lookup per frame adds up in fan-out
 
         def closed(code: int | None) -> None:
             if state["open"] and not state["closed"]:
@@ -188,7 +189,7 @@ class SocketMetricsMiddleware:
         async def counting_send(message: dict) -> None:
             kind = message.get("type")
             if kind == "websocket.send":
-                _frame_sent(route)
+                sent.inc()
             elif kind == "websocket.accept" and not state["open"]:
                 state["open"] = True
                 socket_opened(route)
