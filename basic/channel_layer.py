@@ -12,6 +12,7 @@ out a group message at the cost of one decode per process instead of one per soc
 """
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
@@ -104,16 +105,48 @@ class ResilientShardConnection(RedisSingleShardConnection):
             return
         decoded = layer.channel_layer.deserialize(message["data"])  # once, for every member
         metrics.fanned_out(name.rpartition("__group__")[2].split(".", 1)[0], len(members))
+        direct = []
         for channel_name in members:
+            handler = layer.direct_handlers.get(channel_name)
+            if handler is not None:
+                direct.append(handler)
+                continue
             queue = layer.channels.get(channel_name)
             if queue is not None:
                 queue.put_nowait(decoded)
+        if direct:
+            asyncio.get_running_loop().create_task(deliver(direct, decoded))
+
+
+async def deliver(handlers: list[Callable[[dict[str, Any]], Awaitable[None]]], message: dict[str, Any]) -> None:
+    """Hand one group message to every local consumer that takes messages directly, in one task.
+
+    Through the queue, each socket pays for a queue hop, a new receive task and an asyncio.wait()
+    per message (Channels' await_many_dispatch): most of what a delivery cost once the thread hop
+    was gone (docs/design.md trap 8). A handler that waits (a job socket filling a gap from Redis)
+    only delays the sockets after it in this message; each consumer keeps its own order.
+    """
+    for handler in handlers:
+        try:
+            await handler(message)
+        except Exception:
+            logger.exception("a consumer failed on a group message")
 
 
 class ResilientLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [ResilientShardConnection(shard.host, self) for shard in self._shards]
+        # channel name -> the consumer's dispatch, for group messages delivered without the queue
+        self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+
+    def take_group_messages_directly(self, channel: str,
+                                     handler: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
+        """Register (or with None, drop) a local consumer's handler for its group messages."""
+        if handler is None:
+            self.direct_handlers.pop(channel, None)
+        else:
+            self.direct_handlers[channel] = handler
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if channel not in self.channels:
@@ -122,6 +155,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         try:
             message = await queue.get()
         except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            self.direct_handlers.pop(channel, None)
             if channel in self.channels:
                 del self.channels[channel]
                 try:

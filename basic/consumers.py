@@ -111,11 +111,24 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             await send_unless_gone({"type": "websocket.close", "code": events.CLOSE_TRY_AGAIN_LATER})
         finally:
             self.closed = True
+            self._take_group_messages(None)
             await self.release_socket_slot()
+
+    def _take_group_messages(self, handler: Callable[[dict[str, Any]], Any] | None) -> None:
+        """Group messages straight from the channel layer, not through this socket's queue
+        (basic/channel_layer.py); a layer without that path keeps using the queue."""
+        take = getattr(self.channel_layer, "take_group_messages_directly", None) if self.channel_layer else None
+        if take is not None and getattr(self, "channel_name", None):
+            take(self.channel_name, handler)
+
+    async def dispatch_group_message(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.dispatch(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """A socket that cannot join its groups because Redis is unreachable is told so and closed
         with 1013 (try again later), never failed with an HTTP 500 (docs/design.md trap 6)."""
+        self._take_group_messages(self.dispatch_group_message)
         try:
             await super().websocket_connect(message)
         except (RedisError, OSError) as exc:

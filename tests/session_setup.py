@@ -29,18 +29,18 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     os.environ.setdefault("JOB_KIND_EXTRA_MODULES", "tests.job_kinds")
     # Every server the tests start binds 127.0.0.1, so the built-in SECRET_KEY is allowed.
     os.environ.setdefault("LISTEN_LOOPBACK_ONLY", "1")
-    if not os.environ.get("REDIS_URL"):
-        port = stack.free_port()
-        _state["redis"] = stack.start_redis(port, scratch / "redis")
-        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     if databases.chosen_database() == "postgres" and not databases.external_postgres_url():
         reason = databases.postgres_unavailable_reason()
-        if reason and databases.in_ci():
+        if reason and databases.in_ci():  # before anything is started that would be left running
             raise pytest.UsageError(f"TEST_DATABASE=postgres: {reason}; CI is set, so it must run")
         if reason:
             _state["postgres_missing"] = reason
         else:  # pytest-django creates test_jobs on it
             os.environ["DATABASE_URL"] = databases.postgres_server(scratch).database_url("jobs")
+    if not os.environ.get("REDIS_URL"):
+        port = stack.free_port()
+        _state["redis"] = stack.start_redis(port, scratch / "redis")
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
