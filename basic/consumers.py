@@ -85,6 +85,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     strikes = 0
     _slot: tuple[str, str] | None = None
     _slot_keeper: asyncio.Task | None = None
+    _opened_at: float | None = None
+    _close_code: int | None = None
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         async def send_unless_gone(message: dict[str, Any]) -> None:
@@ -92,6 +94,10 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                 return
             if message["type"] == "websocket.close":
                 self.closed = True
+                self._close_code = message.get("code", 1000)
+            elif message["type"] == "websocket.accept" and self._opened_at is None:
+                self._opened_at = time.monotonic()
+                logger.info("socket open", extra=self._log_fields(scope))
             try:
                 await send(message)
             except ClientGone:
@@ -113,6 +119,16 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             self.closed = True
             self._take_group_messages(None)
             await self.release_socket_slot()
+            if self._opened_at is not None:
+                logger.info("socket closed", extra={
+                    **self._log_fields(scope), "close_code": self._close_code,
+                    "duration_s": round(time.monotonic() - self._opened_at, 3)})
+
+    def _log_fields(self, scope: dict[str, Any]) -> dict[str, Any]:
+        """What the socket connect and close log lines carry (JSON with LOG_FORMAT=json)."""
+        user = self.scope.get("user") if getattr(self, "scope", None) else scope.get("user")
+        return {"route": scope.get("path", ""), "client": client_address(scope),
+                "user": user.get_username() if user is not None and user.is_authenticated else None}
 
     def _take_group_messages(self, handler: Callable[[dict[str, Any]], Any] | None) -> None:
         """Group messages straight from the channel layer, not through this socket's queue
@@ -145,6 +161,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.closed = True
+        if self._close_code is None:
+            self._close_code = message.get("code")
         await super().websocket_disconnect(message)
 
     async def layer_reconnected(self, message: dict[str, Any]) -> None:
