@@ -255,12 +255,15 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["basic.openapi.name_kind_enums", "drf_spectacular.hooks.postprocess_schema_enums"],
 }
 
+# One deployment's namespace in a shared Redis: cache keys, channel-layer groups and limit keys.
+REDIS_KEY_PREFIX = env_str("CHANNEL_PREFIX", "jobs")
+
 # Shared by every web process, so per-user throttles hold across a scaled-out deployment.
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env_str("CHANNEL_PREFIX", "jobs"),
+        "KEY_PREFIX": REDIS_KEY_PREFIX,
     }
 }
 
@@ -279,7 +282,7 @@ CHANNEL_LAYER_BACKENDS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[env_str("CHANNEL_LAYER", "resilient")],
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "jobs")},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX},
     }
 }
 

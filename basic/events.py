@@ -2,6 +2,8 @@
 import hashlib
 from uuid import UUID
 
+from django.conf import settings
+
 JOB_SNAPSHOT = "job.snapshot"
 JOB_STARTED = "job.started"
 JOB_PROGRESS = "job.progress"
@@ -51,14 +53,16 @@ def page_cache_key(normalised_url: str) -> str:
 
 
 # Abuse limits shared by every web process (basic/ws_limits.py). `who` is "user:<id>" or "ip:<address>".
+# Namespaced by REDIS_KEY_PREFIX: deployments (or test stacks) sharing a Redis must not count each
+# other's sockets, and user ids repeat across databases.
 def chat_rate_key(who: str) -> str:
     """A chat token bucket (hash: tokens, ts) shared by all of one sender's sockets."""
-    return f"limits:chat:{who}"
+    return f"{settings.REDIS_KEY_PREFIX}:limits:chat:{who}"
 
 
 def socket_slots_key(who: str) -> str:
     """The open sockets of one user or anonymous address (sorted set: channel name -> expiry)."""
-    return f"limits:sockets:{who}"
+    return f"{settings.REDIS_KEY_PREFIX}:limits:sockets:{who}"
 
 
 def login_attempts_key(kind: str, digest: str, window: int) -> str:
@@ -66,7 +70,9 @@ def login_attempts_key(kind: str, digest: str, window: int) -> str:
     return f"limits:login:{kind}:{digest}:{window}"
 
 
-LIMIT_KEYS_PATTERN = "limits:*"
+def limit_keys_pattern() -> str:
+    """Every chat bucket and socket-slot key of this deployment (for tests and operators)."""
+    return f"{settings.REDIS_KEY_PREFIX}:limits:*"
 
 
 def lease_key(job_id: UUID | str) -> str:
