@@ -30,7 +30,7 @@ def main() -> int:
     parser.add_argument("--messages", default="20", help="fan-out messages per run")
     parser.add_argument("--clients", default="2", help="fan-out client processes")
     parser.add_argument("--jobs", default="500", help="end-to-end jobs")
-    parser.add_argument("--report-rows", default="200000", help="students in the report benchmark")
+    parser.add_argument("--report-rows", default="1000000", help="students in the report benchmark")
     parser.add_argument("--storm", default="500", help="sockets in the connect-storm benchmark")
     parser.add_argument("--only", default="", help="comma-separated subset: fanout,e2e,push,storm,report")
     parser.add_argument("--docs", default=str(stack.BASE_DIR / "docs"), help="where benchmarks.md and charts go")
