@@ -80,51 +80,78 @@ def _student_columns() -> tuple[str, str, str, str]:
     return (table, *(f"{table}.{quote(column)}" for column in ("age", "name", "id")))
 
 
+def _csv_line_sql(age: str, name: str, pk: str) -> str:
+    """One report line as an SQL expression: `id,"name",age` and CRLF, the name always quoted with
+    `"` doubled (as the sqlite3 CLI does) and given a leading `'` if a spreadsheet would run it as a
+    formula (OWASP CSV injection)."""
+    codepoints = ", ".join(str(ord(trigger)) for trigger in FORMULA_TRIGGERS)
+    if connection.vendor == "postgresql":
+        return (f"{pk} || ',\"' || CASE WHEN ascii({name}) IN ({codepoints}) THEN '''' ELSE '' END || "
+                f"CASE WHEN strpos({name}, '\"') > 0 THEN replace({name}, '\"', '\"\"') ELSE {name} END || "
+                f"'\",' || {age} || chr(13) || chr(10)")
+    # SQLite's printf() does the quoting in one call (%w doubles `"`): measured, it formats the
+    # lines in two thirds of the time of the same line built with ||, instr() and replace().
+    # (`%%` is a literal `%` to Django's cursor, which always gets parameters here.)
+    return (f"printf('%%d,\"%%s%%w\",%%d' || char(13, 10), {pk}, "
+            f"CASE WHEN unicode({name}) IN ({codepoints}) THEN '''' ELSE '' END, {name}, {age})")
+
+
 def students_by_age_csv_chunks(chunk_size: int) -> Iterator[tuple[str, int]]:
     """Every student by age, then name (id breaks ties), as CSV text in chunks of `chunk_size`
     rows: (text, rows). The database formats the lines, so no Python object is made per row.
 
-    Each chunk is two complete statements, so memory stays constant and no read stays open while
+    Each chunk is one bounded statement, so memory stays constant and no read stays open while
     the caller writes (on SQLite an open read would keep the job's progress UPDATEs from
-    committing, stalling every other job): the chunk's last key is found by seeking the
-    (age, name, id) index, then the rows up to it are formatted as one string. Names are always
-    quoted (`"` doubled, as the sqlite3 CLI does), and those a spreadsheet would run as a formula
-    get a leading `'` (OWASP CSV injection), in SQL too.
+    committing, stalling every other job): it seeks the (age, name, id) index past the previous
+    chunk's last key and formats the next `chunk_size` rows as one string. That last key comes
+    from the id that starts the chunk's last line, looked up by primary key (`_last_key`), so the
+    index is read once per row.
     """
     table, age, name, pk = _student_columns()
-    triggers = ", ".join(["%s"] * len(FORMULA_TRIGGERS))
-    # Only names holding a quote pay for replace(); instr() and strpos() are the same search.
-    contains_quote = f"instr({name}, '\"')" if connection.vendor == "sqlite" else f"strpos({name}, '\"')"
-    line = (f"{pk} || ',\"' || CASE WHEN substr({name}, 1, 1) IN ({triggers}) THEN '''' ELSE '' END || "
-            f"CASE WHEN {contains_quote} > 0 THEN replace({name}, '\"', '\"\"') ELSE {name} END || "
-            f"'\",' || {age} || %s")
+    line = _csv_line_sql(age, name, pk)
     order = f"{age}, {name}, {pk}"
     # A native row-value comparison seeks straight into the index; Django's tuple lookup falls
     # back on SQLite to an OR chain that rescans the index for every chunk.
-    after, upto = f"({order}) > (%s, %s, %s)", f"({order}) <= (%s, %s, %s)"
+    after = f"WHERE ({order}) > (%s, %s, %s)"
     if connection.vendor == "postgresql":
         aggregate = (f"SELECT string_agg(line, '' ORDER BY k1, k2, k3), count(*) FROM (SELECT {line} AS line, "
-                     f"{age} AS k1, {name} AS k2, {pk} AS k3 FROM {table} {{where}}) AS chunk")
+                     f"{age} AS k1, {name} AS k2, {pk} AS k3 FROM {table} {{where}} ORDER BY {order} LIMIT %s) "
+                     f"AS chunk")
     else:  # SQLite concatenates in the order of the ordered subquery
         aggregate = f"SELECT group_concat(line, ''), count(*) FROM (SELECT {line} AS line FROM {table} {{where}} " \
-                    f"ORDER BY {order})"
+                    f"ORDER BY {order} LIMIT %s)"
     last: tuple | None = None
     with connection.cursor() as cursor:
         while True:
-            where = f"WHERE {after}" if last else ""
-            cursor.execute(f"SELECT {order} FROM {table} {where} ORDER BY {order} LIMIT 1 OFFSET %s",
-                           [*(last or ()), chunk_size - 1])
-            boundary = cursor.fetchone()
-            conditions = ([after] if last else []) + ([upto] if boundary else [])
-            where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-            cursor.execute(aggregate.format(where=where),
-                           [*FORMULA_TRIGGERS, "\r\n", *(last or ()), *(boundary or ())])
+            cursor.execute(aggregate.format(where=after if last else ""), [*(last or ()), chunk_size])
             text, rows = cursor.fetchone()
-            if rows:
-                yield text, rows
-            if boundary is None:
+            if not rows:
                 return
-            last = tuple(boundary)
+            yield text, rows
+            if rows < chunk_size:
+                return
+            last = _last_key(cursor, text, rows, last)
+
+
+def _last_key(cursor, text: str, rows: int, previous: tuple | None) -> tuple:
+    """The (age, name, id) of the chunk's last line. Fast path: the id after the last line break,
+    checked by formatting that student's line again; a name holding a line break can fool the
+    search (never the check: inside the quotes every `"` is doubled, so no line can start there),
+    and then the chunk's last key is sought in the index."""
+    table, age, name, pk = _student_columns()
+    start = text.rfind("\r\n", 0, len(text) - 2) + 2
+    digits = text[start:text.find(",", start)]
+    if digits.isdigit():
+        cursor.execute(f"SELECT {age}, {name}, {pk}, {_csv_line_sql(age, name, pk)} FROM {table} WHERE {pk} = %s",
+                       [int(digits)])
+        found = cursor.fetchone()
+        if found and found[3] == text[start:]:
+            return tuple(found[:3])
+    order = f"{age}, {name}, {pk}"
+    where = f"WHERE ({order}) > (%s, %s, %s)" if previous else ""
+    cursor.execute(f"SELECT {order} FROM {table} {where} ORDER BY {order} LIMIT 1 OFFSET %s",
+                   [*(previous or ()), rows - 1])
+    return tuple(cursor.fetchone())
 
 
 def write_students_by_age(

@@ -72,17 +72,42 @@ def test_stale_temp_files_from_a_killed_worker_are_cleared(tmp_path):
 
 
 def test_reads_in_bounded_chunks_in_the_right_order(django_assert_num_queries):
-    """Constant memory: two bounded statements per chunk (seek the chunk's last key, format the
-    rows up to it), never one query for every row, and the rows in report order."""
+    """Constant memory: one bounded statement per chunk plus a primary-key lookup of its last
+    key, never one query for every row, and the rows in report order."""
     from basic.reports import students_by_age_csv_chunks
 
     Student.objects.bulk_create([Student(name=f"s{i % 7}", age=i % 5) for i in range(50)])
-    with django_assert_num_queries(2 * 6):  # 5 full chunks of 10, then an empty one
+    with django_assert_num_queries(2 * 5 + 1):  # 5 full chunks of 10, then an empty one
         chunks = list(students_by_age_csv_chunks(chunk_size=10))
     assert [rows for _text, rows in chunks] == [10] * 5
     lines = list(csv.reader(io.StringIO("".join(text for text, _rows in chunks))))
     expected = Student.objects.order_by("age", "name", "id").values_list("id", "name", "age")
     assert [(int(i), name, int(age)) for i, name, age in lines] == list(expected)
+
+
+def test_a_short_last_chunk_ends_without_another_query(django_assert_num_queries):
+    from basic.reports import students_by_age_csv_chunks
+
+    Student.objects.bulk_create([Student(name=f"s{i}", age=i) for i in range(25)])
+    with django_assert_num_queries(2 * 2 + 1):
+        assert [rows for _text, rows in students_by_age_csv_chunks(chunk_size=10)] == [10, 10, 5]
+
+
+def test_names_holding_line_breaks_that_look_like_records_split_chunks_right(tmp_path):
+    """The chunk's last key is found from the id after its last line break; a name with a line
+    break followed by another student's id (even a whole line of theirs) must not move it."""
+    decoy = Student.objects.create(name="decoy", age=1)
+    tricky = [f"x\r\n{decoy.id},", f'a\r\n{decoy.id},"decoy",1', f'b\r\n{decoy.id},"decoy",1\r\n', "\r\n",
+              f"\r\n{decoy.id}", "c\r\n9999999,z"]
+    for name in tricky:
+        Student.objects.create(name=name, age=50)
+    for size in (1, 2, 3, 100):
+        path = tmp_path / f"report-{size}.csv"
+        assert write_students_by_age(path, size) == len(tricky) + 1
+        rows = read_csv(path)[1:]
+        expected = [(i, "'" + name if name[:1] == "\r" else name, age)
+                    for i, name, age in Student.objects.order_by("age", "name", "id").values_list("id", "name", "age")]
+        assert [(int(i), name, int(age)) for i, name, age in rows] == expected
 
 
 def test_names_are_quoted_and_formulas_neutralised_by_the_database(tmp_path):
