@@ -7,11 +7,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up, so models load in the right order.
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from basic.metrics import SocketMetricsMiddleware  # noqa: E402
-from basic.ws_auth import TokenAuthMiddleware  # noqa: E402
+from basic.ws_auth import TokenAuthMiddleware, socket_auth_stack  # noqa: E402
 from basic.ws_security import browser_origin_validator  # noqa: E402
 from routing import websocket_urlpatterns  # noqa: E402
 
@@ -20,7 +19,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # Outermost: socket metrics count every socket, refused handshakes included.
         "websocket": SocketMetricsMiddleware(browser_origin_validator(
-            AuthMiddlewareStack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
+            socket_auth_stack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
         )),
     }
 )

@@ -153,6 +153,16 @@ class BoundedServer(Server):
         kwargs["ready_callable"] = use_bounded_protocol
         super().__init__(*args, **kwargs)
 
+    async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
+        """Daphne's, with one connection lookup instead of two and no header check for a frame
+        (it has no headers): this runs for every frame of every fan-out."""
+        if message.get("type") != "websocket.send":
+            await super().handle_reply(protocol, message)
+            return
+        connection = self.connections.get(protocol)
+        if connection is not None and not connection.get("disconnected", None):
+            protocol.handle_reply(message)
+
 
 class BoundedCommandLineInterface(CommandLineInterface):
     server_class = BoundedServer

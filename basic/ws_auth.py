@@ -1,13 +1,15 @@
 """Token auth for WebSockets: `?token=…` in the URL, or a first `{"type": "auth", "token": …}` frame.
 
-Browsers use their session cookie (AuthMiddlewareStack); scripts and API clients use the same
+Browsers use their session cookie (`socket_auth_stack`); scripts and API clients use the same
 DRF token they use for REST.
 """
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
@@ -24,6 +26,23 @@ def user_for_token(key: str) -> Any:
         return None
     token = Token.objects.select_related("user").filter(key=key).first()
     return token.user if token and token.user.is_active else None
+
+
+class SocketSessionMiddleware(SessionMiddleware):
+    """Channels' SessionMiddleware, minus its wrapper around `send`: the wrapper saves the session
+    and sets its cookie on `http.response.start`, which a WebSocket never sends, yet it checked the
+    session on every frame (a tenth of Daphne's time fanning out to thousands of sockets,
+    docs/benchmarks.md). A consumer that changes the session saves it itself, as Channels asks."""
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        wrapper = InstanceSessionWrapper(scope, send)
+        await wrapper.resolve_session()
+        return await self.inner(wrapper.scope, receive, send)
+
+
+def socket_auth_stack(inner: Any) -> Any:
+    """Channels' AuthMiddlewareStack (session cookie -> scope["user"]) for WebSocket routes."""
+    return CookieMiddleware(SocketSessionMiddleware(AuthMiddleware(inner)))
 
 
 class TokenAuthMiddleware(BaseMiddleware):

@@ -12,6 +12,8 @@ Servers, each its own process for its run, stopped after it:
   sender is the project's own pusher (`basic.helpers.push_job_event`) in its own process
   (`bench/fanout_pusher.py`).
 
+Between runs the bench rests (`rest_after`): a run right after an overloaded one measured slower.
+
 The client (`bench/fanout_client.py`, one or more processes) opens N sockets in batches, waits
 until a warm-up message reached every one of them, then one sender sends MESSAGES messages at
 RATE/s, each carrying its id and send time; every socket records receive time - send time. It
@@ -292,6 +294,14 @@ async def run(bench: Bench, variant: str, sockets: int, messages: int, rate: flo
     }
 
 
+def rest_after(result: dict, longest: float) -> float:
+    """Seconds to pause before the next run: twice as long as this run kept the box delivering,
+    plus 3. Measured: a project run started straight after the tutorial's overloaded 3,000-socket
+    run (about 20 s of backlog) had its p50 raised by half (x1.3 -> x2 of the bare server, x3.6
+    once), with no process left using the CPU; 45 s later it was back to normal."""
+    return min(longest, 3 + 2 * result["window_s"])
+
+
 def bench_redis_pid() -> int | None:
     """The private Redis's pid; None for an external REDIS_URL (not ours to watch)."""
     from bench import common
@@ -401,6 +411,7 @@ async def main_async(args: argparse.Namespace) -> dict:
                 result = await run(bench, variant, size, args.messages, args.rate, args.clients, args.drain)
                 runs.append(result)
                 print_run(result)
+                await asyncio.sleep(rest_after(result, args.max_rest))
         ratios(runs)
         print_table(runs)
         if args.memory_sockets:
@@ -430,6 +441,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=2, help="client processes sharing the sockets")
     parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait after the last send")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--max-rest", type=float, default=60.0,
+                        help="longest pause after a run (see rest_after); 0 for none")
     parser.add_argument("--memory-sockets", type=int, default=1000, help="0 skips the memory measurement")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)

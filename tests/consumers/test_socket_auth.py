@@ -92,3 +92,26 @@ async def test_user_feed_carries_only_the_users_own_job_events(connect, alice, b
                                                           (str(alice_job.id), "job.done")]
     assert await feed.receive_nothing(0.3)
     await close_all(feed)
+
+
+@database_sync_to_async
+def session_cookie_of(user) -> bytes:
+    from django.conf import settings
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}".encode()
+
+
+async def test_a_browser_session_cookie_signs_the_socket_in(connect, alice, bob):
+    """Browsers bring their session cookie, not a token (basic.ws_auth.socket_auth_stack)."""
+    from .conftest import ORIGIN
+
+    job = await job_of(alice)
+    cookie = (b"cookie", await session_cookie_of(alice))
+    communicator, _ = await connect(f"/ws/jobs/{job.id}/", headers=[ORIGIN, cookie])
+    assert (await communicator.receive_json_from(5))["type"] == "job.snapshot"
+    await close_all(communicator)
+    stranger, _ = await connect(f"/ws/jobs/{job.id}/", headers=[ORIGIN, (b"cookie", await session_cookie_of(bob))])
+    assert (await receive_until_closed(stranger))[1] == 4404

@@ -161,3 +161,41 @@ def test_the_grafana_dashboard_only_uses_metrics_we_export(settings):
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
     used = {name for expr in exprs for name in re.findall(r"\b((?:jobs|ws|redis)_[a-z_]+)\b", expr)}
     assert used and used <= exported, used - exported
+
+
+async def test_frames_sent_in_one_loop_step_are_counted_once_and_before_anyone_can_look():
+    """Fan-out sends thousands of frames in one step: one increment for all of them, queued
+    before the first frame goes out, so it lands before anything that frame wakes."""
+    import asyncio
+
+    from basic.metrics import FrameTally
+
+    increments = []
+
+    class Counter:
+        def inc(self, amount: int = 1) -> None:
+            increments.append(amount)
+
+    tally, counter, woken = FrameTally(), Counter(), asyncio.Event()
+    for _ in range(3000):
+        tally.add(counter)
+    asyncio.get_running_loop().call_soon(woken.set)  # what the first frame's delivery wakes
+    assert increments == []
+    await woken.wait()
+    assert increments == [3000]
+    tally.add(counter)
+    await asyncio.sleep(0)
+    assert increments == [3000, 1]
+
+
+def test_a_frame_sent_outside_an_event_loop_is_counted_at_once():
+    from basic.metrics import FrameTally
+
+    increments = []
+
+    class Counter:
+        def inc(self, amount: int = 1) -> None:
+            increments.append(amount)
+
+    FrameTally().add(Counter())
+    assert increments == [1]
