@@ -1,5 +1,5 @@
 """The jobs panel end to end: generate students, start a report, watch it run, download it;
-cancel one; see one fail."""
+cancel one; delete a finished one; see one fail."""
 import csv
 import io
 import re
@@ -93,6 +93,114 @@ def test_cancel_a_running_report(alice_tab):
     expect(row.get_by_role("link", name=re.compile("Download"))).to_be_hidden()
     assert alice_tab.progress_value(job_id) < 100
     assert alice_tab.errors == []
+
+
+def test_delete_a_finished_report(alice_tab):
+    """Only a finished job has a Delete button; it asks once more, then the job is gone for good."""
+    page = alice_tab.page
+    alice_tab.ensure_students(1500)
+    job_id = alice_tab.start_report()
+    short = job_id[:8]
+    row = alice_tab.job(job_id)
+    expect(row).to_have_attribute("data-status", "running", timeout=10_000)
+    delete = row.get_by_role("button", name=re.compile(f"delete job {short}$", re.IGNORECASE))
+    expect(delete).to_be_hidden()
+    alice_tab.expect_done(job_id)
+    expect(delete).to_be_visible()
+    expect(delete).to_have_accessible_name(f"Delete job {short}")
+
+    # The first click only asks; Escape takes the question back.
+    delete.click()
+    expect(delete).to_have_accessible_name(f"Confirm delete job {short}")
+    expect(delete).to_have_text("Confirm delete")
+    delete.press("Escape")
+    expect(delete).to_have_accessible_name(f"Delete job {short}")
+    expect(row).to_be_visible()
+
+    delete.click()
+    with page.expect_response(lambda r: r.request.method == "DELETE") as answer:
+        row.get_by_role("button", name=f"Confirm delete job {short}").click()
+    assert answer.value.status == 204
+    expect(row).to_have_count(0)
+    assert page.request.get(f"/api/jobs/{job_id}/").status == 404
+    page.reload()
+    alice_tab.expect_connected()
+    # The list has loaded (it always sets this line, shown or not): it is the API's, without the job.
+    page.wait_for_function("() => document.querySelector('#jobs-more').textContent !== ''")
+    listed = [job["id"] for job in page.request.get("/api/jobs/").json()["results"]]
+    assert job_id not in listed
+    assert [r.get_attribute("data-job-id") for r in page.locator("#job-list .job").all()] == listed
+    assert alice_tab.errors == []
+
+
+JOB_REFUSED = re.compile(r"status of (409 \(Conflict\)|500 \(Internal Server Error\)|404 \(Not Found\))")
+
+
+def test_a_refused_delete_is_shown_in_the_row_and_the_button_works_again(alice_tab):
+    page = alice_tab.page
+    alice_tab.ensure_students(1)
+    job_id = alice_tab.start_report()
+    short = job_id[:8]
+    alice_tab.expect_done(job_id)
+    row = alice_tab.job(job_id)
+    detail = "The job is running; cancel it first, then delete it once it has stopped."
+    answers = [{"status": 409, "json": {"detail": detail}},
+               {"status": 500, "body": "<h1>Server Error</h1>Traceback …", "content_type": "text/html"}]
+
+    def refuse(route):
+        if route.request.method == "DELETE" and answers:
+            route.fulfill(**answers.pop(0))
+        else:
+            route.fallback()
+
+    page.route(f"**/api/jobs/{job_id}/", refuse)
+    row.get_by_role("button", name=f"Delete job {short}").click()
+    row.get_by_role("button", name=f"Confirm delete job {short}").click()
+    alert = row.get_by_role("alert")
+    expect(alert).to_have_text(f"Couldn't delete: {detail}")
+    delete = row.get_by_role("button", name=f"Delete job {short}")
+    expect(delete).to_be_enabled()
+    expect(row).to_have_attribute("data-status", "done")
+
+    # An answer without a JSON detail: a plain sentence, no status code, no stack.
+    delete.click()
+    expect(alert).to_be_hidden()
+    row.get_by_role("button", name=f"Confirm delete job {short}").click()
+    expect(alert).to_be_visible()
+    expect(alert).not_to_contain_text("500")
+    expect(alert).not_to_contain_text("Traceback")
+    expect(delete).to_be_enabled()
+
+    # The button works again: now the real API deletes it.
+    delete.click()
+    row.get_by_role("button", name=f"Confirm delete job {short}").click()
+    expect(row).to_have_count(0)
+    assert page.request.get(f"/api/jobs/{job_id}/").status == 404
+    page.unroute(f"**/api/jobs/{job_id}/")
+    assert alice_tab.unexpected_errors(JOB_REFUSED) == []
+
+
+def test_a_job_deleted_in_another_tab_leaves_quietly(alice_tab):
+    """The other tab still shows the job; its Delete finds it gone (404) and just drops the row."""
+    alice_tab.ensure_students(1)
+    other_tab = ConsolePage.another_tab(alice_tab.page.context)
+    job_id = alice_tab.start_report()
+    short = job_id[:8]
+    alice_tab.expect_done(job_id)
+    other_tab.expect_done(job_id)
+    row = alice_tab.job(job_id)
+    row.get_by_role("button", name=f"Delete job {short}").click()
+    row.get_by_role("button", name=f"Confirm delete job {short}").click()
+    expect(row).to_have_count(0)
+
+    stale = other_tab.job(job_id)
+    expect(stale).to_be_visible()
+    stale.get_by_role("button", name=f"Delete job {short}").click()
+    stale.get_by_role("button", name=f"Confirm delete job {short}").click()
+    expect(stale).to_have_count(0)
+    expect(stale.get_by_role("alert")).to_have_count(0)
+    assert alice_tab.errors == []
+    assert other_tab.unexpected_errors(JOB_REFUSED) == []
 
 
 def test_a_failed_report_shows_red_with_its_error(alice_tab, live):

@@ -56,4 +56,5 @@ export async function request(method, url, body) {
 export const api = {
   get: (url) => request("GET", url),
   post: (url, body) => request("POST", url, body),
+  delete: (url) => request("DELETE", url),
 };

@@ -13,6 +13,8 @@ import { StartForms } from "./start-forms.js";
 import { downloadText, resultNodes, subjectText } from "./results.js";
 
 const ACTIVE = new Set(["queued", "running"]);
+// A finished job's Delete button asks once more, this long, before it deletes.
+const CONFIRM_MS = 5000;
 const TERMINAL_EVENTS = new Set(["job.done", "job.failed", "job.cancelled"]);
 const STATUS_TEXT = {
   queued: "Queued",
@@ -21,6 +23,14 @@ const STATUS_TEXT = {
   failed: "Failed",
   cancelled: "Cancelled",
 };
+
+// What a failed delete says in the job's row: the API's own `detail`, or a plain sentence (never
+// a bare status code).
+function deleteErrorText(error) {
+  if (typeof error.body?.detail === "string") return error.body.detail;
+  if ([0, 429, 503].includes(error.status)) return error.message;
+  return "Something went wrong on the server; try again.";
+}
 
 export class JobsPanel {
   constructor({ hub, kinds, urls, username, root }) {
@@ -47,6 +57,7 @@ export class JobsPanel {
   async load() {
     try {
       const page = await api.get(this.urls.jobs);
+      this.forgetMissing(page);
       for (const job of page.results.slice().reverse()) this.upsert(job);
       const older = page.count - page.results.length;
       this.more.hidden = older <= 0;
@@ -70,13 +81,77 @@ export class JobsPanel {
     }
   }
 
+  // Delete a finished job: the first click turns the button into "Confirm delete" for a few
+  // seconds, the second one deletes. A 404 means it is gone already (deleted in another tab).
+  async remove(id) {
+    const job = this.jobs.get(id);
+    if (!job || job.deleting) return;
+    if (!job.confirmingDelete) {
+      job.confirmingDelete = true;
+      job.deleteError = "";
+      clearTimeout(job.confirmTimer);
+      job.confirmTimer = setTimeout(() => {
+        job.confirmingDelete = false;
+        if (this.jobs.get(id) === job) this.render(job);
+      }, CONFIRM_MS);
+      this.render(job);
+      this.announcer.textContent = `Press again to delete job ${id.slice(0, 8)}.`;
+      return;
+    }
+    clearTimeout(job.confirmTimer);
+    job.confirmingDelete = false;
+    job.deleting = true;
+    this.render(job);
+    try {
+      await api.delete(`${this.urls.jobs}${id}/`);
+    } catch (error) {
+      if (error.status !== 404) {
+        job.deleting = false;
+        job.deleteError = deleteErrorText(error);
+        this.render(job);
+        return;
+      }
+    }
+    this.forget(job);
+    this.announcer.textContent = `Job ${id.slice(0, 8)} deleted.`;
+  }
+
+  // Take a job off the page (deleted here or elsewhere).
+  forget(job) {
+    if (this.jobs.get(job.id) !== job) return;
+    clearTimeout(job.confirmTimer);
+    this.stopWatching(job);
+    this.jobs.delete(job.id);
+    job.row.remove();
+    this.renderEmpty();
+  }
+
+  // A refreshed first page of the list: a finished job this page shows that falls between the
+  // page's oldest and newest job but is not on it was deleted elsewhere (another tab, the API,
+  // the retention sweep). Jobs newer than the page (started meanwhile) and older ones are kept.
+  forgetMissing(page) {
+    const created = page.results.map((job) => Date.parse(job.created)).filter((t) => !Number.isNaN(t));
+    if (created.length === 0) return;
+    const listed = new Set(page.results.map((job) => job.id));
+    const newest = Math.max(...created);
+    const oldest = page.count > page.results.length ? Math.min(...created) : -Infinity;
+    for (const job of [...this.jobs.values()]) {
+      const at = Date.parse(job.data?.created);
+      if (listed.has(job.id) || ACTIVE.has(job.data?.status) || job.deleting || Number.isNaN(at)) continue;
+      if (at >= oldest && at <= newest) this.forget(job);
+    }
+  }
+
   // A job from REST. Once its stream has said anything, the stream alone moves a job on: a
   // REST answer may be older than the last event (a cancel's 202 says "running" while the
   // job.cancelled event may already be here), and a finished job never changes again.
   upsert(data) {
     let job = this.jobs.get(data.id);
     if (!job) {
-      job = { id: data.id, lastSeq: null, stream: null, cancelling: false, row: this.createRow(data.id) };
+      job = {
+        id: data.id, lastSeq: null, stream: null, cancelling: false, deleting: false, confirmingDelete: false,
+        deleteError: "", row: this.createRow(data.id),
+      };
       this.jobs.set(data.id, job);
       this.list.prepend(job.row);
       this.renderEmpty();
@@ -177,10 +252,21 @@ export class JobsPanel {
         el("div", { class: "job-actions" }, [
           el("a", { class: "btn btn-small btn-success job-download", hidden: "", download: "" }, ["Download"]),
           el("button", { type: "button", class: "btn btn-small btn-danger job-cancel", hidden: "" }, ["Cancel"]),
+          el("button", { type: "button", class: "btn btn-small btn-danger job-delete", hidden: "" }, ["Delete"]),
         ]),
       ]),
+      el("p", { class: "job-action-error", role: "alert", hidden: "" }),
     ]);
     row.querySelector(".job-cancel").addEventListener("click", () => this.cancel(id));
+    const remove = row.querySelector(".job-delete");
+    remove.addEventListener("click", () => this.remove(id));
+    remove.addEventListener("keydown", (event) => {
+      const job = this.jobs.get(id);
+      if (event.key !== "Escape" || !job?.confirmingDelete) return;
+      clearTimeout(job.confirmTimer);
+      job.confirmingDelete = false;
+      this.render(job);
+    });
     return row;
   }
 
@@ -224,11 +310,26 @@ export class JobsPanel {
     cancel.hidden = !ACTIVE.has(status);
     cancel.disabled = job.cancelling;
     cancel.setAttribute("aria-label", `Cancel job ${job.id.slice(0, 8)}`);
+    this.renderDelete(job, status);
     const created = data.created ? `created ${clock(data.created)}` : "";
     // Staff see everyone's jobs: say whose.
     const owner = data.owner && data.owner !== this.username ? `by ${data.owner}` : "";
     q(".job-meta").textContent = [`#${job.id.slice(0, 8)}`, created, owner].filter(Boolean).join(" · ");
     this.renderElapsed(job);
+  }
+
+  renderDelete(job, status) {
+    const short = job.id.slice(0, 8);
+    const button = job.row.querySelector(".job-delete");
+    button.hidden = ACTIVE.has(status);
+    button.disabled = job.deleting;
+    button.classList.toggle("btn-confirm", job.confirmingDelete);
+    const text = job.deleting ? "Deleting…" : job.confirmingDelete ? "Confirm delete" : "Delete";
+    button.textContent = text;
+    button.setAttribute("aria-label", `${text} job ${short}`);
+    const error = job.row.querySelector(".job-action-error");
+    error.textContent = job.deleteError ? `Couldn't delete: ${job.deleteError}` : "";
+    error.hidden = !job.deleteError;
   }
 
   // A finished job's result, drawn once. The job's stream may not carry it (a snapshot of a job
@@ -242,9 +343,11 @@ export class JobsPanel {
         .then((data) => {
           job.data = { ...job.data, result: data.result, params: data.params || job.data.params };
           if (data.result_url) job.data.result_url = data.result_url;
-          this.render(job);
+          if (this.jobs.get(job.id) === job) this.render(job);
         })
-        .catch(() => {});
+        .catch((error) => {
+          if (error.status === 404) this.forget(job); // deleted elsewhere meanwhile
+        });
     }
     if (job.shownResult === result) return;
     job.shownResult = result;
