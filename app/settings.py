@@ -336,6 +336,11 @@ CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20)
 # Rate-limited frames tolerated (each answered with an error frame) before closing with 4429.
 CHAT_RATE_STRIKES = env_int("CHAT_RATE_STRIKES", 20)
 SEED_CHAT_ROOM = "seed"
+# Each room's recent messages, kept in Redis so sockets get what was said while their web
+# process's subscriber connection was reconnecting (basic/group_history.py): at most this many,
+# for this long after the room's last message.
+CHAT_HISTORY_MAXLEN = env_int("CHAT_HISTORY_MAXLEN", 500)
+CHAT_HISTORY_TTL_SECONDS = env_int("CHAT_HISTORY_TTL_SECONDS", 3600)
 
 # Celery: the job table is the source of truth, so results are not stored.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)

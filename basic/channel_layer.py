@@ -9,9 +9,13 @@ out a group message at the cost of one decode per process instead of one per soc
 - When the subscriber connection comes back after an outage, every local consumer is sent a
   `layer.reconnected` message, so sockets can resync what was published meanwhile (channels-redis
   loses it, #256, and never calls its own reconnect hooks, #406).
+- Groups whose messages are also kept in a stream (chat rooms: basic/group_history.py) get what
+  this process missed while reconnecting from that stream, each message once.
 """
 import asyncio
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,12 +24,50 @@ from channels_redis.utils import _wrap_close
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import metrics
+from . import group_history, metrics
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 LAYER_RECONNECTED = "layer.reconnected"
+# A replay reads from this long before the last message delivered: a message is stored, then
+# published, so two senders' messages may be published in the other order than stored.
+REPLAY_SLACK_MS = 2000
+REMEMBERED_IDS = 1024  # per group: what was delivered, so a replay sends nothing twice
+REPLAY_MAX = 1000  # messages read per group per reconnect
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class DeliveredIds:
+    """The stream entry ids of one group's messages that this process delivered lately."""
+
+    def __init__(self, stream: str, since_ms: int) -> None:
+        self.stream = stream
+        self.last_ms = since_ms
+        self.recent: deque[str] = deque()
+        self.ids: set[str] = set()
+        self.floor = (0, 0)  # ids at or below it were forgotten: taken as delivered
+
+    def add(self, entry_id: str) -> bool:
+        """Note `entry_id` as delivered; False if it was already."""
+        key = _entry_key(entry_id)
+        if entry_id in self.ids or key <= self.floor:
+            return False
+        self.recent.append(entry_id)
+        self.ids.add(entry_id)
+        if len(self.recent) > REMEMBERED_IDS:
+            forgotten = self.recent.popleft()
+            self.ids.discard(forgotten)
+            self.floor = max(self.floor, _entry_key(forgotten))
+        self.last_ms = max(self.last_ms, key[0])
+        return True
+
+    def replay_start(self) -> str:
+        return f"{max(0, self.last_ms - REPLAY_SLACK_MS)}-0"
 
 
 class ResilientShardConnection(RedisSingleShardConnection):
@@ -67,6 +109,7 @@ class ResilientShardConnection(RedisSingleShardConnection):
                         self._lost = False
                         logger.warning("the channel layer's subscriber connection is back")
                         metrics.redis_reconnected("channel_layer")
+                        await self.channel_layer.replay_missed()
                         self.channel_layer.announce_reconnect()
                     self._receive_message(message)
                 else:
@@ -100,22 +143,8 @@ class ResilientShardConnection(RedisSingleShardConnection):
         if name in layer.channels:
             layer.channels[name].put_nowait(message["data"])
             return
-        members = layer.groups.get(name)
-        if not members:
-            return
-        decoded = layer.channel_layer.deserialize(message["data"])  # once, for every member
-        metrics.fanned_out(name.rpartition("__group__")[2].split(".", 1)[0], len(members))
-        direct = []
-        for channel_name in members:
-            handler = layer.direct_handlers.get(channel_name)
-            if handler is not None:
-                direct.append(handler)
-                continue
-            queue = layer.channels.get(channel_name)
-            if queue is not None:
-                queue.put_nowait(decoded)
-        if direct:
-            asyncio.get_running_loop().create_task(deliver(direct, decoded))
+        if layer.groups.get(name):
+            layer.deliver_group_message(name, layer.channel_layer.deserialize(message["data"]))  # decoded once
 
 
 async def deliver(handlers: list[Callable[[dict[str, Any]], Awaitable[None]]], message: dict[str, Any]) -> None:
@@ -139,6 +168,66 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         self._shards = [ResilientShardConnection(shard.host, self) for shard in self._shards]
         # channel name -> the consumer's dispatch, for group messages delivered without the queue
         self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        # group channel name -> the ids delivered of a group whose messages are kept in a stream
+        self.replay_marks: dict[str, DeliveredIds] = {}
+
+    def deliver_group_message(self, name: str, decoded: dict[str, Any]) -> bool:
+        """Hand a group message (decoded once) to this process's members of the group: directly
+        to consumers that take it so (`deliver`), through the queue to the others. A message kept
+        in a stream is handed over once, whether it came live or from a replay."""
+        members = self.groups.get(name)
+        if not members:
+            return False
+        stream = decoded.get(group_history.STREAM)
+        if stream is not None:
+            marks = self.replay_marks.get(name)
+            if marks is None:
+                marks = self.replay_marks[name] = DeliveredIds(stream, 0)
+            if not marks.add(decoded[group_history.ID]):
+                return False
+        metrics.fanned_out(name.rpartition("__group__")[2].split(".", 1)[0], len(members))
+        direct = []
+        for channel_name in members:
+            handler = self.direct_handlers.get(channel_name)
+            if handler is not None:
+                direct.append(handler)
+                continue
+            queue = self.channels.get(channel_name)
+            if queue is not None:
+                queue.put_nowait(decoded)
+        if direct:
+            asyncio.get_running_loop().create_task(deliver(direct, decoded))
+        return True
+
+    def replay_group(self, group: str, stream: str) -> None:
+        """`group`'s messages are also kept in `stream` (basic/group_history.py): after the
+        subscriber reconnects, what this process missed is read from there. Called by a consumer
+        joining the group, so a group that has had no message here yet is covered too."""
+        name = self._get_group_channel_name(group)
+        if name not in self.replay_marks:
+            self.replay_marks[name] = DeliveredIds(stream, int(time.time() * 1000))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        name = self._get_group_channel_name(group)
+        if name not in self.groups:
+            self.replay_marks.pop(name, None)
+
+    async def replay_missed(self) -> None:
+        """Deliver what was stored for this process's replayable groups since the last message
+        each delivered (less REPLAY_SLACK_MS), skipping what was delivered already."""
+        for name, marks in list(self.replay_marks.items()):
+            if not self.groups.get(name):
+                self.replay_marks.pop(name, None)
+                continue
+            try:
+                missed = await group_history.read_from(marks.stream, marks.replay_start(), REPLAY_MAX)
+            except Exception:
+                logger.warning("could not read what %s missed while reconnecting", name, exc_info=True)
+                continue
+            sent = sum(self.deliver_group_message(name, message) for message in missed)
+            if sent:
+                logger.warning("sent %s message(s) of %s published while the subscriber reconnected", sent, name)
 
     def take_group_messages_directly(self, channel: str,
                                      handler: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:

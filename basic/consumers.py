@@ -21,7 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from . import event_store, events, metrics, services, ws_limits
+from . import event_store, events, group_history, metrics, services, ws_limits
 from .channel_layer import LAYER_RECONNECTED
 from .models import Job
 from .rate_limit import TokenBucket
@@ -571,6 +571,9 @@ class ChatConsumer(ValidatingJsonConsumer):
         self.sender = self.sender_name()
         self.group = events.chat_group(self.room)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        replay_group = getattr(self.channel_layer, "replay_group", None)
+        if replay_group is not None:  # the project's layer (basic/channel_layer.py)
+            replay_group(self.group, events.chat_history_key(self.room))
         await self.accept()
 
     def sender_name(self) -> str:
@@ -590,7 +593,10 @@ class ChatConsumer(ValidatingJsonConsumer):
         if not await self.message_allowed():
             await self.strike(settings.CHAT_RATE_STRIKES, "Too many messages")
             return
-        await self.channel_layer.group_send(self.group, self.chat_payload(message))
+        # Kept briefly, so a web process whose subscriber was reconnecting still delivers it.
+        payload = await group_history.append(events.chat_history_key(self.room), self.chat_payload(message),
+                                             settings.CHAT_HISTORY_MAXLEN, settings.CHAT_HISTORY_TTL_SECONDS)
+        await self.channel_layer.group_send(self.group, payload)
 
     async def message_allowed(self) -> bool:
         try:
@@ -609,8 +615,9 @@ class ChatConsumer(ValidatingJsonConsumer):
         }
 
     async def chat_message(self, payload: dict[str, Any]) -> None:
+        # Keys starting with "_" are the server's own (the encoded text, the history stream).
         await self.send(text_data=encoded_once(
-            payload, "chat", lambda: {key: value for key, value in payload.items() if key != ENCODED}))
+            payload, "chat", lambda: {key: value for key, value in payload.items() if not key.startswith("_")}))
 
 
 class SeedChatConsumer(ChatConsumer):

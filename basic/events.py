@@ -48,6 +48,13 @@ def seq_key(job_id: UUID | str) -> str:
     return f"jobs:{job_id}:seq"
 
 
+def chat_history_key(room: str) -> str:
+    """A room's recent messages (stream), so a web process whose subscriber connection dropped can
+    hand its sockets what was said meanwhile (basic/group_history.py). Namespaced by
+    REDIS_KEY_PREFIX: room names repeat across deployments sharing a Redis."""
+    return f"{settings.REDIS_KEY_PREFIX}:chat:{room}:history"
+
+
 def page_cache_key(normalised_url: str) -> str:
     return f"pages:{hashlib.sha256(normalised_url.encode()).hexdigest()}"
 

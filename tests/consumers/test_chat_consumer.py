@@ -1,3 +1,4 @@
+import asyncio
 import json
 
 import pytest
@@ -91,3 +92,49 @@ async def test_disconnect_leaves_no_group_membership(connect, alice):
     assert subscribers("chat.leaving") == 1
     await second.disconnect()
     assert subscribers("chat.leaving") == 0
+
+
+async def kill_this_process_subscriber() -> None:
+    """Drop the channel layer's subscriber connection from the Redis side, as a network blip or
+    a Redis failover would; the publishing connections stay up."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()._get_layer()
+    connection = layer._shards[0]._pubsub.connection
+    host, port = connection._writer.get_extra_info("sockname")[:2]
+    assert sync_redis().client_kill_filter(addr=f"{host}:{port}") == 1
+
+
+async def test_messages_sent_while_the_subscriber_reconnects_arrive_once_and_in_order(connect, alice, bob):
+    """channels-redis's pub/sub layer loses what is published while it reconnects (#256): chat
+    rooms keep their recent messages in Redis, and the layer sends what it missed once it is back."""
+    listener, _ = await connect("/ws/chat/gap/", token=alice.token)
+    speaker, _ = await connect("/ws/chat/gap/", token=bob.token)
+    await speaker.send_json_to({"message": "before"})
+    for communicator in (listener, speaker):
+        assert (await communicator.receive_json_from(5))["message"] == "before"
+    await kill_this_process_subscriber()
+    sent = [f"during {i}" for i in range(6)]
+    for message in sent:
+        await speaker.send_json_to({"message": message})
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1)
+    await speaker.send_json_to({"message": "after"})
+    for communicator in (listener, speaker):
+        frames = [await communicator.receive_json_from(5) for _ in range(len(sent) + 1)]
+        assert [frame["message"] for frame in frames] == [*sent, "after"]
+        assert all(frame["sender"] == "bob" and frame["room"] == "gap" for frame in frames)
+        ids = [frame["id"] for frame in frames]
+        assert len(set(ids)) == len(ids)
+        assert await communicator.receive_nothing(0.3)  # nothing twice
+    await close_all(listener, speaker)
+
+
+async def test_chat_frames_carry_the_message_id_and_nothing_internal(connect, alice):
+    sender, _ = await connect("/ws/chat/ids/", token=alice.token)
+    await sender.send_json_to({"message": "one"})
+    await sender.send_json_to({"message": "two"})
+    first, second = await sender.receive_json_from(5), await sender.receive_json_from(5)
+    assert set(first) == {"type", "room", "message", "sender", "ts", "id"}
+    assert [int(part) for part in first["id"].split("-")] < [int(part) for part in second["id"].split("-")]
+    await close_all(sender)

@@ -110,3 +110,37 @@ def test_a_chat_message_sent_right_after_redis_returns_arrives(stack_root, empty
         assert sent_at < 1.5
         with httpx.Client(base_url=live.base_url) as http:
             assert http.get("/healthz").status_code == 200
+
+
+def test_chat_messages_sent_while_the_web_process_resubscribes_arrive_once(stack_root):
+    """Redis drops the server's subscriber connection (a blip, a failover, `CLIENT KILL`) while a
+    room is talking: the messages published before it has subscribed again still reach every
+    socket, each once and in order (channels-redis #256 loses them)."""
+    import redis
+
+    with live_stack(stack_root, "redis-chat-blip", worker=False, own_redis=True) as live:
+        url = f"{live.ws_url}/ws/chat/blip/?token={live.token}"
+        admin = redis.Redis.from_url(live.env["REDIS_URL"])
+        sent = [f"message {i}" for i in range(12)]
+
+        async def scenario() -> list[str]:
+            async with websockets.connect(url) as listener, websockets.connect(url) as speaker:
+                await speaker.send(json.dumps({"message": "before"}))
+                assert json.loads(await asyncio.wait_for(listener.recv(), 10))["message"] == "before"
+                killed = await asyncio.to_thread(admin.client_kill_filter, _type="pubsub")
+                assert killed >= 1
+                for message in sent:
+                    await speaker.send(json.dumps({"message": message}))
+                    await asyncio.sleep(0.05)
+                got = []
+                while len(got) < len(sent):
+                    frame = json.loads(await asyncio.wait_for(listener.recv(), 10))
+                    if frame.get("type") == "chat.message":
+                        got.append(frame["message"])
+                with pytest.raises(TimeoutError):  # and nothing twice
+                    await asyncio.wait_for(listener.recv(), 1)
+                return got
+
+        assert asyncio.run(scenario()) == sent
+        daphne_log = (live.media_root.parent / "daphne.log").read_text()
+        assert "published while the subscriber reconnected" in daphne_log  # they were lost, then sent
