@@ -37,11 +37,6 @@ REMEMBERED_IDS = 1024  # per group: what was delivered, so a replay sends nothin
 REPLAY_MAX = 1000  # messages read per group per reconnect
 
 
-def _entry_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 class DeliveredIds:
     """The stream entry ids of one group's messages that this process delivered lately."""
 
@@ -54,7 +49,7 @@ class DeliveredIds:
 
     def add(self, entry_id: str) -> bool:
         """Note `entry_id` as delivered; False if it was already."""
-        key = _entry_key(entry_id)
+        key = group_history.parse_id(entry_id)
         if entry_id in self.ids or key <= self.floor:
             return False
         self.recent.append(entry_id)
@@ -62,7 +57,7 @@ class DeliveredIds:
         if len(self.recent) > REMEMBERED_IDS:
             forgotten = self.recent.popleft()
             self.ids.discard(forgotten)
-            self.floor = max(self.floor, _entry_key(forgotten))
+            self.floor = max(self.floor, group_history.parse_id(forgotten))
         self.last_ms = max(self.last_ms, key[0])
         return True
 

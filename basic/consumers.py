@@ -545,6 +545,10 @@ class ChatConsumer(ValidatingJsonConsumer):
     max_frame_bytes = settings.CHAT_MAX_MESSAGE_BYTES
     group: str | None = None
     room: str = ""
+    # While a resuming socket (`?after=<id>`) is sent what it missed, live messages wait here;
+    # then the ids it was sent from the history are skipped if they also arrive live.
+    _held: list[dict[str, Any]] | None = None
+    _replayed: frozenset[str] = frozenset()
 
     def room_from_scope(self) -> str:
         return self.scope["url_route"]["kwargs"]["room"]
@@ -563,6 +567,12 @@ class ChatConsumer(ValidatingJsonConsumer):
             await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized",
                               "Sign in to chat: the session cookie or ?token=<API token>.")
             return
+        after = query_param(self.scope, "after")
+        resume_from = group_history.parse_id(after) if after is not None else None
+        if after is not None and resume_from is None:
+            await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after",
+                              "after= is the id of the last message you got, like 1732430000000-0.")
+            return
         if not await self.claim_socket_slot():
             return
         # Redis holds the shared bucket; this one stands in only while Redis is unreachable.
@@ -570,11 +580,33 @@ class ChatConsumer(ValidatingJsonConsumer):
         self.rate_key = f"user:{self.user.pk}" if signed_in else f"ip:{client_address(self.scope)}"
         self.sender = self.sender_name()
         self.group = events.chat_group(self.room)
+        if resume_from is not None:
+            self._held = []
         await self.channel_layer.group_add(self.group, self.channel_name)
         replay_group = getattr(self.channel_layer, "replay_group", None)
         if replay_group is not None:  # the project's layer (basic/channel_layer.py)
             replay_group(self.group, events.chat_history_key(self.room))
         await self.accept()
+        if resume_from is not None:
+            await self.send_missed(resume_from)
+
+    async def send_missed(self, after: tuple[int, int]) -> None:
+        """A client back from a dropped connection (`?after=<the last id it got>`) is sent what
+        the room said meanwhile from its recent history, then the live messages held meanwhile:
+        each once, in order. What the history no longer holds is gone."""
+        try:
+            missed = await group_history.read_from(events.chat_history_key(self.room), group_history.next_id(after),
+                                                   settings.CHAT_HISTORY_MAXLEN)
+        except Exception:
+            logger.warning("could not read the history of chat room %s", self.room, exc_info=True)
+            missed = []
+        for payload in missed:
+            await self.send_chat(payload)
+        self._replayed = frozenset(payload[group_history.ID] for payload in missed)
+        held, self._held = self._held or [], None
+        for payload in held:
+            if payload.get(group_history.ID) not in self._replayed:
+                await self.send_chat(payload)
 
     def sender_name(self) -> str:
         if self.user and self.user.is_authenticated:
@@ -615,6 +647,12 @@ class ChatConsumer(ValidatingJsonConsumer):
         }
 
     async def chat_message(self, payload: dict[str, Any]) -> None:
+        if self._held is not None:
+            self._held.append(payload)
+        elif not self._replayed or payload.get(group_history.ID) not in self._replayed:
+            await self.send_chat(payload)
+
+    async def send_chat(self, payload: dict[str, Any]) -> None:
         # Keys starting with "_" are the server's own (the encoded text, the history stream).
         await self.send(text_data=encoded_once(
             payload, "chat", lambda: {key: value for key, value in payload.items() if not key.startswith("_")}))
@@ -632,7 +670,7 @@ class SeedChatConsumer(ChatConsumer):
     def chat_payload(self, message: str) -> dict[str, Any]:
         return {"type": events.LAYER_CHAT_MESSAGE, "message": message}
 
-    async def chat_message(self, payload: dict[str, Any]) -> None:
+    async def send_chat(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=encoded_once(payload, "seed", lambda: {"message": payload["message"]}))
 
 

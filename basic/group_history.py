@@ -8,6 +8,7 @@ last entry it delivered per group and, when its subscriber is back, reads the st
 and delivers what it missed, each message once.
 """
 import json
+import re
 from typing import Any
 
 from .event_store import async_redis
@@ -35,6 +36,15 @@ async def read_from(stream: str, start: str, count: int) -> list[dict[str, Any]]
             for entry_id, fields in entries]
 
 
-def entry_ms(entry_id: str) -> int:
-    """The millisecond part of a stream entry id ("1732430000000-0")."""
-    return int(entry_id.partition("-")[0])
+_ENTRY_ID = re.compile(r"^(\d{1,15})-(\d{1,15})$")
+
+
+def parse_id(value: object) -> tuple[int, int] | None:
+    """A stream entry id ("1732430000000-0") as (ms, seq), comparable; None if `value` is not one."""
+    found = _ENTRY_ID.match(value) if isinstance(value, str) else None
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def next_id(entry_id: tuple[int, int]) -> str:
+    """The smallest id after `entry_id`: reading from it leaves `entry_id` out."""
+    return f"{entry_id[0]}-{entry_id[1] + 1}"

@@ -67,3 +67,43 @@ def test_room_names_are_checked_before_joining(alice_tab):
     expect(page.get_by_label("Room")).to_have_attribute("aria-invalid", "true")
     expect(page.locator("#chat-status")).to_have_text("In #lobby as alice.")
     assert alice_tab.errors == []
+
+
+def test_a_dropped_chat_connection_comes_back_with_what_was_said_meanwhile(context_for):
+    """Only alice's chat socket drops (the proxy in front of her closes it) and her network stays
+    down while bob talks; back online, her tab reconnects with `?after=` and shows what she missed,
+    each message once and in order."""
+    room = f"browser-{uuid.uuid4().hex[:8]}"
+    alice_context = context_for()
+    chat_routes = []
+
+    def pass_through(route):
+        route.connect_to_server()
+        chat_routes.append(route)
+
+    alice_context.route_web_socket(re.compile(r"/ws/chat/"), pass_through)
+    alice = ConsolePage.sign_in(alice_context, "alice")
+    bob = ConsolePage.sign_in(context_for(), "bob")
+    for tab in (alice, bob):
+        join(tab, room)
+    say(bob, "before the drop")
+    expect(messages(alice).locator(".chat-text")).to_have_text(["before the drop"])
+
+    alice_context.set_offline(True)
+    chat_routes[-1].close(code=1001, reason="proxy restarting")
+    expect(alice.page.locator("#chat-log .chat-system").last).to_have_text("Connection lost; reconnecting…")
+    say(bob, "while you were away")
+    say(bob, "and this too")
+    expect(messages(bob)).to_have_count(3)
+    alice_context.set_offline(False)
+
+    expect(messages(alice).locator(".chat-text")).to_have_text(
+        ["before the drop", "while you were away", "and this too"], timeout=20_000)
+    expect(alice.page.locator("#chat-log .chat-system").last).to_have_text(
+        "Reconnected. Messages sent while you were away follow.")
+    resumed = alice.page.locator(f'#console-log .frame[data-url^="/ws/chat/{room}/?after="]')
+    expect(resumed.filter(has_text="while you were away")).to_have_count(1)
+    say(bob, "live again")
+    expect(messages(alice).locator(".chat-text").last).to_have_text("live again")
+    expect(messages(alice)).to_have_count(4)
+    assert alice.errors == [] and bob.errors == []

@@ -138,3 +138,60 @@ async def test_chat_frames_carry_the_message_id_and_nothing_internal(connect, al
     assert set(first) == {"type", "room", "message", "sender", "ts", "id"}
     assert [int(part) for part in first["id"].split("-")] < [int(part) for part in second["id"].split("-")]
     await close_all(sender)
+
+
+async def test_a_client_back_from_a_dropped_connection_gets_what_it_missed(connect, alice, bob):
+    """`?after=<the last id it got>`: the messages said meanwhile, once and in order, then live."""
+    listener, _ = await connect("/ws/chat/resume/", token=alice.token)
+    speaker, _ = await connect("/ws/chat/resume/", token=bob.token)
+    await speaker.send_json_to({"message": "seen"})
+    last_seen = (await listener.receive_json_from(5))["id"]
+    await listener.disconnect()
+    for text in ("missed 1", "missed 2", "missed 3"):
+        await speaker.send_json_to({"message": text})
+    for _ in range(4):
+        await speaker.receive_json_from(5)
+    back, connected = await connect(f"/ws/chat/resume/?after={last_seen}", token=alice.token)
+    assert connected
+    assert [(await back.receive_json_from(5))["message"] for _ in range(3)] == ["missed 1", "missed 2", "missed 3"]
+    await speaker.send_json_to({"message": "live"})
+    assert (await back.receive_json_from(5))["message"] == "live"
+    assert await back.receive_nothing(0.3)
+    await close_all(back, speaker)
+
+
+async def test_live_messages_wait_while_a_resuming_socket_is_sent_what_it_missed(connect, alice, bob, monkeypatch):
+    from basic import group_history
+
+    speaker, _ = await connect("/ws/chat/held/", token=bob.token)
+    await speaker.send_json_to({"message": "one"})
+    first = await speaker.receive_json_from(5)
+    await speaker.send_json_to({"message": "two"})
+    await speaker.receive_json_from(5)
+    real_read, reading, release = group_history.read_from, asyncio.Event(), asyncio.Event()
+
+    async def slow_read(*args):
+        found = await real_read(*args)
+        reading.set()
+        await release.wait()
+        return found
+
+    monkeypatch.setattr(group_history, "read_from", slow_read)
+    opening = asyncio.create_task(connect(f"/ws/chat/held/?after={first['id']}", token=alice.token))
+    await asyncio.wait_for(reading.wait(), 5)
+    await speaker.send_json_to({"message": "three"})  # live, while "two" is being read
+    await speaker.receive_json_from(5)
+    await asyncio.sleep(0.1)
+    release.set()
+    back, _ = await opening
+    assert [(await back.receive_json_from(5))["message"] for _ in range(2)] == ["two", "three"]
+    assert await back.receive_nothing(0.3)
+    await close_all(back, speaker)
+
+
+@pytest.mark.parametrize("after", ["abc", "1-", "-1", "1-2-3", "1732430000000", f"{'9' * 16}-0", ""])
+async def test_a_resume_point_that_is_not_a_message_id_closes_4400(connect, alice, after):
+    communicator, _ = await connect(f"/ws/chat/resume/?after={after}", token=alice.token)
+    frames, code = await receive_until_closed(communicator)
+    assert code == 4400
+    assert json.loads(frames[0]["text"])["code"] == "invalid_after"

@@ -6,6 +6,13 @@ import { el, clock } from "./ui.js";
 const ROOM_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const MAX_SHOWN = 300;
 
+// Message ids are Redis stream ids, "<ms>-<n>": true when `a` comes after `b`.
+function isAfter(a, b) {
+  const [aMs, aN] = a.split("-").map(Number);
+  const [bMs, bN] = b.split("-").map(Number);
+  return aMs > bMs || (aMs === bMs && aN > bN);
+}
+
 export class ChatPanel {
   constructor({ hub, username, room, maxBytes, root }) {
     this.hub = hub;
@@ -48,13 +55,16 @@ export class ChatPanel {
     this.leave(false);
     this.room = room;
     this.log.replaceChildren();
-    this.system(`You joined #${room}. Messages appear here as they are sent; earlier ones are not kept.`);
+    this.system(`You joined #${room}. Messages appear here as they are sent; earlier ones are not shown.`);
     let dropped = false;
+    // After a dropped connection the socket comes back with ?after=<the last id shown>, and the
+    // server sends what the room said meanwhile first.
+    this.lastId = null;
     this.socket = this.hub.open({
       label: `chat #${room}`,
-      path: `/ws/chat/${room}/`,
+      path: () => `/ws/chat/${room}/${this.lastId ? `?after=${this.lastId}` : ""}`,
       onOpen: () => {
-        if (dropped) this.system("Reconnected. Messages sent while you were away are not shown.");
+        if (dropped) this.system("Reconnected. Messages sent while you were away follow.");
         dropped = false;
         this.update();
       },
@@ -105,6 +115,10 @@ export class ChatPanel {
 
   receive(frame) {
     if (frame.type === "chat.message") {
+      if (typeof frame.id === "string") {
+        if (this.lastId && !isAfter(frame.id, this.lastId)) return; // shown already
+        this.lastId = frame.id;
+      }
       const mine = frame.sender === this.username;
       this.append(el("li", { class: `chat-message${mine ? " mine" : ""}` }, [
         el("div", { class: "chat-meta" }, [
