@@ -84,7 +84,6 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     closed = False
     strikes = 0
     _slot: tuple[str, str] | None = None
-    _slot_keeper: asyncio.Task | None = None
     _opened_at: float | None = None
     _close_code: int | None = None
 
@@ -187,15 +186,13 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                               f"At most {cap} open sockets per {per}; close one first.")
             return False
         self._slot = (who, self.channel_name)
-        self._slot_keeper = asyncio.create_task(ws_limits.keep_slot(who, self.channel_name))
+        ws_limits.slot_keeper().keep(who, self.channel_name)
         return True
 
     async def release_socket_slot(self) -> None:
-        if self._slot_keeper:
-            self._slot_keeper.cancel()
-            self._slot_keeper = None
         if self._slot:
             slot, self._slot = self._slot, None
+            ws_limits.slot_keeper().drop(slot[1])
             try:
                 await ws_limits.release_slot(*slot)
             except Exception:  # the claim lapses by itself within ws_limits.SLOT_TTL_SECONDS

@@ -105,3 +105,19 @@ async def test_redis_trouble_lets_sockets_in_rather_than_failing(connect, alice,
     await communicator.send_json_to({"type": "ping"})
     assert await communicator.receive_json_from(5) == {"type": "pong"}
     await close_all(communicator)
+
+
+async def test_one_task_per_process_keeps_every_claim_and_stops_with_the_last_socket(connect, alice, bob, monkeypatch):
+    monkeypatch.setattr(ws_limits, "SLOT_TTL_SECONDS", 1)
+    monkeypatch.setattr(ws_limits, "SLOT_REFRESH_SECONDS", 0.2)
+    sockets = [(await connect("/ws/events/", token=user.token))[0] for user in (alice, alice, bob)]
+    keeper = ws_limits.slot_keeper()
+    assert len(keeper.claims) == 3 and not keeper.task.done()
+    await asyncio.sleep(2.5)  # more than twice a claim's lifetime
+    for user, count in ((alice, 2), (bob, 1)):
+        claims = sync_redis().zrange(socket_slots_key(f"user:{user.pk}"), 0, -1, withscores=True)
+        assert len(claims) == count and all(expiry >= time.time() for _member, expiry in claims)
+    await close_all(*sockets)
+    assert keeper.claims == {}
+    await asyncio.sleep(0.5)
+    assert keeper.task.done()
