@@ -47,8 +47,10 @@ redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
 return allowed
 """
 
+# Redis's clock to the microsecond: whole seconds would make a claim last up to 1 s less than asked.
 _CLAIM_SLOT = b"""
-local t = tonumber(redis.call('TIME')[1])
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
 if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
@@ -60,7 +62,8 @@ return 1
 
 # XX: a claim released (or expired) meanwhile is not brought back to life.
 _REFRESH_SLOT = b"""
-local t = tonumber(redis.call('TIME')[1])
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 redis.call('ZADD', KEYS[1], 'XX', t + tonumber(ARGV[2]), ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 """
