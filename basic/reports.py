@@ -4,6 +4,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from django.db import connection
 
@@ -96,6 +97,35 @@ def _csv_line_sql(age: str, name: str, pk: str) -> str:
             f"CASE WHEN unicode({name}) IN ({codepoints}) THEN '''' ELSE '' END, {name}, {age})")
 
 
+class _ChunkQueries(NamedTuple):
+    """The report's statements, built once per report: `chunk` and `seek` take a `{where}`."""
+
+    chunk: str  # (text, rows) of the next chunk_size lines
+    lookup: str  # (age, name, id, line) of one student, by id
+    seek: str  # (age, name, id) of the n-th row after a key
+    after: str  # the WHERE that starts after a key
+
+
+def _chunk_queries() -> _ChunkQueries:
+    table, age, name, pk = _student_columns()
+    line = _csv_line_sql(age, name, pk)
+    order = f"{age}, {name}, {pk}"
+    if connection.vendor == "postgresql":
+        chunk = (f"SELECT string_agg(line, '' ORDER BY k1, k2, k3), count(*) FROM (SELECT {line} AS line, "
+                 f"{age} AS k1, {name} AS k2, {pk} AS k3 FROM {table} {{where}} ORDER BY {order} LIMIT %s) AS chunk")
+    else:  # SQLite concatenates in the order of the ordered subquery
+        chunk = f"SELECT group_concat(line, ''), count(*) FROM (SELECT {line} AS line FROM {table} {{where}} " \
+                f"ORDER BY {order} LIMIT %s)"
+    return _ChunkQueries(
+        chunk=chunk,
+        lookup=f"SELECT {order}, {line} FROM {table} WHERE {pk} = %s",
+        seek=f"SELECT {order} FROM {table} {{where}} ORDER BY {order} LIMIT 1 OFFSET %s",
+        # A native row-value comparison seeks straight into the index; Django's tuple lookup falls
+        # back on SQLite to an OR chain that rescans the index for every chunk.
+        after=f"WHERE ({order}) > (%s, %s, %s)",
+    )
+
+
 def students_by_age_csv_chunks(chunk_size: int) -> Iterator[tuple[str, int]]:
     """Every student by age, then name (id breaks ties), as CSV text in chunks of `chunk_size`
     rows: (text, rows). The database formats the lines, so no Python object is made per row.
@@ -107,50 +137,33 @@ def students_by_age_csv_chunks(chunk_size: int) -> Iterator[tuple[str, int]]:
     from the id that starts the chunk's last line, looked up by primary key (`_last_key`), so the
     index is read once per row.
     """
-    table, age, name, pk = _student_columns()
-    line = _csv_line_sql(age, name, pk)
-    order = f"{age}, {name}, {pk}"
-    # A native row-value comparison seeks straight into the index; Django's tuple lookup falls
-    # back on SQLite to an OR chain that rescans the index for every chunk.
-    after = f"WHERE ({order}) > (%s, %s, %s)"
-    if connection.vendor == "postgresql":
-        aggregate = (f"SELECT string_agg(line, '' ORDER BY k1, k2, k3), count(*) FROM (SELECT {line} AS line, "
-                     f"{age} AS k1, {name} AS k2, {pk} AS k3 FROM {table} {{where}} ORDER BY {order} LIMIT %s) "
-                     f"AS chunk")
-    else:  # SQLite concatenates in the order of the ordered subquery
-        aggregate = f"SELECT group_concat(line, ''), count(*) FROM (SELECT {line} AS line FROM {table} {{where}} " \
-                    f"ORDER BY {order} LIMIT %s)"
+    queries = _chunk_queries()
     last: tuple | None = None
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(aggregate.format(where=after if last else ""), [*(last or ()), chunk_size])
+            cursor.execute(queries.chunk.format(where=queries.after if last else ""), [*(last or ()), chunk_size])
             text, rows = cursor.fetchone()
             if not rows:
                 return
             yield text, rows
             if rows < chunk_size:
                 return
-            last = _last_key(cursor, text, rows, last)
+            last = _last_key(cursor, queries, text, rows, last)
 
 
-def _last_key(cursor, text: str, rows: int, previous: tuple | None) -> tuple:
+def _last_key(cursor: Any, queries: _ChunkQueries, text: str, rows: int, previous: tuple | None) -> tuple:
     """The (age, name, id) of the chunk's last line. Fast path: the id after the last line break,
     checked by formatting that student's line again; a name holding a line break can fool the
     search (never the check: inside the quotes every `"` is doubled, so no line can start there),
     and then the chunk's last key is sought in the index."""
-    table, age, name, pk = _student_columns()
     start = text.rfind("\r\n", 0, len(text) - 2) + 2
     digits = text[start:text.find(",", start)]
     if digits.isdigit():
-        cursor.execute(f"SELECT {age}, {name}, {pk}, {_csv_line_sql(age, name, pk)} FROM {table} WHERE {pk} = %s",
-                       [int(digits)])
+        cursor.execute(queries.lookup, [int(digits)])
         found = cursor.fetchone()
         if found and found[3] == text[start:]:
             return tuple(found[:3])
-    order = f"{age}, {name}, {pk}"
-    where = f"WHERE ({order}) > (%s, %s, %s)" if previous else ""
-    cursor.execute(f"SELECT {order} FROM {table} {where} ORDER BY {order} LIMIT 1 OFFSET %s",
-                   [*(previous or ()), rows - 1])
+    cursor.execute(queries.seek.format(where=queries.after if previous else ""), [*(previous or ()), rows - 1])
     return tuple(cursor.fetchone())
 
 

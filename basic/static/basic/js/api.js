@@ -13,7 +13,8 @@ export class ApiError extends Error {
     if (status === 0) return "The server can't be reached. Check your connection and try again.";
     if (status === 429) return "Too many requests; wait a moment and try again.";
     if (status === 503) return "A backing service is unavailable; try again shortly.";
-    return `The server answered ${status}.`;
+    if (status >= 500) return "Something went wrong on the server; try again.";
+    return `The server refused that (${status}).`;
   }
 
   // Field errors of a 400, e.g. {"name": ["This field may not be blank."]}.

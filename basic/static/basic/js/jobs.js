@@ -24,14 +24,6 @@ const STATUS_TEXT = {
   cancelled: "Cancelled",
 };
 
-// What a failed delete says in the job's row: the API's own `detail`, or a plain sentence (never
-// a bare status code).
-function deleteErrorText(error) {
-  if (typeof error.body?.detail === "string") return error.body.detail;
-  if ([0, 429, 503].includes(error.status)) return error.message;
-  return "Something went wrong on the server; try again.";
-}
-
 export class JobsPanel {
   constructor({ hub, kinds, urls, username, root }) {
     this.hub = hub;
@@ -107,7 +99,7 @@ export class JobsPanel {
     } catch (error) {
       if (error.status !== 404) {
         job.deleting = false;
-        job.deleteError = deleteErrorText(error);
+        job.deleteError = error.message;
         this.render(job);
         return;
       }
