@@ -5,4 +5,4 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 EXPOSE 8000
-CMD ["python", "-m", "basic.daphne_server", "-b", "0.0.0.0", "-p", "8000", "app.asgi:application"]
+CMD ["python", "-m", "basic.realtime.server", "-b", "0.0.0.0", "-p", "8000", "app.asgi:application"]

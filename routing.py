@@ -1,7 +1,7 @@
 """WebSocket routes."""
 from django.urls import path, re_path
 
-from basic import consumers
+from basic.realtime import consumers
 
 websocket_urlpatterns = [
     re_path(r"^ws/jobs/(?P<job_id>[^/]{1,64})/$", consumers.JobEventsConsumer.as_asgi()),

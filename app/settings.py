@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from basic.origins import origins_from_allowed_hosts, parse_allowed_origins
+from basic.realtime.origins import origins_from_allowed_hosts, parse_allowed_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
-# Set by `make run`, basic/stack.py and the tests, whose servers bind 127.0.0.1 only: a promise
+# Set by `make run`, basic/ops/stack.py and the tests, whose servers bind 127.0.0.1 only: a promise
 # that nothing of this deployment listens beyond loopback, so the built-in key may be used.
 LISTEN_LOOPBACK_ONLY = env_bool("LISTEN_LOOPBACK_ONLY", False)
 # A fixed key only for local runs; any deployment sets SECRET_KEY.
@@ -91,7 +91,7 @@ if DEBUG and not WS_ALLOWED_ORIGINS:
     WS_ALLOWED_ORIGINS = origins_from_allowed_hosts(["localhost", "127.0.0.1", "[::1]"])
 parse_allowed_origins(WS_ALLOWED_ORIGINS)  # refuse to start on a malformed entry
 
-# Operations: /healthz, /readyz, /metrics (basic/health.py, basic/metrics.py, docs/deploy.md).
+# Operations: /healthz, /readyz, /metrics (basic/ops/health.py, basic/core/metrics.py, docs/deploy.md).
 # /readyz gives each check this long (they run at once); it always answers within 2 s.
 READYZ_TIMEOUT = float(env_str("READYZ_TIMEOUT", "1.5"))
 if not 0 < READYZ_TIMEOUT <= 1.8:
@@ -117,15 +117,15 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
-    "django_celery_beat",  # schedules: periodic tasks in the database (basic/schedules.py)
+    "django_celery_beat",  # schedules: periodic tasks in the database (basic/jobs/schedules.py)
     "basic",
 ]
 
 MIDDLEWARE = [
-    # One log line per request (basic/request_log.py); then /healthz, /readyz and /metrics,
+    # One log line per request (basic/ops/request_log.py); then /healthz, /readyz and /metrics,
     # answered before host validation and the HTTPS redirect, which probes can't satisfy.
-    "basic.request_log.RequestLogMiddleware",
-    "basic.ops_views.OpsEndpointsMiddleware",
+    "basic.ops.request_log.RequestLogMiddleware",
+    "basic.ops.views.OpsEndpointsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -162,7 +162,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
-    # Web processes (basic/stack.py sets DATABASE_POOL=1 for Daphne): a socket's connect or a
+    # Web processes (basic/ops/stack.py sets DATABASE_POOL=1 for Daphne): a socket's connect or a
     # request takes a pooled connection instead of opening one, which costs a PostgreSQL backend
     # process each time (CONN_MAX_AGE=0). Not for gevent workers: a pool would make their
     # greenlets queue for connections (docs/deploy.md, Database connections).
@@ -197,7 +197,7 @@ WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 # Every job's files: MEDIA_ROOT/jobs/<job id>/ (uploads in input/, outputs beside them).
 JOBS_DIR = MEDIA_ROOT / "jobs"
-# The modules that register job kinds (basic/lifecycle/registry.py); add your own here.
+# The modules that register job kinds (basic/jobs/registry.py); add your own here.
 JOB_KIND_MODULES = env_list(
     "JOB_KIND_MODULES", "basic.kinds.students_by_age,basic.kinds.thumbnails,basic.kinds.page_fetch"
 ) + env_list("JOB_KIND_EXTRA_MODULES", "")
@@ -231,10 +231,10 @@ REST_FRAMEWORK = {
         "job_trigger": env_str("JOB_TRIGGER_RATE", "30/min"),
         "student_generate": STUDENT_GENERATE_RATE,
     },
-    # drf-spectacular's, plus every error answer each operation can give (basic/openapi.py).
-    "DEFAULT_SCHEMA_CLASS": "basic.openapi.ApiAutoSchema",
-    "EXCEPTION_HANDLER": "basic.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "basic.pagination.BoundedLimitOffsetPagination",
+    # drf-spectacular's, plus every error answer each operation can give (basic/api/openapi.py).
+    "DEFAULT_SCHEMA_CLASS": "basic.api.openapi.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "basic.api.errors.api_exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "basic.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
@@ -250,9 +250,9 @@ SPECTACULAR_SETTINGS = {
     # The schema documents the API, not the schema endpoint itself.
     "SERVE_INCLUDE_SCHEMA": False,
     # One name for the set of registered job kinds (Job, Schedule), not a generated Kind170Enum.
-    "ENUM_NAME_OVERRIDES": {"JobKindEnum": "basic.lifecycle.registry.kind_choices"},
+    "ENUM_NAME_OVERRIDES": {"JobKindEnum": "basic.jobs.registry.kind_choices"},
     # ...and each kind's own value, in the per-kind start shapes, PageFetchKindEnum and so on.
-    "POSTPROCESSING_HOOKS": ["basic.openapi.name_kind_enums", "drf_spectacular.hooks.postprocess_schema_enums"],
+    "POSTPROCESSING_HOOKS": ["basic.api.openapi.name_kind_enums", "drf_spectacular.hooks.postprocess_schema_enums"],
 }
 
 # One deployment's namespace in a shared Redis: cache keys, channel-layer groups and limit keys.
@@ -267,15 +267,15 @@ CACHES = {
     }
 }
 
-# Live fan-out only; job history lives in Redis Streams (basic/event_store.py).
+# Live fan-out only; job history lives in Redis Streams (basic/jobs/event_store.py).
 # The pub/sub layer holds one subscriber connection per process instead of one pooled
 # connection per in-flight receive, so hundreds of sockets connecting at once stay well under
 # redis-py 8's pool cap (docs/design.md trap 5; measured in bench/bench_socket_storm.py).
 # CHANNEL_LAYER=core selects the stock RedisChannelLayer, kept only for that benchmark.
 CHANNEL_LAYER_BACKENDS = {
     # The pub/sub layer made to survive Redis restarts and to decode a group message once per
-    # process (basic/channel_layer.py); "pubsub" is the stock one, kept for benchmarks.
-    "resilient": "basic.channel_layer.ResilientPubSubChannelLayer",
+    # process (basic/realtime/channel_layer.py); "pubsub" is the stock one, kept for benchmarks.
+    "resilient": "basic.realtime.channel_layer.ResilientPubSubChannelLayer",
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
@@ -298,7 +298,7 @@ JOB_EVENT_PUSHER = env_str("JOB_EVENT_PUSHER", "redis")
 JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 # The recovery sweep (every JOB_LEASE_SECONDS / 2, in every worker) sends a QUEUED job again when
 # its message was lost: after JOB_REQUEUE_AFTER_SECONDS in the queue, or JOB_RESERVED_SECONDS after
-# a worker reserved it without starting it (basic/queue_markers.py).
+# a worker reserved it without starting it (basic/jobs/queue_markers.py).
 JOB_REQUEUE_AFTER_SECONDS = env_int("JOB_REQUEUE_AFTER_SECONDS", 30)
 JOB_RESERVED_SECONDS = env_int("JOB_RESERVED_SECONDS", 30)
 # How often a job socket re-reads the job's history while it waits for the end.
@@ -306,7 +306,7 @@ JOB_SOCKET_RESYNC_SECONDS = float(env_str("JOB_SOCKET_RESYNC_SECONDS", "5"))
 # How long a finished job may lack its terminal event in the history before sockets report the
 # end from the database instead (the pusher retries a terminal event for about 6 s).
 JOB_TERMINAL_EVENT_GRACE_SECONDS = float(env_str("JOB_TERMINAL_EVENT_GRACE_SECONDS", "10"))
-# Retention and quota (basic/retention.py): finished jobs older than JOB_RETENTION_DAYS are
+# Retention and quota (basic/jobs/retention.py): finished jobs older than JOB_RETENTION_DAYS are
 # deleted with their files and events by a sweep each worker runs every
 # JOB_RETENTION_SWEEP_SECONDS (and `manage.py sweep_jobs`); 0 days keeps jobs forever, 0 seconds
 # leaves the sweep to the command. A user whose jobs store JOB_OUTPUT_QUOTA_MB or more can start
@@ -337,7 +337,7 @@ CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20)
 CHAT_RATE_STRIKES = env_int("CHAT_RATE_STRIKES", 20)
 SEED_CHAT_ROOM = "seed"
 # Each room's recent messages, kept in Redis so sockets get what was said while their web
-# process's subscriber connection was reconnecting (basic/group_history.py): at most this many,
+# process's subscriber connection was reconnecting (basic/realtime/chat_history.py): at most this many,
 # for this long after the room's last message.
 CHAT_HISTORY_MAXLEN = env_int("CHAT_HISTORY_MAXLEN", 500)
 CHAT_HISTORY_TTL_SECONDS = env_int("CHAT_HISTORY_TTL_SECONDS", 3600)
@@ -361,7 +361,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Schedules (basic/schedules.py): `celery beat` reads periodic tasks from the database; it looks
+# Schedules (basic/jobs/schedules.py): `celery beat` reads periodic tasks from the database; it looks
 # for new or changed ones at least every CELERY_BEAT_MAX_LOOP_INTERVAL seconds.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_MAX_LOOP_INTERVAL = float(env_str("CELERY_BEAT_MAX_LOOP_INTERVAL", "5"))
@@ -370,14 +370,14 @@ SCHEDULE_MIN_EVERY_SECONDS = env_int("SCHEDULE_MIN_EVERY_SECONDS", 10)  # the sh
 SCHEDULES_MAX_PER_USER = env_int("SCHEDULES_MAX_PER_USER", 50)  # then 409
 
 # LOG_FORMAT=json: one JSON object per line (ts, level, logger, message and any `extra` fields),
-# for log shippers; text (the default) is for people. basic/log_format.py.
+# for log shippers; text (the default) is for people. basic/ops/log_format.py.
 LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "basic.log_format.JsonFormatter"},
+        "json": {"()": "basic.ops.log_format.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},

@@ -4,24 +4,24 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from basic import ops_views
-from basic.kind_views import KindListView
-from basic.lifecycle.registry import kinds
-from basic.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken
-from basic.pages import console
-from basic.schedule_views import ScheduleViewSet
-from basic.views import JobViewSet, StudentViewSet, kind_start_view
+from basic.accounts.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken
+from basic.api.console import console
+from basic.api.kinds import KindListView
+from basic.api.schedules import ScheduleViewSet
+from basic.api.views import JobViewSet, StudentViewSet, kind_start_view
+from basic.jobs.registry import kinds
+from basic.ops import views as ops_views
 
 router = DefaultRouter()
 router.register("students", StudentViewSet, basename="student")
 router.register("jobs", JobViewSet, basename="job")
-router.register("schedules", ScheduleViewSet, basename="schedule")  # basic/schedules.py
+router.register("schedules", ScheduleViewSet, basename="schedule")  # basic/jobs/schedules.py
 
-# A URL under /api/ that matches no route is a JSON 404 like any other (basic/errors.py).
-handler404 = "basic.errors.not_found"
+# A URL under /api/ that matches no route is a JSON 404 like any other (basic/api/errors.py).
+handler404 = "basic.api.errors.not_found"
 
 urlpatterns = [
-    # Sign-in is throttled per client address and per username (basic/login_throttle.py).
+    # Sign-in is throttled per client address and per username (basic/accounts/login_throttle.py).
     path("api/auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
     # A kind with a `route` gets its own trigger, e.g. POST /api/thumbnails/ (basic/kinds/).
     *(path(f"api/{kind.route}/", kind_start_view(kind).as_view(), name=f"{kind.name}-start")
@@ -33,7 +33,7 @@ urlpatterns = [
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
-    # Operations (basic/ops_views.py; OpsEndpointsMiddleware answers these paths first).
+    # Operations (basic/ops/views.py; OpsEndpointsMiddleware answers these paths first).
     path("healthz", ops_views.healthz, name="healthz"),
     path("readyz", ops_views.readyz, name="readyz"),
     path("metrics", ops_views.metrics_view, name="metrics"),

@@ -7,8 +7,9 @@ class BasicConfig(AppConfig):
     verbose_name = "Jobs and students"
 
     def ready(self) -> None:
-        from . import checks, worker_recovery  # noqa: F401  (checks registers system checks)
-        from .lifecycle.registry import load_kinds
+        from basic.jobs import recovery as worker_recovery  # noqa: F401  (checks registers system checks)
+        from basic.jobs.registry import load_kinds
+        from basic.ops import checks  # noqa: F401  (checks registers system checks)
 
         load_kinds()
         worker_recovery.connect_signals()

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from .lifecycle.registry import kind_choices
+from basic.jobs.registry import kind_choices
 
 
 class Student(models.Model):
@@ -32,7 +32,7 @@ class Job(models.Model):
     TERMINAL = (Status.DONE, Status.FAILED, Status.CANCELLED)
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    # Kinds are declared in the registry (basic/lifecycle/registry.py), not here.
+    # Kinds are declared in the registry (basic/jobs/registry.py), not here.
     kind = models.CharField(max_length=40, choices=kind_choices)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
@@ -43,12 +43,12 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
-    # The downloadable output's file name in the job's folder (basic/lifecycle/files.py).
+    # The downloadable output's file name in the job's folder (basic/jobs/files.py).
     output_name = models.CharField(max_length=200, blank=True)
     # The seq of the last event pushed, so seq never goes backwards if Redis loses its counters.
     last_seq = models.PositiveBigIntegerField(default=0)
     # Bytes the job keeps in its folder (uploads from the start, outputs once done): the owner's
-    # JOB_OUTPUT_QUOTA_MB is checked against the sum (basic/retention.py), not the file system.
+    # JOB_OUTPUT_QUOTA_MB is checked against the sum (basic/jobs/retention.py), not the file system.
     output_bytes = models.PositiveBigIntegerField(default=0)
     # Written by a running job at least every JOB_LEASE_SECONDS / 3: the recovery sweep leaves a
     # job whose row still moves alone, even if Redis lost its lease.
@@ -71,10 +71,10 @@ class Job(models.Model):
 
 
 class Schedule(models.Model):
-    """A job of one kind, started again and again by `celery beat` (basic/schedules.py).
+    """A job of one kind, started again and again by `celery beat` (basic/jobs/schedules.py).
 
     When it runs (`every` N seconds or a `crontab`) and whether beat sends it live in the linked
-    django-celery-beat PeriodicTask; basic/schedules.py keeps the two in step. Each run is an
+    django-celery-beat PeriodicTask; basic/jobs/schedules.py keeps the two in step. Each run is an
     ordinary job owned by the schedule's owner."""
 
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="schedules")

@@ -1,6 +1,6 @@
 """End to end on the real stack: a REST trigger, the gevent worker runs the job, a socket watches.
 
-Processes as `make run` starts them (basic/stack.py): a private Redis, Daphne, and `celery worker
+Processes as `make run` starts them (basic/ops/stack.py): a private Redis, Daphne, and `celery worker
 --pool=gevent --concurrency=100` through `python -m gevent.monkey`, on a freshly migrated SQLite
 database. JOBS jobs of the cheap `students_by_age` kind (over a few students), CONCURRENCY at a
 time; each is watched by a socket to `/ws/jobs/{id}/?token=` opened right after the trigger's 202.
@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from basic import stack
+from basic.ops import stack
 from bench.common import (
     ensure_redis,
     manage,

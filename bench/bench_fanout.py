@@ -5,11 +5,11 @@ Servers, each its own process for its run, stopped after it:
 - bare: `bench/bare_server.py`, `websockets.broadcast` to every socket: the ceiling.
 - tutorial: the Channels tutorial's ChatConsumer (`bench/tutorial_app/`) on the stock pub/sub
   layer under Daphne.
-- project_chat: this project's Daphne (`basic.stack.start_daphne`), room `/ws/chat/bench/`,
+- project_chat: this project's Daphne (`basic.ops.stack.start_daphne`), room `/ws/chat/bench/`,
   sockets signed in with `?token=`.
 - project_seed: the same Daphne's seed room `/chat/` (anonymous).
 - project_job: the same Daphne's `/ws/jobs/<id>/?token=`, one job watched by every socket; the
-  sender is the project's own pusher (`basic.helpers.push_job_event`) in its own process
+  sender is the project's own pusher (`basic.jobs.publish.push_job_event`) in its own process
   (`bench/fanout_pusher.py`).
 
 Between runs the bench rests (`rest_after`): a run right after an overloaded one measured slower.
@@ -44,7 +44,7 @@ from pathlib import Path
 import psutil
 from websockets.asyncio.client import connect
 
-from basic import stack
+from basic.ops import stack
 from bench.common import (
     ensure_redis,
     manage,

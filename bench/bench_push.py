@@ -15,7 +15,8 @@ EVENTS = 2000
 
 
 def sequential() -> dict[str, float]:
-    from basic import event_store, helpers
+    from basic.jobs import event_store
+    from basic.jobs import publish as helpers
 
     def pusher_run(pusher):
         def run() -> int:
@@ -56,7 +57,7 @@ import os, sys, time, uuid, json
 from bench.common import setup_django
 setup_django()
 import gevent
-from basic import helpers
+from basic.jobs import publish as helpers
 from basic.models import Job
 from django.db import connection
 kind, greenlets, per = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

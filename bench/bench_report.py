@@ -57,7 +57,7 @@ def main() -> dict:
     from django.conf import settings
 
     from basic.models import Student
-    from basic.reports import STUDENTS_BY_AGE_HEADER, write_rows_atomically, write_students_by_age
+    from basic.students.reports import STUDENTS_BY_AGE_HEADER, write_rows_atomically, write_students_by_age
 
     def naive() -> None:
         everything = list(Student.objects.order_by("age", "name", "id").values_list("id", "name", "age"))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import websockets
 
-from basic import stack
+from basic.ops import stack
 from bench.common import ensure_redis, raise_open_files_limit, stop_redis, without_json_flag, write_result
 
 

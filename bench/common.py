@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from basic import stack
+from basic.ops import stack
 
 _redis = None
 

@@ -1,5 +1,5 @@
 """The job-event sender for bench_fanout's "project job" run: the project's own pusher
-(`basic.helpers.push_job_event`, as a worker calls it) in a process set up like a worker, with
+(`basic.jobs.publish.push_job_event`, as a worker calls it) in a process set up like a worker, with
 the environment of the Daphne under test.
 
 On start it creates a running job owned by the user whose API token is in BENCH_TOKEN and prints
@@ -21,7 +21,7 @@ def main() -> None:
     from django.utils import timezone
     from rest_framework.authtoken.models import Token
 
-    from basic import helpers
+    from basic.jobs import publish as helpers
     from basic.models import Job
 
     user = Token.objects.select_related("user").get(key=os.environ["BENCH_TOKEN"]).user

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from basic import stack
+from basic.ops import stack
 
 
 def run_bench(name: str, args: list[str], workdir: Path) -> tuple[dict | None, str | None, float]:

@@ -111,7 +111,7 @@ def fanout_section(fan: dict, docs: Path) -> list[str]:
         "- **project chat**: this project's Daphne, `/ws/chat/bench/?token=…` (signed-in sockets).",
         "- **project seed**: the same, the seed room `/chat/` (anonymous).",
         "- **project job**: the same, one job watched by every socket on `/ws/jobs/{id}/?token=…`; the sender",
-        "  is the project's pusher (`basic.helpers.push_job_event`) in its own process, as in a worker.",
+        "  is the project's pusher (`basic.jobs.publish.push_job_event`) in its own process, as in a worker.",
         "",
         "Sockets a server has not accepted within the open budget (120 s, `BENCH_OPEN_BUDGET`) count as not",
         "delivered, as do messages later than the drain. Sizes: 100, 1,000 and 3,000 by default; 5,000 works",

@@ -24,13 +24,13 @@ def private_cache(settings):
 
 @pytest.fixture
 def redis_client():
-    from basic.event_store import sync_redis
+    from basic.jobs.event_store import sync_redis
 
     return sync_redis()
 
 
 def _user(username: str, staff: bool = False):
-    from basic.accounts import user_with_token
+    from basic.accounts.tokens import user_with_token
 
     user, token = user_with_token(username=username, password=f"{username}-pw", staff=staff)
     user.token = token

@@ -2,7 +2,7 @@
 (`TEST_DATABASE=postgres`, the second pass of `make test`).
 
 PostgreSQL comes from `DATABASE_URL` when it names a postgres server (its user must be allowed to
-create databases), else from a private server this session starts (basic/stack.py,
+create databases), else from a private server this session starts (basic/ops/stack.py,
 start_postgres) the first time a test needs one, as the embedded Redis is. Every live stack gets a
 database of its own on it, so stacks never share state.
 
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from basic import stack
+from basic.ops import stack
 
 CHOICES = ("sqlite", "postgres")
 _lock = threading.Lock()

@@ -5,8 +5,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from basic.lifecycle.context import JobContext, JobFailed
-from basic.lifecycle.registry import JobKind, register
+from basic.jobs.context import JobContext, JobFailed
+from basic.jobs.registry import JobKind, register
 
 NAME = "test_steps"
 

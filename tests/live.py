@@ -1,6 +1,6 @@
 """Real processes: the session's Redis, a Daphne and a `celery worker --pool=gevent`, sharing a
 fresh database (a SQLite file, or a PostgreSQL database with TEST_DATABASE=postgres: see
-tests/databases.py), started with the same commands `make run` uses (basic/stack.py)."""
+tests/databases.py), started with the same commands `make run` uses (basic/ops/stack.py)."""
 import contextlib
 import itertools
 import os
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from basic import stack
+from basic.ops import stack
 from tests import databases
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from basic import stack
+from basic.ops import stack
 from tests import databases
 
 _state: dict = {}

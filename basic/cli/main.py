@@ -27,9 +27,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .api import INTERRUPTED, JOB_NOT_DONE, OK, UNREACHABLE, USAGE, Api, CliError
-from .stream import follow_job, user_feed
-from .views import JsonView, ProgressView, styled_status
+from basic.cli.api import INTERRUPTED, JOB_NOT_DONE, OK, UNREACHABLE, USAGE, Api, CliError
+from basic.cli.stream import follow_job, user_feed
+from basic.cli.views import JsonView, ProgressView, styled_status
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 STATUSES = ("queued", "running", "done", "failed", "cancelled")

@@ -8,7 +8,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
-from .api import UNREACHABLE, USAGE, Api, CliError
+from basic.cli.api import UNREACHABLE, USAGE, Api, CliError
 
 TERMINAL_EVENTS = {"job.done", "job.failed", "job.cancelled"}
 TERMINAL_STATUSES = {"done", "failed", "cancelled"}

@@ -9,11 +9,11 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from .. import safe_fetch
-from ..event_store import sync_redis
-from ..events import page_cache_key
-from ..lifecycle.context import JobContext, JobFailed
-from ..lifecycle.registry import JobKind, register
+from basic.core import safe_fetch
+from basic.jobs.context import JobContext, JobFailed
+from basic.jobs.event_store import sync_redis
+from basic.jobs.events import page_cache_key
+from basic.jobs.registry import JobKind, register
 
 NAME = "page_fetch"
 TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)

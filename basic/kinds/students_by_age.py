@@ -5,9 +5,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from ..lifecycle.context import JobContext
-from ..lifecycle.registry import JobKind, register
-from ..reports import write_students_by_age
+from basic.jobs.context import JobContext
+from basic.jobs.registry import JobKind, register
+from basic.students.reports import write_students_by_age
 
 NAME = "students_by_age"
 

@@ -7,9 +7,9 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from .. import images
-from ..lifecycle.context import JobContext, JobFailed
-from ..lifecycle.registry import JobKind, register
+from basic.core import images
+from basic.jobs.context import JobContext, JobFailed
+from basic.jobs.registry import JobKind, register
 
 NAME = "thumbnails"
 

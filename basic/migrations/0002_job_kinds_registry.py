@@ -1,4 +1,4 @@
-import basic.lifecycle.registry
+import basic.jobs.registry
 from django.db import migrations, models
 
 
@@ -33,6 +33,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='job',
             name='kind',
-            field=models.CharField(choices=basic.lifecycle.registry.kind_choices, max_length=40),
+            field=models.CharField(choices=basic.jobs.registry.kind_choices, max_length=40),
         ),
     ]

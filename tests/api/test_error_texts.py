@@ -4,9 +4,11 @@ import pytest
 from django.db import DatabaseError
 from kombu.exceptions import OperationalError
 
-from basic import errors, event_store, health, services
+from basic.api import errors
+from basic.jobs import event_store, services
 from basic.models import Job
-from basic.stack import free_port
+from basic.ops import health
+from basic.ops.stack import free_port
 from tests import job_kinds
 
 pytestmark = pytest.mark.django_db
@@ -27,7 +29,7 @@ def redis_down(settings, monkeypatch):
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     monkeypatch.setattr(event_store, "_sync_client", None)
     monkeypatch.setattr(event_store, "_scripts", {})
-    monkeypatch.setattr("basic.helpers.TERMINAL_PUSH_ATTEMPTS", 1)  # no 5 s of retries for the failed event
+    monkeypatch.setattr("basic.jobs.publish.TERMINAL_PUSH_ATTEMPTS", 1)  # no 5 s of retries for the failed event
     return port
 
 
@@ -53,7 +55,7 @@ def test_redis_down_at_start_is_a_503_and_the_failed_job_says_what_to_do(api, re
 @pytest.mark.parametrize("error, status, detail", [
     (OperationalError("Error 111 connecting to 10.1.2.3:6380. Connection refused."), 503, errors.REDIS_DOWN),
     (DatabaseError("unable to open database file /srv/var/db.sqlite3"), 503, errors.DATABASE_DOWN),
-    (RuntimeError("KeyError in /srv/app/basic/services.py line 3: 'secret'"), 500, errors.INTERNAL_ERROR),
+    (RuntimeError("KeyError in /srv/app/basic/jobs/services.py line 3: 'secret'"), 500, errors.INTERNAL_ERROR),
 ])
 def test_internal_failures_answer_a_fixed_sentence(api, alice, monkeypatch, caplog, error, status, detail):
     job = Job.objects.create(kind=job_kinds.NAME, owner=alice)

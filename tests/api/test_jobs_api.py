@@ -3,9 +3,9 @@ import uuid
 import pytest
 from kombu.exceptions import OperationalError
 
-from basic.event_store import read_events_sync
+from basic.jobs.event_store import read_events_sync
+from basic.jobs.runner import UNEXPECTED_ERROR, run_job
 from basic.kinds import students_by_age
-from basic.lifecycle.runner import UNEXPECTED_ERROR, run_job
 from basic.models import Job, Student
 
 pytestmark = pytest.mark.django_db

@@ -3,7 +3,7 @@ token endpoint (429 JSON) and the HTML form (429 page saying how long to wait)."
 import pytest
 from rest_framework.test import APIClient
 
-from basic import login_throttle
+from basic.accounts import login_throttle
 
 pytestmark = pytest.mark.django_db
 

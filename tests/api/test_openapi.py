@@ -1,12 +1,12 @@
 """The OpenAPI schema: valid, generated without a warning, and every error answer documented with its
-body (basic/openapi.py). The live contract run is tests/integration/test_api_contract.py."""
+body (basic/api/openapi.py). The live contract run is tests/integration/test_api_contract.py."""
 import os
 import subprocess
 import sys
 
 import pytest
 
-from basic import stack
+from basic.ops import stack
 
 BODY_METHODS = {"post", "put", "patch"}
 

@@ -6,12 +6,11 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
-from basic import retention, schedules
-from basic.event_store import read_events_sync, sync_redis
-from basic.events import seq_key, stream_key
-from basic.lifecycle import files
-from basic.lifecycle.registry import get_kind
-from basic.lifecycle.runner import run_job
+from basic.jobs import files, retention, schedules
+from basic.jobs.event_store import read_events_sync, sync_redis
+from basic.jobs.events import seq_key, stream_key
+from basic.jobs.registry import get_kind
+from basic.jobs.runner import run_job
 from basic.models import Job
 from tests import job_kinds
 

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from basic import schedules
+from basic.jobs import schedules
 from basic.models import Job, Schedule
 from tests import job_kinds
 

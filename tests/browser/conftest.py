@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from basic import stack
+from basic.ops import stack
 from tests.browser.helpers import (
     DESKTOP,
     STACK_ENV,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from basic import stack
+from basic.ops import stack
 from tests.browser.helpers import STACK_ENV, ConsolePage, chromium_missing_reason, create_users, launch
 
 DOCS = stack.BASE_DIR / "docs"

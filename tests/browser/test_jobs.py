@@ -8,7 +8,7 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from basic.lifecycle.registry import kinds
+from basic.jobs.registry import kinds
 from tests.browser.helpers import ConsolePage
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from basic import stack
+from basic.ops import stack
 from tests.browser.helpers import SOCKET_CONNECT_ERROR, job_progress_in_database, wait_until
 
 pytestmark = pytest.mark.browser

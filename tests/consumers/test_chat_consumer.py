@@ -4,7 +4,7 @@ import json
 import pytest
 from django.conf import settings
 
-from basic.event_store import sync_redis
+from basic.jobs.event_store import sync_redis
 
 from .conftest import close_all, receive_until_closed
 
@@ -161,7 +161,7 @@ async def test_a_client_back_from_a_dropped_connection_gets_what_it_missed(conne
 
 
 async def test_live_messages_wait_while_a_resuming_socket_is_sent_what_it_missed(connect, alice, bob, monkeypatch):
-    from basic import group_history
+    from basic.realtime import chat_history as group_history
 
     speaker, _ = await connect("/ws/chat/held/", token=bob.token)
     await speaker.send_json_to({"message": "one"})

@@ -82,7 +82,7 @@ async def test_anonymous_rate_is_per_address(connect, settings):
 
 
 async def test_redis_trouble_falls_back_to_a_per_socket_limit(connect, alice, settings, monkeypatch):
-    from basic import ws_limits
+    from basic.realtime import limits as ws_limits
 
     async def down(who):
         raise ConnectionError("Redis is down")

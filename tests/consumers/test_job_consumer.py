@@ -5,8 +5,8 @@ import uuid
 import pytest
 from channels.db import database_sync_to_async
 
-from basic import event_store
-from basic.helpers import push_job_event
+from basic.jobs import event_store
+from basic.jobs.publish import push_job_event
 from basic.models import Job
 
 from .conftest import close_all, receive_until_closed

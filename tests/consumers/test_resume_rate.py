@@ -6,7 +6,7 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from basic.helpers import push_job_event
+from basic.jobs.publish import push_job_event
 from basic.models import Job
 
 from .conftest import close_all, receive_until_closed

@@ -5,9 +5,9 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from basic.consumers import AuthenticatedConsumer
-from basic.helpers import push_job_event
+from basic.jobs.publish import push_job_event
 from basic.models import Job
+from basic.realtime.consumers import AuthenticatedConsumer
 
 from .conftest import close_all, receive_until_closed
 
@@ -105,7 +105,7 @@ def session_cookie_of(user) -> bytes:
 
 
 async def test_a_browser_session_cookie_signs_the_socket_in(connect, alice, bob):
-    """Browsers bring their session cookie, not a token (basic.ws_auth.socket_auth_stack)."""
+    """Browsers bring their session cookie, not a token (basic.realtime.auth.socket_auth_stack)."""
     from .conftest import ORIGIN
 
     job = await job_of(alice)

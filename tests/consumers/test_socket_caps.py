@@ -7,10 +7,10 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from basic import ws_limits
-from basic.event_store import sync_redis
-from basic.events import socket_slots_key
+from basic.jobs.event_store import sync_redis
+from basic.jobs.events import socket_slots_key
 from basic.models import Job
+from basic.realtime import limits as ws_limits
 
 from .conftest import close_all, receive_until_closed
 

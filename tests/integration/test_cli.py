@@ -18,7 +18,7 @@ import pyte
 import pytest
 from PIL import Image
 
-from basic import stack
+from basic.ops import stack
 from tests.integration.test_resilience import assert_gapless, db_progress
 from tests.live import LiveStack, live_stack
 

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from basic import stack
-from basic.lifecycle.runner import run_job
+from basic.jobs.runner import run_job
 from basic.models import Job
+from basic.ops import stack
 from tests.integration.test_kinds import finished
 from tests.live import live_stack
 

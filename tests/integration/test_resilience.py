@@ -13,7 +13,7 @@ import httpx
 import pytest
 import websockets
 
-from basic.reports import STUDENTS_BY_AGE_HEADER
+from basic.students.reports import STUDENTS_BY_AGE_HEADER
 from tests.live import LiveStack, live_stack
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from basic import stack
+from basic.ops import stack
 from tests.integration.test_kinds import watch
 from tests.integration.test_resilience import assert_gapless
 from tests.live import live_stack, manage

@@ -1,4 +1,4 @@
-"""A real Daphne (basic/daphne_server.py): a client that stops reading is closed with 4008 once more
+"""A real Daphne (basic/realtime/server.py): a client that stops reading is closed with 4008 once more
 than WS_MAX_UNSENT_BYTES wait for it, instead of the server buffering without limit; everyone else
 carries on."""
 import asyncio

@@ -25,8 +25,8 @@ import httpx
 import pytest
 import websockets
 
-from basic import stack
-from basic.reports import STUDENTS_BY_AGE_HEADER
+from basic.ops import stack
+from basic.students.reports import STUDENTS_BY_AGE_HEADER
 from tests.integration.test_resilience import assert_gapless, follow, wait_for
 from tests.live import LiveStack, live_stack
 

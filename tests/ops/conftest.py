@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from basic import stack
+from basic.ops import stack
 
 
 @pytest.fixture

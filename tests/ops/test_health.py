@@ -5,7 +5,7 @@ import time
 import pytest
 from django.test import AsyncClient, Client
 
-from basic import health
+from basic.ops import health
 
 
 def test_healthz_is_ok_without_checking_anything(monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from basic import stack
+from basic.ops import stack
 from tests.live import live_stack, stack_root  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration

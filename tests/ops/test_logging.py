@@ -6,7 +6,7 @@ import logging
 import pytest
 from django.test import AsyncClient, Client
 
-from basic.log_format import JsonFormatter
+from basic.ops.log_format import JsonFormatter
 
 from .conftest import manage
 

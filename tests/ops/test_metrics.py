@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from basic import metrics
+from basic.core import metrics
 
 
 def sample(name: str, **labels: str) -> float:
@@ -168,7 +168,7 @@ async def test_frames_sent_in_one_loop_step_are_counted_once_and_before_anyone_c
     before the first frame goes out, so it lands before anything that frame wakes."""
     import asyncio
 
-    from basic.metrics import FrameTally
+    from basic.core.metrics import FrameTally
 
     increments = []
 
@@ -189,7 +189,7 @@ async def test_frames_sent_in_one_loop_step_are_counted_once_and_before_anyone_c
 
 
 def test_a_frame_sent_outside_an_event_loop_is_counted_at_once():
-    from basic.metrics import FrameTally
+    from basic.core.metrics import FrameTally
 
     increments = []
 

@@ -4,7 +4,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.exceptions import ImproperlyConfigured
 from prometheus_client import REGISTRY
 
-from basic.origins import origin_allowed, origins_from_allowed_hosts, parse_allowed_origins
+from basic.realtime.origins import origin_allowed, origins_from_allowed_hosts, parse_allowed_origins
 
 
 def allowed(origin: str, entries: list[str]) -> bool:

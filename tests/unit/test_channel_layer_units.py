@@ -1,5 +1,5 @@
-"""The channel layer's bookkeeping of replayable group messages (basic/channel_layer.py)."""
-from basic.channel_layer import REMEMBERED_IDS, REPLAY_SLACK_MS, DeliveredIds
+"""The channel layer's bookkeeping of replayable group messages (basic/realtime/channel_layer.py)."""
+from basic.realtime.channel_layer import REMEMBERED_IDS, REPLAY_SLACK_MS, DeliveredIds
 
 
 def test_each_id_is_delivered_once_and_the_replay_starts_before_the_newest():

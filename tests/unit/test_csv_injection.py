@@ -2,7 +2,7 @@
 injection); numbers, including negative ones, are left as numbers."""
 import csv
 
-from basic.reports import csv_safe, write_rows_atomically
+from basic.students.reports import csv_safe, write_rows_atomically
 
 
 def test_formula_triggers_are_quoted():

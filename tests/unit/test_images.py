@@ -1,4 +1,4 @@
-"""basic.images: upload checks and thumbnails. Every image is generated here with Pillow."""
+"""basic.core.images: upload checks and thumbnails. Every image is generated here with Pillow."""
 import io
 import warnings
 import zipfile
@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from PIL import Image
 
-from basic.images import (
+from basic.core.images import (
     ALLOWED_FORMATS,
     ImageInfo,
     ImageRejected,

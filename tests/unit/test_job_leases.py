@@ -4,11 +4,10 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from basic import queue_markers, services
-from basic.event_store import read_events_sync
-from basic.job_leases import JobLease, LeaseLost, is_leased
-from basic.lifecycle import files
-from basic.lifecycle.runner import run_job
+from basic.jobs import files, queue_markers, services
+from basic.jobs.event_store import read_events_sync
+from basic.jobs.leases import JobLease, LeaseLost, is_leased
+from basic.jobs.runner import run_job
 from basic.models import Job, Student
 
 pytestmark = pytest.mark.django_db

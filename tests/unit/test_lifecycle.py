@@ -2,13 +2,12 @@
 in-process on the real Redis: result, outputs, cancel, failure, crash, unknown kind, seq floor."""
 import pytest
 
-from basic import services
-from basic.event_store import read_events_sync, sync_redis
-from basic.events import seq_key, stream_key
-from basic.lifecycle import files
-from basic.lifecycle.context import JobContext
-from basic.lifecycle.registry import get_kind
-from basic.lifecycle.runner import UNEXPECTED_ERROR, run_job
+from basic.jobs import files, services
+from basic.jobs.context import JobContext
+from basic.jobs.event_store import read_events_sync, sync_redis
+from basic.jobs.events import seq_key, stream_key
+from basic.jobs.registry import get_kind
+from basic.jobs.runner import UNEXPECTED_ERROR, run_job
 from basic.models import Job
 from tests import job_kinds
 

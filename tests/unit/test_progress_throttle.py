@@ -1,4 +1,4 @@
-from basic.helpers import ProgressThrottle
+from basic.jobs.publish import ProgressThrottle
 
 
 class FakeClock:

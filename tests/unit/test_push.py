@@ -5,8 +5,8 @@ import uuid
 import pytest
 from channels.layers import get_channel_layer
 
-from basic import helpers
-from basic.events import job_group, user_group
+from basic.jobs import publish as helpers
+from basic.jobs.events import job_group, user_group
 
 
 @pytest.mark.parametrize("pusher", ["redis", "async_to_sync"])

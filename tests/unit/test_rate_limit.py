@@ -1,4 +1,4 @@
-from basic.rate_limit import TokenBucket
+from basic.core.rate_limit import TokenBucket
 
 
 def test_burst_then_refill():

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from basic.models import Student
-from basic.reports import write_rows_atomically, write_students_by_age
+from basic.students.reports import write_rows_atomically, write_students_by_age
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +74,7 @@ def test_stale_temp_files_from_a_killed_worker_are_cleared(tmp_path):
 def test_reads_in_bounded_chunks_in_the_right_order(django_assert_num_queries):
     """Constant memory: one bounded statement per chunk plus a primary-key lookup of its last
     key, never one query for every row, and the rows in report order."""
-    from basic.reports import students_by_age_csv_chunks
+    from basic.students.reports import students_by_age_csv_chunks
 
     Student.objects.bulk_create([Student(name=f"s{i % 7}", age=i % 5) for i in range(50)])
     with django_assert_num_queries(2 * 5 + 1):  # 5 full chunks of 10, then an empty one
@@ -86,7 +86,7 @@ def test_reads_in_bounded_chunks_in_the_right_order(django_assert_num_queries):
 
 
 def test_a_short_last_chunk_ends_without_another_query(django_assert_num_queries):
-    from basic.reports import students_by_age_csv_chunks
+    from basic.students.reports import students_by_age_csv_chunks
 
     Student.objects.bulk_create([Student(name=f"s{i}", age=i) for i in range(25)])
     with django_assert_num_queries(2 * 2 + 1):

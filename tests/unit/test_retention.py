@@ -1,4 +1,4 @@
-"""Retention (basic/retention.py): expired finished jobs go with their files and Redis keys, in
+"""Retention (basic/jobs/retention.py): expired finished jobs go with their files and Redis keys, in
 bounded batches; active and recent jobs stay; orphan folders and stale temp files are cleaned; the
 worker loop runs the sweep on its own schedule; `manage.py sweep_jobs` drains everything."""
 import os
@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from basic import retention, worker_recovery
-from basic.events import lease_key, queued_key, seq_key, stream_key
-from basic.lifecycle import files
+from basic.jobs import files, retention
+from basic.jobs import recovery as worker_recovery
+from basic.jobs.events import lease_key, queued_key, seq_key, stream_key
 from basic.models import Job, Schedule
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +43,7 @@ def make_job(owner, status="done", *, age=None, finished_age=None, files_too=Tru
         (files.input_dir(job.id)).mkdir()
         (files.input_dir(job.id) / "upload.png").write_bytes(b"x" * 10)
     if redis_too:
-        from basic.event_store import sync_redis
+        from basic.jobs.event_store import sync_redis
 
         client = sync_redis()
         client.set(seq_key(job.id), 3)

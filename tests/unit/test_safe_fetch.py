@@ -1,4 +1,4 @@
-"""basic.safe_fetch: the SSRF guard, checked against real HTTP servers on 127.0.0.1.
+"""basic.core.safe_fetch: the SSRF guard, checked against real HTTP servers on 127.0.0.1.
 
 The guard refuses loopback, so every "it works" test has to list the server in allowed_hosts, and the
 matching "refused" test uses the very same server without it: if the guard were removed, those fail.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from basic import safe_fetch
-from basic.safe_fetch import FetchFailed, FetchRefused, FetchResult, check_url, fetch_public, normalise_url
+from basic.core import safe_fetch
+from basic.core.safe_fetch import FetchFailed, FetchRefused, FetchResult, check_url, fetch_public, normalise_url
 
 LIMIT = 100_000
 

@@ -1,6 +1,6 @@
 import pytest
 
-from basic.serializers import GenerateStudentsSerializer, StudentSerializer
+from basic.api.serializers import GenerateStudentsSerializer, StudentSerializer
 
 
 @pytest.mark.parametrize("name", ["A", "x" * 100, "Ada Lovelace", "Zoë"])

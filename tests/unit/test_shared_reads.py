@@ -1,9 +1,9 @@
-"""Sockets of one job share their periodic reads (basic/shared_reads.py)."""
+"""Sockets of one job share their periodic reads (basic/realtime/shared_reads.py)."""
 import asyncio
 
 import pytest
 
-from basic.shared_reads import SharedReads
+from basic.realtime.shared_reads import SharedReads
 
 
 async def test_concurrent_and_recent_reads_share_one_call():

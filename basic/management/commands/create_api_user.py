@@ -1,7 +1,7 @@
 """`manage.py create_api_user NAME [--password P] [--staff]`: prints the user's API token."""
 from django.core.management.base import BaseCommand
 
-from basic.accounts import user_with_token
+from basic.accounts.tokens import user_with_token
 
 
 class Command(BaseCommand):

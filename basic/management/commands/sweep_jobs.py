@@ -1,10 +1,10 @@
 """`manage.py sweep_jobs [--batch N]`: delete expired jobs, orphan job folders and stale temp files
-now, batch after batch until none are left (basic/retention.py). Workers do the same on their own
+now, batch after batch until none are left (basic/jobs/retention.py). Workers do the same on their own
 every JOB_RETENTION_SWEEP_SECONDS; this is for cron, ops, or deployments without workers running."""
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from basic import retention
+from basic.jobs import retention
 
 
 class Command(BaseCommand):

@@ -1,5 +1,5 @@
 // The start controls of the jobs panel: one small form per job kind, drawn from `config.kinds`
-// (basic/pages.py describes each kind's parameters from the registry). Every kind starts with
+// (basic/api/console.py describes each kind's parameters from the registry). Every kind starts with
 // POST /api/jobs/: JSON {"kind", "params"}, or a multipart form (`kind` plus one field per
 // parameter) for a kind that takes an upload. The server validates; its 400 answers show next
 // to their fields, and a refusal (429, 503) as an alert at the top of the page.

@@ -1,0 +1,1 @@
+"""Users and their API tokens, and sign-in throttling. Depends only on `basic.core`."""

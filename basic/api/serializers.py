@@ -1,0 +1,84 @@
+"""Input validation and output shapes for the REST API."""
+from django.urls import reverse
+from rest_framework import serializers
+
+from basic.jobs.registry import JobKind, get_kind, kind_choices
+from basic.models import Job, Student
+
+
+class StudentSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(min_length=1, max_length=100)
+    age = serializers.IntegerField(min_value=0, max_value=150)
+
+    class Meta:
+        model = Student
+        fields = ["id", "name", "age", "created"]
+        read_only_fields = ["id", "created"]
+
+
+class GenerateStudentsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=100_000)
+
+
+class GeneratedStudentsSerializer(serializers.Serializer):
+    """The answer to `POST /api/students/generate/` (for the OpenAPI schema)."""
+
+    created = serializers.IntegerField(help_text="Students added by this call.")
+    total = serializers.IntegerField(help_text="Students in the table now.")
+
+
+class JobSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    events_url = serializers.SerializerMethodField()
+    result_url = serializers.SerializerMethodField()
+    owner = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id", "kind", "status", "progress", "message", "error", "owner", "params", "result",
+            "created", "started", "finished", "url", "events_url", "result_url", "output_bytes",
+        ]
+        read_only_fields = fields
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+    def get_url(self, job: Job) -> str:
+        return self._absolute(reverse("job-detail", kwargs={"pk": job.id}))
+
+    def get_events_url(self, job: Job) -> str:
+        http_url = self._absolute(f"/ws/jobs/{job.id}/")
+        return "ws" + http_url[4:] if http_url.startswith("http") else http_url
+
+    def get_result_url(self, job: Job) -> str | None:
+        if job.status != Job.Status.DONE:
+            return None
+        return self._absolute(reverse("job-download", kwargs={"pk": job.id}))
+
+    def get_owner(self, job: Job) -> str | None:
+        return job.owner.get_username() if job.owner_id else None
+
+
+class JobStartSerializer(serializers.Serializer):
+    """`{"kind": …, "params": {…}}`: the kind's own serializer validates `params`."""
+
+    kind = serializers.ChoiceField(choices=[])
+    params = serializers.DictField(required=False, default=dict)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = kind_choices()
+
+    def validate(self, data: dict) -> dict:
+        kind = get_kind(data["kind"])
+        return {"kind": kind, "params": validate_params(kind, data.get("params") or {}, self.context, nest="params")}
+
+
+def validate_params(kind: JobKind, params: object, context: dict, nest: str | None = None) -> dict:
+    """The kind's validated parameters; a 400 naming each bad field (under `nest` if given)."""
+    serializer = kind.params(data=params, context=context)
+    if not serializer.is_valid():
+        raise serializers.ValidationError({nest: serializer.errors} if nest else serializer.errors)
+    return serializer.validated_data

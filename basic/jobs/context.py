@@ -1,0 +1,103 @@
+"""What a kind's body gets: its parameters, `progress(...)` and `output(...)`.
+
+`progress` is also where the lifecycle reaches into a running body: it renews the lease (and
+stops a run that lost it), stops a cancelled job, and throttles what reaches the row and sockets.
+"""
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from basic.jobs import events, files, transitions
+from basic.jobs.leases import JobLease
+from basic.jobs.publish import ProgressThrottle
+from basic.models import Job
+
+logger = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """Raised by a body to end the job as failed; str(exc) is shown to the user as the reason."""
+
+
+class JobCancelled(Exception):
+    """Raised from `progress` when the job's cancel was requested; the body should not catch it."""
+
+
+class JobContext:
+    def __init__(self, job: Job, lease: JobLease) -> None:
+        self.job = job
+        self.params: dict[str, Any] = dict(job.params or {})
+        self.summary = "Done"  # the message of the job.done event; a body may set it
+        self._lease = lease
+        self._throttle = ProgressThrottle()
+        self._run = uuid.uuid4().hex[:12]
+        self._outputs: dict[str, Path] = {}
+        self._download: str | None = None
+        self._beat_at = time.monotonic()
+        self._beat_every = settings.JOB_LEASE_SECONDS / 3
+
+    @property
+    def job_id(self) -> str:
+        return str(self.job.id)
+
+    def progress(self, done: int, total: int, message: str = "", *, force: bool = False) -> None:
+        """Report `done` of `total` steps. Raises JobCancelled if the job was cancelled.
+
+        Updates reach the row and sockets at most about 10 a second unless `force` is set (for
+        bodies with few, slow steps where each one matters)."""
+        self._lease.renew()
+        if Job.objects.filter(id=self.job.id, cancel_requested=True).exists():
+            raise JobCancelled
+        percent = min(99, done * 100 // total) if total > 0 else 0
+        now = time.monotonic()
+        if not (force or self._throttle.should_send(percent)):
+            if now - self._beat_at > self._beat_every:  # quiet but alive: tell the recovery sweep
+                self._beat_at = now
+                Job.objects.filter(id=self.job.id).update(heartbeat=timezone.now())
+            return
+        self._beat_at = now
+        self.job.progress, self.job.message = percent, message[:200]
+        transitions.push(self.job, events.JOB_PROGRESS)
+        Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
+            progress=self.job.progress, message=self.job.message, last_seq=self.job.last_seq,
+            heartbeat=timezone.now(),
+        )
+
+    def output(self, name: str, *, download: bool = False) -> Path:
+        """A path to write output `name` to. It appears under its name only if the job succeeds;
+        the job's download is the output marked `download`, else the first one."""
+        if name not in self._outputs:
+            self._outputs[name] = files.temp_path(self.job.id, name, self._run)
+            self._outputs[name].parent.mkdir(parents=True, exist_ok=True)
+        if download or self._download is None:
+            self._download = name
+        return self._outputs[name]
+
+    def input(self, name: str) -> Path:
+        """A file the web process stored for this job when it was started (an upload)."""
+        return files.input_dir(self.job.id) / files.check_name(name)
+
+    # --- for the runner ----------------------------------------------------------------------
+
+    def commit_outputs(self) -> str:
+        """Rename every written output into place; returns the download's name ('' if none)."""
+        for name, temp in self._outputs.items():
+            if temp.exists():
+                os.replace(temp, files.output_path(self.job.id, name))
+        return self._download or ""
+
+    def discard_outputs(self, *, committed: bool = False) -> None:
+        """Best effort: the job's end must be recorded even if its folder is unusable."""
+        for name, temp in self._outputs.items():
+            paths = [temp, files.output_path(self.job.id, name)] if committed else [temp]
+            for path in paths:
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    logger.warning("job %s: could not remove %s: %s", self.job.id, path.name, exc)

@@ -1,0 +1,81 @@
+"""State changes of a job row, each with its event.
+
+Status changes are conditional updates (`WHERE status IN (...)`), so however many times a task is
+redelivered or a cancel races a finish, exactly one terminal state and one terminal event win.
+"""
+import logging
+from typing import Any
+
+from django.urls import reverse
+from django.utils import timezone
+
+from basic.core import metrics
+from basic.jobs import events
+from basic.jobs.publish import push_job_event
+from basic.models import Job
+
+logger = logging.getLogger(__name__)
+
+ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+OUTCOME_EVENTS = {
+    Job.Status.DONE: events.JOB_DONE,
+    Job.Status.FAILED: events.JOB_FAILED,
+    Job.Status.CANCELLED: events.JOB_CANCELLED,
+}
+
+
+def download_url(job: Job) -> str:
+    return reverse("job-download", kwargs={"pk": job.id})
+
+
+def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
+    """Store and broadcast one event of `job`; remember its seq on the object (see `last_seq`)."""
+    event = push_job_event(
+        event_type,
+        job_id=job.id,
+        owner_id=job.owner_id,
+        status=job.status,
+        progress=job.progress,
+        message=job.message,
+        floor=job.last_seq,
+        kind=job.kind,
+        **extra,
+    )
+    if event is not None:
+        job.last_seq = max(job.last_seq, event["seq"])
+    return event
+
+
+def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: Any) -> bool:
+    """Move an active job to a terminal status; push the terminal event only if this call won."""
+    fields = {"status": status, "finished": timezone.now(), **fields}
+    won = Job.objects.filter(id=job.id, status__in=from_statuses).update(**fields) == 1
+    if not won:
+        return False
+    for name, value in fields.items():
+        setattr(job, name, value)
+    extra: dict[str, Any] = {}
+    if status == Job.Status.DONE:
+        extra = {"result_url": download_url(job), "result": job.result}
+    elif status == Job.Status.FAILED:
+        extra = {"error": job.error}
+    if push(job, OUTCOME_EVENTS[status], **extra) is not None:
+        Job.objects.filter(id=job.id, last_seq__lt=job.last_seq).update(last_seq=job.last_seq)
+    metrics.job_finished(job.kind, status, _duration(job))
+    logger.info("job %s", status, extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,
+                                         "outcome": status, "duration_s": _duration(job)})
+    return True
+
+
+def fail(job: Job, reason: str) -> bool:
+    return finish(job, Job.Status.FAILED, error=reason[:2000], message="Failed")
+
+
+def cancel(job: Job, *, from_statuses: tuple = ACTIVE) -> bool:
+    return finish(job, Job.Status.CANCELLED, from_statuses=from_statuses, message="Cancelled")
+
+
+def _duration(job: Job) -> float | None:
+    if job.started and job.finished:
+        return round((job.finished - job.started).total_seconds(), 3)
+    return None

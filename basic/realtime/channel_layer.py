@@ -1,0 +1,269 @@
+"""The channel layer: channels-redis's pub/sub layer, made to survive a Redis restart and to fan
+out a group message at the cost of one decode per process instead of one per socket.
+
+- Publishing and subscribing retry once on a fresh connection: after Redis restarts, the first
+  command otherwise goes out on a dead pooled connection and fails (docs/design.md trap 6).
+- A message for a group is decoded once in the receive loop and the same dict is handed to every
+  local member; consumers then encode it once between them (`basic.realtime.consumers.encoded_once`), where
+  the stock layer queues the raw bytes and every socket decodes and encodes them again (trap 8).
+- When the subscriber connection comes back after an outage, every local consumer is sent a
+  `layer.reconnected` message, so sockets can resync what was published meanwhile (channels-redis
+  loses it, #256, and never calls its own reconnect hooks, #406).
+- Groups whose messages are also kept in a stream (chat rooms: basic/realtime/chat_history.py) get what
+  this process missed while reconnecting from that stream, each message once.
+"""
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, RedisSingleShardConnection
+from channels_redis.utils import _wrap_close
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from basic.core import metrics
+from basic.realtime import chat_history as group_history
+
+logger = logging.getLogger(__name__)
+
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+LAYER_RECONNECTED = "layer.reconnected"
+# A replay reads from this long before the last message delivered: a message is stored, then
+# published, so two senders' messages may be published in the other order than stored.
+REPLAY_SLACK_MS = 2000
+REMEMBERED_IDS = 1024  # per group: what was delivered, so a replay sends nothing twice
+REPLAY_MAX = 1000  # messages read per group per reconnect
+
+
+class DeliveredIds:
+    """The stream entry ids of one group's messages that this process delivered lately."""
+
+    def __init__(self, stream: str, since_ms: int) -> None:
+        self.stream = stream
+        self.last_ms = since_ms
+        self.recent: deque[str] = deque()
+        self.ids: set[str] = set()
+        self.floor = (0, 0)  # ids at or below it were forgotten: taken as delivered
+
+    def add(self, entry_id: str) -> bool:
+        """Note `entry_id` as delivered; False if it was already."""
+        key = group_history.parse_id(entry_id)
+        if entry_id in self.ids or key <= self.floor:
+            return False
+        self.recent.append(entry_id)
+        self.ids.add(entry_id)
+        if len(self.recent) > REMEMBERED_IDS:
+            forgotten = self.recent.popleft()
+            self.ids.discard(forgotten)
+            self.floor = max(self.floor, group_history.parse_id(forgotten))
+        self.last_ms = max(self.last_ms, key[0])
+        return True
+
+    def replay_start(self) -> str:
+        return f"{max(0, self.last_ms - REPLAY_SLACK_MS)}-0"
+
+
+class ResilientShardConnection(RedisSingleShardConnection):
+    """One Redis server's publisher and subscriber connections."""
+
+    def __init__(self, host: dict[str, Any], channel_layer: RedisPubSubLoopLayer) -> None:
+        super().__init__(host, channel_layer)
+        self._lost = False
+
+    async def _fresh_connection(self) -> None:
+        """Drop the idle (publishing) connections; the subscriber's is in use and left alone."""
+        if self._redis is not None:
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
+
+    async def publish(self, channel: str, message: bytes) -> None:
+        try:
+            await super().publish(channel, message)
+        except RETRYABLE as exc:
+            logger.info("publish failed (%s); retrying once on a fresh connection", exc)
+            await self._fresh_connection()
+            await super().publish(channel, message)
+
+    async def subscribe(self, channel: str) -> None:
+        try:
+            await super().subscribe(channel)
+        except RETRYABLE as exc:
+            logger.info("subscribe failed (%s); retrying once on a fresh connection", exc)
+            if self._pubsub is not None and self._pubsub.connection is not None:
+                # redis-py reconnects on the next command and subscribes to everything again.
+                await self._pubsub.connection.disconnect()
+            await super().subscribe(channel)
+
+    async def _do_receiving(self) -> None:
+        while True:
+            try:
+                if self._pubsub and self._pubsub.subscribed:
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    if self._lost:
+                        self._lost = False
+                        logger.warning("the channel layer's subscriber connection is back")
+                        metrics.redis_reconnected("channel_layer")
+                        await self.channel_layer.replay_missed()
+                        self.channel_layer.announce_reconnect()
+                    self._receive_message(message)
+                else:
+                    await asyncio.sleep(0.1)
+            except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+                raise
+            except BaseException as exc:
+                if not self._lost:
+                    logger.warning("the channel layer's subscriber connection was lost: %s", exc)
+                self._lost = True
+                await self._drop_subscriber_connection()
+                await asyncio.sleep(0.2)
+
+    async def _drop_subscriber_connection(self) -> None:
+        """Start the next read on a new connection (redis-py subscribes it to every channel again)
+        rather than on one that may still look open after the server went away."""
+        connection = self._pubsub.connection if self._pubsub is not None else None
+        if connection is not None:
+            try:
+                await connection.disconnect()
+            except Exception:  # it is being replaced anyway
+                logger.debug("closing the old subscriber connection failed", exc_info=True)
+
+    def _receive_message(self, message: dict[str, Any] | None) -> None:
+        if message is None:
+            return
+        name = message["channel"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer = self.channel_layer
+        if name in layer.channels:
+            layer.channels[name].put_nowait(message["data"])
+            return
+        if layer.groups.get(name):
+            layer.deliver_group_message(name, layer.channel_layer.deserialize(message["data"]))  # decoded once
+
+
+async def deliver(handlers: list[Callable[[dict[str, Any]], Awaitable[None]]], message: dict[str, Any]) -> None:
+    """Hand one group message to every local consumer that takes messages directly, in one task.
+
+    Through the queue, each socket pays for a queue hop, a new receive task and an asyncio.wait()
+    per message (Channels' await_many_dispatch): most of what a delivery cost once the thread hop
+    was gone (docs/design.md trap 8). A handler that waits (a job socket filling a gap from Redis)
+    only delays the sockets after it in this message; each consumer keeps its own order.
+    """
+    for handler in handlers:
+        try:
+            await handler(message)
+        except Exception:
+            logger.exception("a consumer failed on a group message")
+
+
+class ResilientLoopLayer(RedisPubSubLoopLayer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._shards = [ResilientShardConnection(shard.host, self) for shard in self._shards]
+        # channel name -> the consumer's dispatch, for group messages delivered without the queue
+        self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        # group channel name -> the ids delivered of a group whose messages are kept in a stream
+        self.replay_marks: dict[str, DeliveredIds] = {}
+
+    def deliver_group_message(self, name: str, decoded: dict[str, Any]) -> bool:
+        """Hand a group message (decoded once) to this process's members of the group: directly
+        to consumers that take it so (`deliver`), through the queue to the others. A message kept
+        in a stream is handed over once, whether it came live or from a replay."""
+        members = self.groups.get(name)
+        if not members:
+            return False
+        stream = decoded.get(group_history.STREAM)
+        if stream is not None:
+            marks = self.replay_marks.get(name)
+            if marks is None:
+                marks = self.replay_marks[name] = DeliveredIds(stream, 0)
+            if not marks.add(decoded[group_history.ID]):
+                return False
+        metrics.fanned_out(name.rpartition("__group__")[2].split(".", 1)[0], len(members))
+        direct = []
+        for channel_name in members:
+            handler = self.direct_handlers.get(channel_name)
+            if handler is not None:
+                direct.append(handler)
+                continue
+            queue = self.channels.get(channel_name)
+            if queue is not None:
+                queue.put_nowait(decoded)
+        if direct:
+            asyncio.get_running_loop().create_task(deliver(direct, decoded))
+        return True
+
+    def replay_group(self, group: str, stream: str) -> None:
+        """`group`'s messages are also kept in `stream` (basic/realtime/chat_history.py): after the
+        subscriber reconnects, what this process missed is read from there. Called by a consumer
+        joining the group, so a group that has had no message here yet is covered too."""
+        name = self._get_group_channel_name(group)
+        if name not in self.replay_marks:
+            self.replay_marks[name] = DeliveredIds(stream, int(time.time() * 1000))
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        name = self._get_group_channel_name(group)
+        if name not in self.groups:
+            self.replay_marks.pop(name, None)
+
+    async def replay_missed(self) -> None:
+        """Deliver what was stored for this process's replayable groups since the last message
+        each delivered (less REPLAY_SLACK_MS), skipping what was delivered already."""
+        for name, marks in list(self.replay_marks.items()):
+            if not self.groups.get(name):
+                self.replay_marks.pop(name, None)
+                continue
+            try:
+                missed = await group_history.read_from(marks.stream, marks.replay_start(), REPLAY_MAX)
+            except Exception:
+                logger.warning("could not read what %s missed while reconnecting", name, exc_info=True)
+                continue
+            sent = sum(self.deliver_group_message(name, message) for message in missed)
+            if sent:
+                logger.warning("sent %s message(s) of %s published while the subscriber reconnected", sent, name)
+
+    def take_group_messages_directly(self, channel: str,
+                                     handler: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
+        """Register (or with None, drop) a local consumer's handler for its group messages."""
+        if handler is None:
+            self.direct_handlers.pop(channel, None)
+        else:
+            self.direct_handlers[channel] = handler
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if channel not in self.channels:
+            await self._subscribe_to_channel(channel)
+        queue = self.channels[channel]
+        try:
+            message = await queue.get()
+        except (TimeoutError, asyncio.CancelledError, GeneratorExit):
+            self.direct_handlers.pop(channel, None)
+            if channel in self.channels:
+                del self.channels[channel]
+                try:
+                    await self._get_shard(channel).unsubscribe(channel)
+                except BaseException:
+                    logger.exception("Unexpected exception while cleaning-up channel:")
+            raise
+        # Group messages arrive decoded (shared by every member); direct ones as bytes.
+        return message if isinstance(message, dict) else self.channel_layer.deserialize(message)
+
+    def announce_reconnect(self) -> None:
+        for queue in self.channels.values():
+            queue.put_nowait({"type": LAYER_RECONNECTED})
+
+
+class ResilientPubSubChannelLayer(RedisPubSubChannelLayer):
+    """Configured like the pub/sub layer (CHANNEL_LAYERS in app/settings.py)."""
+
+    def _get_layer(self) -> ResilientLoopLayer:
+        loop = asyncio.get_running_loop()
+        layer = self._layers.get(loop)
+        if layer is None:
+            layer = ResilientLoopLayer(*self._args, **self._kwargs, channel_layer=self)
+            self._layers[loop] = layer
+            _wrap_close(self, loop)
+        return layer

@@ -1,0 +1,50 @@
+"""Group messages that can be sent again: each is appended to a short Redis stream before it is
+published, and carries the stream's key and its entry id.
+
+The pub/sub channel layer loses what is published while a web process's subscriber connection
+is down or reconnecting (channels-redis #256). Job events have their own history and gap repair
+(basic/jobs/event_store.py); chat had none. With this, the layer (basic/realtime/channel_layer.py) notes the
+last entry it delivered per group and, when its subscriber is back, reads the stream from there
+and delivers what it missed, each message once.
+"""
+import json
+import re
+from typing import Any
+
+from basic.jobs.event_store import async_redis
+
+STREAM = "_stream"  # the message's stream key; keys starting with "_" never reach a socket
+ID = "id"  # the stream entry id, also sent to the socket: it orders and names the message
+FIELD = "m"
+
+
+async def append(stream: str, message: dict[str, Any], maxlen: int, ttl_seconds: int) -> dict[str, Any]:
+    """Store `message` (a JSON-able dict) and return it with its entry id and stream key, ready
+    for group_send. One round trip: XADD (trimmed to about `maxlen`) and EXPIRE."""
+    pipe = async_redis().pipeline(transaction=True)
+    pipe.xadd(stream, {FIELD: json.dumps(message, separators=(",", ":"))}, maxlen=maxlen, approximate=True)
+    pipe.expire(stream, ttl_seconds)
+    entry_id, _ = await pipe.execute()
+    return {**message, ID: entry_id.decode(), STREAM: stream}
+
+
+async def read_from(stream: str, start: str, count: int) -> list[dict[str, Any]]:
+    """The stored messages with entry ids from `start` on (inclusive), oldest first, at most
+    `count`, each as `append` returned it."""
+    entries = await async_redis().xrange(stream, min=start, max="+", count=count)
+    return [{**json.loads(fields[FIELD.encode()]), ID: entry_id.decode(), STREAM: stream}
+            for entry_id, fields in entries]
+
+
+_ENTRY_ID = re.compile(r"^(\d{1,15})-(\d{1,15})$")
+
+
+def parse_id(value: object) -> tuple[int, int] | None:
+    """A stream entry id ("1732430000000-0") as (ms, seq), comparable; None if `value` is not one."""
+    found = _ENTRY_ID.match(value) if isinstance(value, str) else None
+    return (int(found[1]), int(found[2])) if found else None
+
+
+def next_id(entry_id: tuple[int, int]) -> str:
+    """The smallest id after `entry_id`: reading from it leaves `entry_id` out."""
+    return f"{entry_id[0]}-{entry_id[1] + 1}"

@@ -1,0 +1,141 @@
+"""Socket limits shared by every web process, kept in Redis (keys in basic/jobs/events.py).
+
+- **Chat rate**: one token bucket per sender (a user, or an anonymous client address) shared by
+  all of that sender's sockets in every process: one Lua script per message, using Redis's clock
+  so that web processes with skewed clocks agree.
+- **Socket slots**: open sockets per user and per anonymous address. A plain INCR on connect and
+  DECR on disconnect would leak a slot for every socket of a process that crashed or was
+  SIGKILLed, forever. Instead each socket is a member of a sorted set (`socket_slots_key`) whose
+  score is when its claim expires; a live socket pushes that forward every SLOT_REFRESH_SECONDS,
+  and a claim first drops expired members. A dead process's sockets thus stop counting within
+  SLOT_TTL_SECONDS, for the price of one ZADD per open socket every 30 s, sent in pipelines by
+  one task per process (`SlotKeeper`). A per-process counter with a process heartbeat would be
+  cheaper, but it can't tell which socket a late DECR belongs to.
+"""
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+from django.conf import settings
+from redis.commands.core import AsyncScript
+
+from basic.jobs.event_store import async_redis
+from basic.jobs.events import chat_rate_key, socket_slots_key
+
+logger = logging.getLogger(__name__)
+
+SLOT_TTL_SECONDS = 90
+SLOT_REFRESH_SECONDS = 30
+
+_TOKEN_BUCKET = b"""
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or t
+tokens = math.min(burst, tokens + math.max(0, t - ts) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', string.format('%.6f', tokens), 'ts', string.format('%.6f', t))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return allowed
+"""
+
+# Redis's clock to the microsecond: whole seconds would make a claim last up to 1 s less than asked.
+_CLAIM_SLOT = b"""
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == false and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], t + tonumber(ARGV[3]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# XX: a claim released (or expired) meanwhile is not brought back to life.
+_REFRESH_SLOT = b"""
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+redis.call('ZADD', KEYS[1], 'XX', t + tonumber(ARGV[2]), ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
+# Clients come and go with event loops (one per test, one per server process); a script object
+# without a client is run on whichever client is passed in.
+_scripts = {source: AsyncScript(None, source) for source in (_TOKEN_BUCKET, _CLAIM_SLOT, _REFRESH_SLOT)}
+
+
+async def _run(source: bytes, keys: list[str], args: list[Any]) -> Any:
+    return await _scripts[source](keys=keys, args=args, client=async_redis())
+
+
+async def chat_allowed(who: str) -> bool:
+    """Take a token from `who`'s chat bucket (CHAT_RATE_PER_SECOND, bursts of CHAT_RATE_BURST)."""
+    rate, burst = settings.CHAT_RATE_PER_SECOND, settings.CHAT_RATE_BURST
+    return bool(await _run(_TOKEN_BUCKET, [chat_rate_key(who)], [rate, burst]))
+
+
+async def claim_slot(who: str, member: str, cap: int) -> bool:
+    """Count socket `member` among `who`'s open sockets, unless `cap` are open already."""
+    return bool(await _run(_CLAIM_SLOT, [socket_slots_key(who)], [member, cap, SLOT_TTL_SECONDS]))
+
+
+class SlotKeeper:
+    """Keeps the claims of one event loop's open sockets alive: one task refreshing all of them
+    every SLOT_REFRESH_SECONDS, in pipelines, where a task per socket each sent its own script
+    (3,000 sockets: 3,000 sleeping tasks and 100 round trips a second)."""
+
+    BATCH = 500
+
+    def __init__(self) -> None:
+        self.claims: dict[str, str] = {}  # member (the socket's channel name) -> who
+        self.task: asyncio.Task | None = None
+
+    def keep(self, who: str, member: str) -> None:
+        self.claims[member] = who
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    def drop(self, member: str) -> None:
+        self.claims.pop(member, None)
+
+    async def refresh(self) -> None:
+        claims = list(self.claims.items())
+        for start in range(0, len(claims), self.BATCH):
+            pipe = async_redis().pipeline(transaction=False)
+            for member, who in claims[start:start + self.BATCH]:
+                await _scripts[_REFRESH_SLOT](keys=[socket_slots_key(who)], args=[member, SLOT_TTL_SECONDS],
+                                              client=pipe)
+            await pipe.execute()
+
+    async def run(self) -> None:
+        while self.claims:
+            await asyncio.sleep(SLOT_REFRESH_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:  # Redis is down: claims may lapse, which errs on the side of letting in
+                logger.warning("could not refresh %s socket slot(s)", len(self.claims), exc_info=True)
+
+
+_keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotKeeper]" = weakref.WeakKeyDictionary()
+
+
+def slot_keeper() -> SlotKeeper:
+    """This event loop's keeper (each server process runs one loop; each test its own)."""
+    loop = asyncio.get_running_loop()
+    keeper = _keepers.get(loop)
+    if keeper is None:
+        keeper = _keepers[loop] = SlotKeeper()
+    return keeper
+
+
+async def release_slot(who: str, member: str) -> None:
+    await async_redis().zrem(socket_slots_key(who), member)
