@@ -15,6 +15,7 @@ EVENTS = 2000
 
 
 def sequential() -> dict[str, float]:
+    from basic.core import redis_clients
     from basic.jobs import event_store
     from basic.jobs import publish as helpers
 
@@ -28,7 +29,7 @@ def sequential() -> dict[str, float]:
         return run
 
     def raw_publish() -> int:
-        client = event_store.sync_redis()
+        client = redis_clients.sync_redis()
         payload = json.dumps({"type": "job.progress", "progress": 1}).encode()
         for _ in range(EVENTS):
             client.publish("bench.raw", payload)

@@ -24,7 +24,7 @@ def private_cache(settings):
 
 @pytest.fixture
 def redis_client():
-    from basic.jobs.event_store import sync_redis
+    from basic.core.redis_clients import sync_redis
 
     return sync_redis()
 

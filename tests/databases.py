@@ -2,8 +2,8 @@
 (`TEST_DATABASE=postgres`, the second pass of `make test`).
 
 PostgreSQL comes from `DATABASE_URL` when it names a postgres server (its user must be allowed to
-create databases), else from a private server this session starts (basic/ops/stack.py,
-start_postgres) the first time a test needs one, as the embedded Redis is. Every live stack gets a
+create databases), else from a private server this session starts
+(tests/postgres.py) the first time a test needs one, as the embedded Redis is. Every live stack gets a
 database of its own on it, so stacks never share state.
 
 Without PostgreSQL's programs, tests that need it skip locally and fail in CI (`CI` set).
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from basic.ops import stack
+from tests import postgres
 
 CHOICES = ("sqlite", "postgres")
 _lock = threading.Lock()
@@ -70,7 +70,7 @@ class PostgresServer:
 def postgres_unavailable_reason() -> str | None:
     if external_postgres_url():
         return None
-    return stack.postgres_missing_reason()
+    return postgres.postgres_missing_reason()
 
 
 def postgres_server(scratch: Path | None = None) -> PostgresServer:
@@ -81,7 +81,7 @@ def postgres_server(scratch: Path | None = None) -> PostgresServer:
             if external:
                 _state["server"] = PostgresServer(external)
             else:
-                private = stack.start_postgres(scratch / "postgres" if scratch else None)
+                private = postgres.start_postgres(scratch / "postgres" if scratch else None)
                 _state["private"] = private
                 _state["server"] = PostgresServer(private.url)
         return _state["server"]
@@ -102,4 +102,4 @@ def stop_private_postgres() -> None:
         private = _state.pop("private", None)
         _state.pop("server", None)
     if private is not None:
-        stack.stop_postgres(private)
+        postgres.stop_postgres(private)

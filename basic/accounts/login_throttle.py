@@ -22,7 +22,7 @@ from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from basic.jobs.events import login_attempts_key
+from basic.core.keys import login_attempts_key
 
 logger = logging.getLogger(__name__)
 

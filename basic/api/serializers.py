@@ -2,7 +2,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from basic.jobs.registry import JobKind, get_kind, kind_choices
+from basic.jobs.registry import get_kind, kind_choices, validate_params
 from basic.models import Job, Student
 
 
@@ -74,11 +74,3 @@ class JobStartSerializer(serializers.Serializer):
     def validate(self, data: dict) -> dict:
         kind = get_kind(data["kind"])
         return {"kind": kind, "params": validate_params(kind, data.get("params") or {}, self.context, nest="params")}
-
-
-def validate_params(kind: JobKind, params: object, context: dict, nest: str | None = None) -> dict:
-    """The kind's validated parameters; a 400 naming each bad field (under `nest` if given)."""
-    serializer = kind.params(data=params, context=context)
-    if not serializer.is_valid():
-        raise serializers.ValidationError({nest: serializer.errors} if nest else serializer.errors)
-    return serializer.validated_data

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from basic.jobs import events, files, transitions
 from basic.jobs.leases import JobLease
+from basic.jobs.models import Job
 from basic.jobs.publish import ProgressThrottle
-from basic.models import Job
 
 logger = logging.getLogger(__name__)
 

@@ -4,20 +4,15 @@ The channel layer is for live fan-out only and may drop messages (docs/design.md
 is what snapshots, replay after reconnect and gap repair read. Stream entry ids are `0-<seq>`, so
 "everything after seq N" is a plain XRANGE.
 """
-import asyncio
 import json
-import weakref
 from typing import Any
 from uuid import UUID
 
-import redis
-import redis.asyncio as aioredis
 from django.conf import settings
-from redis.backoff import ExponentialBackoff
 from redis.commands.core import Script
-from redis.retry import Retry
 
-from basic.jobs.events import seq_key, stream_key
+from basic.core.keys import seq_key, stream_key
+from basic.core.redis_clients import async_redis, sync_redis
 
 # Assigns the next seq and appends the event atomically, so the stream is always in seq order
 # even when two processes (a worker and a cancelling view) write to the same job. ARGV[5] is the
@@ -56,50 +51,6 @@ return seq
 """
 # What the channel layer must be able to read for the one-trip path to be used.
 _PROBE_SCRIPT = "return cmsgpack.pack({type = ARGV[1], event = cjson.decode(ARGV[2])})"
-
-_CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 15}
-
-_sync_client: redis.Redis | None = None
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _options(retry: Any) -> dict[str, Any]:
-    """Client and pool options; `retry` differs for the sync and asyncio clients."""
-    return {**_CLIENT_OPTIONS, "retry": retry, "timeout": 5,
-            "max_connections": settings.JOB_EVENTS_REDIS_MAX_CONNECTIONS}
-
-
-def sync_redis() -> redis.Redis:
-    """A process-wide client whose pool waits for a free connection instead of raising.
-
-    redis-py 8 raises MaxConnectionsError past 100 connections (docs/design.md trap 5); 100 gevent
-    greenlets pushing at once would hit that with the default pool.
-    """
-    global _sync_client
-    if _sync_client is None:
-        pool = redis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, **_options(Retry(ExponentialBackoff(cap=1), 3))
-        )
-        _sync_client = redis.Redis(connection_pool=pool)
-    return _sync_client
-
-
-def async_redis() -> aioredis.Redis:
-    """One client per event loop (each test, each server process runs its own loop)."""
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        from redis.asyncio.retry import Retry as AsyncRetry
-
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, **_options(AsyncRetry(ExponentialBackoff(cap=1), 3))
-        )
-        client = aioredis.Redis(connection_pool=pool)
-        _async_clients[loop] = client
-    return client
-
 
 def _split_for_seq(event: dict[str, Any]) -> tuple[str, str]:
     """The event's JSON, cut where the Lua script splices in `"seq": N`."""

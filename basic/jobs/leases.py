@@ -10,8 +10,8 @@ from uuid import UUID
 import redis
 from django.conf import settings
 
-from basic.jobs.event_store import sync_redis
-from basic.jobs.events import lease_key
+from basic.core.keys import lease_key
+from basic.core.redis_clients import sync_redis
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from basic.core import metrics
+from basic.core import metrics, redis_clients
 from basic.jobs import event_store
 from basic.jobs.events import LAYER_JOB_EVENT, TERMINAL_EVENTS, job_group, user_group
 
@@ -74,7 +74,7 @@ class RedisEventPusher:
 
     def publish(self, groups: list[str], event: dict[str, Any]) -> None:
         payload = self.layer.serialize({"type": LAYER_JOB_EVENT, "event": event})
-        pipe = event_store.sync_redis().pipeline(transaction=False)
+        pipe = redis_clients.sync_redis().pipeline(transaction=False)
         for channel in self.channels(groups):
             pipe.publish(channel, payload)
         pipe.execute()

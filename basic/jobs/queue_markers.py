@@ -9,8 +9,8 @@ from uuid import UUID
 
 from django.conf import settings
 
-from basic.jobs.event_store import sync_redis
-from basic.jobs.events import queued_key
+from basic.core.keys import queued_key
+from basic.core.redis_clients import sync_redis
 
 QUEUED = "queued"
 RESERVED = "reserved"

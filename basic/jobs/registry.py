@@ -5,16 +5,29 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import serializers
 
-if TYPE_CHECKING:
-    from basic.jobs.context import JobContext
-
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class KindContext(Protocol):
+    """What a body may use of the JobContext it is given (basic/jobs/context.py). Declared here, not
+    imported, so the registry imports nothing of the app and the model can read its choices from it."""
+
+    params: dict[str, Any]
+
+    @property
+    def job_id(self) -> str: ...
+
+    def progress(self, done: int, total: int, message: str = "", *, force: bool = False) -> None: ...
+
+    def output(self, name: str, *, download: bool = False) -> Path: ...
+
+    def input(self, name: str) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,7 @@ class JobKind:
     name: str
     label: str
     params: type[serializers.Serializer]
-    run: Callable[["JobContext"], dict[str, Any]]
+    run: Callable[[KindContext], dict[str, Any]]
     media_type: str | None = "application/octet-stream"
     description: str = ""
     prepare: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None
@@ -71,3 +84,12 @@ def get_kind(name: str) -> JobKind | None:
 def kind_choices() -> list[tuple[str, str]]:
     """For Job.kind's choices (a callable, so migrations don't change when a kind is added)."""
     return [(kind.name, kind.label) for kind in _kinds.values()]
+
+
+def validate_params(kind: JobKind, params: object, context: dict, nest: str | None = None) -> dict:
+    """The kind's validated parameters, or a DRF ValidationError naming each bad field (under `nest` if
+    given): the API answers it as a 400, a schedule refuses to save with it."""
+    serializer = kind.params(data=params, context=context)
+    if not serializer.is_valid():
+        raise serializers.ValidationError({nest: serializer.errors} if nest else serializer.errors)
+    return serializer.validated_data

@@ -32,10 +32,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
+from basic.core.keys import lease_key, queued_key, seq_key, stream_key
+from basic.core.redis_clients import sync_redis
 from basic.jobs import files
-from basic.jobs.event_store import sync_redis
-from basic.jobs.events import lease_key, queued_key, seq_key, stream_key
-from basic.models import Job
+from basic.jobs.models import Job
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from basic.core import metrics
 from basic.jobs import events, files, queue_markers, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed
 from basic.jobs.leases import JobLease, LeaseLost
+from basic.jobs.models import Job
 from basic.jobs.registry import JobKind, get_kind
-from basic.models import Job
 
 logger = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from rest_framework import serializers
 
 from basic.jobs import retention, services, transitions
-from basic.jobs.registry import JobKind, get_kind
-from basic.models import Job, Schedule
+from basic.jobs.models import Job, Schedule
+from basic.jobs.registry import JobKind, get_kind, validate_params
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,6 @@ def check_kind(name: str) -> JobKind:
 def check_params(kind: JobKind, params: Any, context: dict | None = None) -> dict[str, Any]:
     """The parameters as they will be stored: the caller's own (each run validates them again),
     once the kind's serializer has accepted them."""
-    from basic.api.serializers import validate_params
 
     if not isinstance(params, dict):
         raise ScheduleInvalid({"params": ["Give the parameters as an object."]})
@@ -259,7 +258,6 @@ def run_schedule(schedule_id: int) -> Job | None:
     if kind is None:
         reason = f"This server no longer runs jobs of kind {schedule.kind!r}."
     else:
-        from basic.api.serializers import validate_params
 
         try:
             data = dict(validate_params(kind, schedule.params or {}, {}))

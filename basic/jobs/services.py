@@ -18,10 +18,10 @@ from redis import RedisError
 
 from basic.jobs import files, queue_markers, transitions
 from basic.jobs.leases import is_leased
+from basic.jobs.models import Job
 from basic.jobs.registry import JobKind
 from basic.jobs.retention import QuotaExceeded as QuotaExceeded  # raised by job_start; views answer 409
 from basic.jobs.retention import check_quota
-from basic.models import Job
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.jobs import events
+from basic.jobs.models import Job
 from basic.jobs.publish import push_job_event
-from basic.models import Job
 
 logger = logging.getLogger(__name__)
 

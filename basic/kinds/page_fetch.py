@@ -10,10 +10,9 @@ from django.conf import settings
 from rest_framework import serializers
 
 from basic.core import safe_fetch
-from basic.jobs.context import JobContext, JobFailed
-from basic.jobs.event_store import sync_redis
-from basic.jobs.events import page_cache_key
-from basic.jobs.registry import JobKind, register
+from basic.core.keys import page_cache_key
+from basic.core.redis_clients import sync_redis
+from basic.jobs.kind_api import JobContext, JobFailed, JobKind, register
 
 NAME = "page_fetch"
 TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)

@@ -5,8 +5,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from basic.jobs.context import JobContext
-from basic.jobs.registry import JobKind, register
+from basic.jobs.kind_api import JobContext, JobKind, register
 from basic.students.reports import write_students_by_age
 
 NAME = "students_by_age"

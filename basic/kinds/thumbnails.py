@@ -8,8 +8,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from basic.core import images
-from basic.jobs.context import JobContext, JobFailed
-from basic.jobs.registry import JobKind, register
+from basic.jobs.kind_api import JobContext, JobFailed, JobKind, register
 
 NAME = "thumbnails"
 

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from basic.jobs.event_store import async_redis
+from basic.core.redis_clients import async_redis
 
 STREAM = "_stream"  # the message's stream key; keys starting with "_" never reach a socket
 ID = "id"  # the stream entry id, also sent to the socket: it orders and names the message

@@ -21,10 +21,11 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from basic.core import metrics
+from basic.core import keys, metrics
 from basic.core.rate_limit import TokenBucket
 from basic.jobs import event_store, events, services
 from basic.models import Job
+from basic.realtime import chat, close_codes
 from basic.realtime import chat_history as group_history
 from basic.realtime import limits as ws_limits
 from basic.realtime.auth import query_param, user_for_token
@@ -53,7 +54,7 @@ def client_address(scope: dict[str, Any]) -> str:
 # Messages whose handlers reach the database only through database_sync_to_async (which closes
 # stale connections itself): dispatched without Channels' per-message thread hop to close them
 # (docs/design.md trap 8: a third of the server's time with 1,000 sockets in one room).
-NO_THREAD_HOP = frozenset({"websocket.receive", events.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT,
+NO_THREAD_HOP = frozenset({"websocket.receive", chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT,
                            LAYER_RECONNECTED})
 ENCODED = "_encoded"
 
@@ -117,7 +118,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                 self.accepted = True
                 await send_unless_gone({"type": "websocket.accept"})
             await send_unless_gone({"type": "websocket.send", "text": json.dumps(UNAVAILABLE)})
-            await send_unless_gone({"type": "websocket.close", "code": events.CLOSE_TRY_AGAIN_LATER})
+            await send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_TRY_AGAIN_LATER})
         finally:
             self.closed = True
             self._take_group_messages(None)
@@ -152,7 +153,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             await super().websocket_connect(message)
         except (RedisError, OSError) as exc:
             logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
-            await self.reject(events.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])
+            await self.reject(close_codes.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message["type"] in NO_THREAD_HOP:
@@ -186,7 +187,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             logger.warning("socket cap unavailable; socket let in", exc_info=True)
             return True
         if not claimed:
-            await self.reject(events.CLOSE_TOO_MANY_REQUESTS, "too_many_sockets",
+            await self.reject(close_codes.CLOSE_TOO_MANY_REQUESTS, "too_many_sockets",
                               f"At most {cap} open sockets per {per}; close one first.")
             return False
         self._slot = (who, self.channel_name)
@@ -207,7 +208,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         self.strikes += 1
         if self.strikes > limit:
             await self.send_error("rate_limited", f"{detail}; closing.")
-            await self.close(code=events.CLOSE_TOO_MANY_REQUESTS)
+            await self.close(code=close_codes.CLOSE_TOO_MANY_REQUESTS)
         else:
             await self.send_error("rate_limited", f"{detail}; slow down.")
 
@@ -250,7 +251,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def reject(self, close_code: int, code: str, detail: str) -> None:
         """Accept only to say why, then close: a refused handshake would hide the close code."""
-        if close_code == events.CLOSE_TOO_MANY_REQUESTS:
+        if close_code == close_codes.CLOSE_TOO_MANY_REQUESTS:
             metrics.socket_closed_over_limit(code)
         await self.accept()
         await self.send_error(code, detail)
@@ -307,7 +308,7 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
 
     async def connect(self) -> None:
         if self.scope.get("token_rejected"):
-            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "That token is not valid.")
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", "That token is not valid.")
         elif self.user and self.user.is_authenticated:
             await self.start()
         elif await self.claim_socket_slot():  # until it authenticates, it counts as anonymous
@@ -318,11 +319,11 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
     async def _close_if_still_anonymous(self) -> None:
         await asyncio.sleep(self.AUTH_TIMEOUT)
         if self.awaiting_auth:
-            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", "No credentials in time.")
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", "No credentials in time.")
 
     async def bad_frame(self, code: str, detail: str) -> None:
         if self.awaiting_auth:
-            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized", f"{detail} Authenticate first.")
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", f"{detail} Authenticate first.")
         else:
             await super().bad_frame(code, detail)
 
@@ -333,7 +334,7 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
         token = content.get("token") if content.get("type") == "auth" else None
         user = await user_for_token(token) if isinstance(token, str) else None
         if user is None:
-            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized",
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized",
                               'Sign in, or send {"type": "auth", "token": "<API token>"} first.')
             return
         self.awaiting_auth = False
@@ -383,12 +384,12 @@ class JobEventsConsumer(AuthenticatedConsumer):
             job_id = None
         job = job_id and await database_sync_to_async(services.job_visible_to)(user=self.user, job_id=job_id)
         if not job:
-            await self.reject(events.CLOSE_NOT_FOUND, "not_found", "No such job.")
+            await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", "No such job.")
             return
         raw_after = query_param(self.scope, "after")
         after = _parse_after(raw_after) if raw_after is not None else None
         if raw_after is not None and after is None:
-            await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
+            await self.reject(close_codes.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
             return
         if not await self.claim_socket_slot():
             return
@@ -560,18 +561,18 @@ class ChatConsumer(ValidatingJsonConsumer):
     async def connect(self) -> None:
         self.room = self.room_from_scope()
         if not ROOM_NAME.match(self.room):
-            await self.reject(events.CLOSE_BAD_REQUEST, "invalid_room",
+            await self.reject(close_codes.CLOSE_BAD_REQUEST, "invalid_room",
                               "Room names are 1-64 letters, digits, '.', '_' or '-'.")
             return
         signed_in = bool(self.user and self.user.is_authenticated)
         if self.scope.get("token_rejected") or not (signed_in or self.anonymous_allowed()):
-            await self.reject(events.CLOSE_UNAUTHORIZED, "unauthorized",
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized",
                               "Sign in to chat: the session cookie or ?token=<API token>.")
             return
         after = query_param(self.scope, "after")
         resume_from = group_history.parse_id(after) if after is not None else None
         if after is not None and resume_from is None:
-            await self.reject(events.CLOSE_BAD_REQUEST, "invalid_after",
+            await self.reject(close_codes.CLOSE_BAD_REQUEST, "invalid_after",
                               "after= is the id of the last message you got, like 1732430000000-0.")
             return
         if not await self.claim_socket_slot():
@@ -580,13 +581,13 @@ class ChatConsumer(ValidatingJsonConsumer):
         self.limiter = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
         self.rate_key = f"user:{self.user.pk}" if signed_in else f"ip:{client_address(self.scope)}"
         self.sender = self.sender_name()
-        self.group = events.chat_group(self.room)
+        self.group = chat.chat_group(self.room)
         if resume_from is not None:
             self._held = []
         await self.channel_layer.group_add(self.group, self.channel_name)
         replay_group = getattr(self.channel_layer, "replay_group", None)
         if replay_group is not None:  # the project's layer (basic/realtime/channel_layer.py)
-            replay_group(self.group, events.chat_history_key(self.room))
+            replay_group(self.group, keys.chat_history_key(self.room))
         await self.accept()
         if resume_from is not None:
             await self.send_missed(resume_from)
@@ -596,7 +597,7 @@ class ChatConsumer(ValidatingJsonConsumer):
         the room said meanwhile from its recent history, then the live messages held meanwhile:
         each once, in order. What the history no longer holds is gone."""
         try:
-            missed = await group_history.read_from(events.chat_history_key(self.room), group_history.next_id(after),
+            missed = await group_history.read_from(keys.chat_history_key(self.room), group_history.next_id(after),
                                                    settings.CHAT_HISTORY_MAXLEN)
         except Exception:
             logger.warning("could not read the history of chat room %s", self.room, exc_info=True)
@@ -627,7 +628,7 @@ class ChatConsumer(ValidatingJsonConsumer):
             await self.strike(settings.CHAT_RATE_STRIKES, "Too many messages")
             return
         # Kept briefly, so a web process whose subscriber was reconnecting still delivers it.
-        payload = await group_history.append(events.chat_history_key(self.room), self.chat_payload(message),
+        payload = await group_history.append(keys.chat_history_key(self.room), self.chat_payload(message),
                                              settings.CHAT_HISTORY_MAXLEN, settings.CHAT_HISTORY_TTL_SECONDS)
         await self.channel_layer.group_send(self.group, payload)
 
@@ -640,7 +641,7 @@ class ChatConsumer(ValidatingJsonConsumer):
 
     def chat_payload(self, message: str) -> dict[str, Any]:
         return {
-            "type": events.LAYER_CHAT_MESSAGE,
+            "type": chat.LAYER_CHAT_MESSAGE,
             "room": self.room,
             "message": message,
             "sender": self.sender,
@@ -669,7 +670,7 @@ class SeedChatConsumer(ChatConsumer):
         return True
 
     def chat_payload(self, message: str) -> dict[str, Any]:
-        return {"type": events.LAYER_CHAT_MESSAGE, "message": message}
+        return {"type": chat.LAYER_CHAT_MESSAGE, "message": message}
 
     async def send_chat(self, payload: dict[str, Any]) -> None:
         await self.send(text_data=encoded_once(payload, "seed", lambda: {"message": payload["message"]}))
@@ -677,5 +678,5 @@ class SeedChatConsumer(ChatConsumer):
 
 class UnknownPathConsumer(ValidatingJsonConsumer):
     async def connect(self) -> None:
-        await self.reject(events.CLOSE_NOT_FOUND, "not_found",
+        await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found",
                           "No socket here; see /ws/jobs/{id}/, /ws/events/, /ws/chat/{room}/, /chat/.")

@@ -1,4 +1,4 @@
-"""Socket limits shared by every web process, kept in Redis (keys in basic/jobs/events.py).
+"""Socket limits shared by every web process, kept in Redis (keys in basic/core/keys.py).
 
 - **Chat rate**: one token bucket per sender (a user, or an anonymous client address) shared by
   all of that sender's sockets in every process: one Lua script per message, using Redis's clock
@@ -20,8 +20,8 @@ from typing import Any
 from django.conf import settings
 from redis.commands.core import AsyncScript
 
-from basic.jobs.event_store import async_redis
-from basic.jobs.events import chat_rate_key, socket_slots_key
+from basic.core.keys import chat_rate_key, socket_slots_key
+from basic.core.redis_clients import async_redis
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
 from basic.core import metrics
+from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
 
 logger = logging.getLogger(__name__)
 
-CLOSE_SLOW_CONSUMER = 4008  # basic.jobs.events.CLOSE_SLOW_CONSUMER (importing basic.jobs.events needs Django)
 CLOSE_GRACE_SECONDS = 10
 
 

@@ -3,14 +3,17 @@ import random
 
 from django.conf import settings
 
-from basic.api.errors import Conflict
-from basic.models import Student
+from basic.students.models import Student
 
 FIRST = ["Ada", "Alan", "Grace", "Linus", "Barbara", "Ken", "Margaret", "Edsger", "Donald", "Frances",
          "John", "Radia", "Tim", "Hedy", "Dennis", "Katherine", "Guido", "Anita", "Niklaus", "Shafi"]
 LAST = ["Lovelace", "Turing", "Hopper", "Torvalds", "Liskov", "Thompson", "Hamilton", "Dijkstra",
         "Knuth", "Allen", "McCarthy", "Perlman", "Berners-Lee", "Lamarr", "Ritchie", "Johnson",
         "van Rossum", "Borg", "Wirth", "Goldwasser"]
+
+
+class StudentsFull(Exception):
+    """More students were asked for than fit under STUDENTS_MAX; the message says how many still do."""
 
 
 def create_random_students(*, count: int, seed: int | None = None) -> int:
@@ -23,7 +26,7 @@ def create_random_students(*, count: int, seed: int | None = None) -> int:
 
 
 def ensure_room_for(count: int) -> None:
-    """409 unless `count` more students fit under STUDENTS_MAX, saying how many still do.
+    """StudentsFull unless `count` more students fit under STUDENTS_MAX (the API answers 409).
 
     Two requests racing past the check can overshoot the cap by at most one request's worth
     (100,000 rows); the per-user generate throttle bounds how often that can happen.
@@ -31,4 +34,4 @@ def ensure_room_for(count: int) -> None:
     cap = settings.STUDENTS_MAX
     room = max(0, cap - Student.objects.count())
     if count > room:
-        raise Conflict(f"The students table is capped at {cap:,} rows; {room:,} more can be added.")
+        raise StudentsFull(f"The students table is capped at {cap:,} rows; {room:,} more can be added.")

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
-from basic.models import Student
+from basic.students.models import Student
 
 STUDENTS_BY_AGE_HEADER = ("id", "name", "age")
 

@@ -5,6 +5,7 @@ from django.db import DatabaseError
 from kombu.exceptions import OperationalError
 
 from basic.api import errors
+from basic.core import redis_clients
 from basic.jobs import event_store, services
 from basic.models import Job
 from basic.ops import health
@@ -27,7 +28,7 @@ def redis_down(settings, monkeypatch):
     """The app's Redis client pointed at a closed port (the real one comes back after the test)."""
     port = free_port()
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
-    monkeypatch.setattr(event_store, "_sync_client", None)
+    monkeypatch.setattr(redis_clients, "_sync_client", None)
     monkeypatch.setattr(event_store, "_scripts", {})
     monkeypatch.setattr("basic.jobs.publish.TERMINAL_PUSH_ATTEMPTS", 1)  # no 5 s of retries for the failed event
     return port

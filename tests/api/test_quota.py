@@ -6,9 +6,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
+from basic.core.keys import seq_key, stream_key
+from basic.core.redis_clients import sync_redis
 from basic.jobs import files, retention, schedules
-from basic.jobs.event_store import read_events_sync, sync_redis
-from basic.jobs.events import seq_key, stream_key
+from basic.jobs.event_store import read_events_sync
 from basic.jobs.registry import get_kind
 from basic.jobs.runner import run_job
 from basic.models import Job

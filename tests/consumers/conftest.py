@@ -8,8 +8,8 @@ ORIGIN = (b"origin", b"http://localhost")
 def fresh_limits():
     """Socket caps and chat buckets live in the session's shared Redis, keyed by user id and
     address, and ids repeat from test to test: start each test with none."""
-    from basic.jobs.event_store import sync_redis
-    from basic.jobs.events import limit_keys_pattern
+    from basic.core.keys import limit_keys_pattern
+    from basic.core.redis_clients import sync_redis
 
     client = sync_redis()
     stale = list(client.scan_iter(limit_keys_pattern(), count=1000))

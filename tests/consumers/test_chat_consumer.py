@@ -4,7 +4,7 @@ import json
 import pytest
 from django.conf import settings
 
-from basic.jobs.event_store import sync_redis
+from basic.core.redis_clients import sync_redis
 
 from .conftest import close_all, receive_until_closed
 

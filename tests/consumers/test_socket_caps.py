@@ -7,8 +7,8 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from basic.jobs.event_store import sync_redis
-from basic.jobs.events import socket_slots_key
+from basic.core.keys import socket_slots_key
+from basic.core.redis_clients import sync_redis
 from basic.models import Job
 from basic.realtime import limits as ws_limits
 

@@ -3,8 +3,8 @@ import uuid
 
 import pytest
 
+from basic.core.keys import seq_key
 from basic.jobs import event_store
-from basic.jobs.events import seq_key
 
 
 def test_seq_starts_at_one_and_increases_by_one(redis_client):
@@ -46,7 +46,7 @@ def test_history_is_bounded_and_expires(redis_client, settings):
     job = uuid.uuid4()
     for _ in range(500):
         event_store.append_event(job, {"type": "job.progress"})
-    from basic.jobs.events import stream_key
+    from basic.core.keys import stream_key
 
     assert redis_client.xlen(stream_key(job)) < 200  # MAXLEN ~ trims in whole nodes
     assert 0 < redis_client.ttl(stream_key(job)) <= 60

@@ -2,10 +2,11 @@
 in-process on the real Redis: result, outputs, cancel, failure, crash, unknown kind, seq floor."""
 import pytest
 
+from basic.core.keys import seq_key, stream_key
+from basic.core.redis_clients import sync_redis
 from basic.jobs import files, services
 from basic.jobs.context import JobContext
-from basic.jobs.event_store import read_events_sync, sync_redis
-from basic.jobs.events import seq_key, stream_key
+from basic.jobs.event_store import read_events_sync
 from basic.jobs.registry import get_kind
 from basic.jobs.runner import UNEXPECTED_ERROR, run_job
 from basic.models import Job

@@ -10,9 +10,9 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from basic.core.keys import lease_key, queued_key, seq_key, stream_key
 from basic.jobs import files, retention
 from basic.jobs import recovery as worker_recovery
-from basic.jobs.events import lease_key, queued_key, seq_key, stream_key
 from basic.models import Job, Schedule
 
 pytestmark = pytest.mark.django_db
@@ -43,7 +43,7 @@ def make_job(owner, status="done", *, age=None, finished_age=None, files_too=Tru
         (files.input_dir(job.id)).mkdir()
         (files.input_dir(job.id) / "upload.png").write_bytes(b"x" * 10)
     if redis_too:
-        from basic.jobs.event_store import sync_redis
+        from basic.core.redis_clients import sync_redis
 
         client = sync_redis()
         client.set(seq_key(job.id), 3)

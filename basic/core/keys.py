@@ -1,0 +1,65 @@
+"""The one place for Redis key names: job event streams and counters, leases, queue markers, the page
+cache, chat history and the socket limits.
+
+Keys that deployments sharing a Redis must not share carry REDIS_KEY_PREFIX; job keys are named by
+the job's UUID, which no other deployment has.
+"""
+import hashlib
+from uuid import UUID
+
+from django.conf import settings
+
+
+def stream_key(job_id: UUID | str) -> str:
+    """A job's event history (stream, entry ids `0-<seq>`; basic/jobs/event_store.py)."""
+    return f"jobs:{job_id}:events"
+
+
+def seq_key(job_id: UUID | str) -> str:
+    """A job's last event seq (integer)."""
+    return f"jobs:{job_id}:seq"
+
+
+def lease_key(job_id: UUID | str) -> str:
+    """Who runs a job now (basic/jobs/leases.py)."""
+    return f"jobs:{job_id}:lease"
+
+
+def queued_key(job_id: UUID | str) -> str:
+    """A job whose broker message is still waiting (basic/jobs/queue_markers.py)."""
+    return f"jobs:{job_id}:queued"
+
+
+def chat_history_key(room: str) -> str:
+    """A room's recent messages (stream), so a web process whose subscriber connection dropped can
+    hand its sockets what was said meanwhile (basic/realtime/chat_history.py). Namespaced by
+    REDIS_KEY_PREFIX: room names repeat across deployments sharing a Redis."""
+    return f"{settings.REDIS_KEY_PREFIX}:chat:{room}:history"
+
+
+def page_cache_key(normalised_url: str) -> str:
+    """A fetched page's body and headers (basic/kinds/page_fetch.py)."""
+    return f"pages:{hashlib.sha256(normalised_url.encode()).hexdigest()}"
+
+
+# Abuse limits shared by every web process (basic/realtime/limits.py). `who` is "user:<id>" or
+# "ip:<address>". Namespaced by REDIS_KEY_PREFIX: deployments (or test stacks) sharing a Redis must not
+# count each other's sockets, and user ids repeat across databases.
+def chat_rate_key(who: str) -> str:
+    """A chat token bucket (hash: tokens, ts) shared by all of one sender's sockets."""
+    return f"{settings.REDIS_KEY_PREFIX}:limits:chat:{who}"
+
+
+def socket_slots_key(who: str) -> str:
+    """The open sockets of one user or anonymous address (sorted set: channel name -> expiry)."""
+    return f"{settings.REDIS_KEY_PREFIX}:limits:sockets:{who}"
+
+
+def login_attempts_key(kind: str, digest: str, window: int) -> str:
+    """Sign-in attempts in one window, by "ip" or "user" (a Django cache key: the cache prefixes it)."""
+    return f"limits:login:{kind}:{digest}:{window}"
+
+
+def limit_keys_pattern() -> str:
+    """Every chat bucket and socket-slot key of this deployment (for tests and operators)."""
+    return f"{settings.REDIS_KEY_PREFIX}:limits:*"
