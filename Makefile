@@ -26,8 +26,10 @@ run: migrate
 	$(PY) manage.py ensure_demo_user
 	$(PY) manage.py runstack
 
+# ruff, then the import contracts in pyproject.toml (the layers' direction; docs/design.md, "Layers").
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Everything on SQLite (and test_two_machines on PostgreSQL), then again on PostgreSQL what its
 # database decides: the REST layer, unit tests of SQL, and the integration tests where the
