@@ -9,9 +9,9 @@ django_asgi_app = get_asgi_application()
 # Imported after Django is set up, so models load in the right order.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from basic.core.metrics import SocketMetricsMiddleware  # noqa: E402
 from basic.realtime.auth import TokenAuthMiddleware, socket_auth_stack  # noqa: E402
 from basic.realtime.origin_check import browser_origin_validator  # noqa: E402
+from basic.realtime.socket_metrics import SocketMetricsMiddleware  # noqa: E402
 from routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(

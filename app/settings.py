@@ -91,7 +91,7 @@ if DEBUG and not WS_ALLOWED_ORIGINS:
     WS_ALLOWED_ORIGINS = origins_from_allowed_hosts(["localhost", "127.0.0.1", "[::1]"])
 parse_allowed_origins(WS_ALLOWED_ORIGINS)  # refuse to start on a malformed entry
 
-# Operations: /healthz, /readyz, /metrics (basic/ops/health.py, basic/core/metrics.py, docs/deploy.md).
+# Operations: /healthz, /readyz, /metrics (basic/ops/health.py, basic/ops/metrics.py, docs/deploy.md).
 # /readyz gives each check this long (they run at once); it always answers within 2 s.
 READYZ_TIMEOUT = float(env_str("READYZ_TIMEOUT", "1.5"))
 if not 0 < READYZ_TIMEOUT <= 1.8:

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
-from basic.core import safe_fetch
+from basic.core import fetch as safe_fetch
 from basic.core.keys import page_cache_key
 from basic.core.redis_clients import sync_redis
 from basic.jobs.kind_api import JobContext, JobFailed, JobKind, register

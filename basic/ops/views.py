@@ -1,4 +1,4 @@
-"""/healthz, /readyz and /metrics: thin views over basic/ops/health.py and basic/core/metrics.py.
+"""/healthz, /readyz and /metrics: thin views over basic/ops/health.py and basic/ops/metrics.py.
 
 OpsEndpointsMiddleware (first in MIDDLEWARE, after the request log) answers these three paths
 before host validation and the HTTPS redirect: a probe or scraper calls a pod by its address over
@@ -16,8 +16,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from basic.core import metrics
-from basic.ops import health
+from basic.ops import health, metrics
 
 # Set by proxies: a request that carries one came through a proxy, even if it arrives from loopback.
 FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")

@@ -6,6 +6,8 @@ from django.test import Client
 from prometheus_client import REGISTRY
 
 from basic.core import metrics
+from basic.ops import metrics as ops_metrics
+from basic.realtime import socket_metrics
 
 
 def sample(name: str, **labels: str) -> float:
@@ -134,7 +136,7 @@ def test_live_gauges_of_dead_processes_on_this_host_are_dropped(tmp_path, monkey
     for name in names.values():
         (tmp_path / name).write_bytes(b"")
     monkeypatch.setattr(metrics, "MULTIPROC_DIR", str(tmp_path))
-    metrics._prune_dead_processes()
+    ops_metrics._prune_dead_processes()
     left = {path.name for path in tmp_path.iterdir()}
     assert left == {names["alive_here"], names["other_host"], names["counter"]}
 
@@ -153,9 +155,9 @@ def test_the_grafana_dashboard_only_uses_metrics_we_export(settings):
     metrics.fanned_out("jobs")
     metrics.socket_closed_over_limit("r")
     metrics.redis_reconnected("c")
-    metrics._frame_sent("jobs")
-    metrics._frame_received("jobs")
-    metrics._handshake_refused("jobs")
+    socket_metrics._frame_sent("jobs")
+    socket_metrics._frame_received("jobs")
+    socket_metrics._handshake_refused("jobs")
     exported = set(re.findall(r"^([a-z_]+)(?:\{| )", scrape(), re.M))
     dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
     exprs = [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
@@ -168,7 +170,7 @@ async def test_frames_sent_in_one_loop_step_are_counted_once_and_before_anyone_c
     before the first frame goes out, so it lands before anything that frame wakes."""
     import asyncio
 
-    from basic.core.metrics import FrameTally
+    from basic.realtime.socket_metrics import FrameTally
 
     increments = []
 
@@ -189,7 +191,7 @@ async def test_frames_sent_in_one_loop_step_are_counted_once_and_before_anyone_c
 
 
 def test_a_frame_sent_outside_an_event_loop_is_counted_at_once():
-    from basic.core.metrics import FrameTally
+    from basic.realtime.socket_metrics import FrameTally
 
     increments = []
 

@@ -18,7 +18,7 @@ def test_counts_from_several_processes_add_up(tmp_path):
     """)
     for _ in range(3):
         subprocess.run([sys.executable, "-c", record], cwd=stack.BASE_DIR, env=env, check=True)
-    scrape = "import django; django.setup(); from basic.core import metrics; print(metrics.render().decode())"
+    scrape = "import django; django.setup(); from basic.ops import metrics; print(metrics.render().decode())"
     text = subprocess.run([sys.executable, "-c", scrape], cwd=stack.BASE_DIR, env=env, check=True,
                           capture_output=True, text=True).stdout
     assert 'jobs_started_total{kind="report"} 3.0' in text

@@ -1,4 +1,4 @@
-"""basic.core.safe_fetch: the SSRF guard, checked against real HTTP servers on 127.0.0.1.
+"""basic.core.fetch: the SSRF guard, checked against real HTTP servers on 127.0.0.1.
 
 The guard refuses loopback, so every "it works" test has to list the server in allowed_hosts, and the
 matching "refused" test uses the very same server without it: if the guard were removed, those fail.
@@ -20,8 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from basic.core import safe_fetch
-from basic.core.safe_fetch import FetchFailed, FetchRefused, FetchResult, check_url, fetch_public, normalise_url
+from basic.core.fetch import (
+    FetchFailed,
+    FetchRefused,
+    FetchResult,
+    check_url,
+    fetch_public,
+    network,
+    normalise_url,
+    urls,
+)
 
 LIMIT = 100_000
 
@@ -258,7 +266,7 @@ def test_normalise_url_rejects_garbage() -> None:
     ],
 )
 def test_public_address_classification(address: str, public: bool) -> None:
-    assert safe_fetch._is_public_ip(ipaddress.ip_address(address)) is public
+    assert urls._is_public_ip(ipaddress.ip_address(address)) is public
 
 
 # --- fetch_public against real local servers ------------------------------------------------------------
@@ -525,7 +533,7 @@ def test_connects_to_the_checked_address_with_a_single_lookup(server: _Server, m
         return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))]
 
     targets: list[tuple] = []
-    real_open = safe_fetch._open_socket
+    real_open = network._open_socket
 
     def fake_network(family: int, type_: int, proto: int, sockaddr: tuple, timeout: float) -> socket.socket:
         targets.append(sockaddr)
@@ -534,7 +542,7 @@ def test_connects_to_the_checked_address_with_a_single_lookup(server: _Server, m
         return real_open(family, type_, proto, ("127.0.0.1", server.port), timeout)
 
     monkeypatch.setattr(socket, "getaddrinfo", rebinding_getaddrinfo)
-    monkeypatch.setattr(safe_fetch, "_open_socket", fake_network)
+    monkeypatch.setattr(network, "_open_socket", fake_network)
     result = fetch_public(f"http://rebind.example:{server.port}/hello", max_bytes=LIMIT, timeout=5)
     assert result.body == b"<p>hello</p>"
     assert lookups == ["rebind.example"]
@@ -559,7 +567,7 @@ def test_one_non_public_answer_among_public_ones_refuses(monkeypatch: pytest.Mon
         raise AssertionError("must not connect")
 
     monkeypatch.setattr(socket, "getaddrinfo", mixed)
-    monkeypatch.setattr(safe_fetch, "_open_socket", no_connect)
+    monkeypatch.setattr(network, "_open_socket", no_connect)
     with pytest.raises(FetchRefused) as info:
         fetch_public("http://mixed.example/", max_bytes=LIMIT, timeout=5)
     assert "169.254" not in str(info.value)  # never tell the user what the internal address is
