@@ -2,6 +2,7 @@
 
 The same people in every access test: alice owns things, bob must not see them, charlie is staff.
 """
+import logging
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,31 @@ def private_cache(settings):
     """Each test its own throttle counters (the app's cache is the shared Redis)."""
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": uuid.uuid4().hex}}
+
+
+@pytest.fixture(autouse=True)
+def on_commit_as_in_production(monkeypatch):
+    """A `django_db` test runs inside a transaction that never commits, so `transaction.on_commit`
+    hooks (services.job_start sends its task by one) would never run. Code outside any atomic block
+    of its own runs in autocommit in production, where the hook runs at once: do the same here when
+    the only open blocks are the test's own (Django marks them `_from_testcase`, as it does for
+    `durable`). Hooks registered inside a block the test or the code opens wait for its commit."""
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    real_on_commit = BaseDatabaseWrapper.on_commit
+
+    def on_commit(self, func, robust=False):
+        if self.atomic_blocks and all(block._from_testcase for block in self.atomic_blocks):
+            if not robust:
+                return func()
+            try:
+                return func()
+            except Exception:  # a robust hook's error is logged, not raised, as Django does
+                logging.getLogger("django.db.backends.base").exception("on_commit hook %r failed", func)
+                return None
+        return real_on_commit(self, func, robust)
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "on_commit", on_commit)
 
 
 @pytest.fixture

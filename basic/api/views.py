@@ -26,7 +26,7 @@ from basic.api.serializers import (
     StudentSerializer,
     validate_params,
 )
-from basic.jobs import files, retention, services
+from basic.jobs import files, services
 from basic.jobs.registry import JobKind, get_kind, kind_choices, kinds
 from basic.jobs.schedules import needs_upload
 from basic.models import Job, Student
@@ -172,7 +172,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         """Delete a finished job with its files and events, freeing its space in your quota; 409
         while it is queued or running (cancel it first)."""
         job = self.get_object()
-        if not retention.delete_job(job):
+        if not services.job_delete(job=job):
             now = Job.objects.filter(id=job.id).values_list("status", flat=True).first()
             if now is not None:  # (None: deleted meanwhile, e.g. by the retention sweep)
                 raise Conflict(f"The job is {now}; cancel it first, then delete it once it has stopped.")

@@ -27,6 +27,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from basic.core import metrics, redis_clients
 from basic.jobs import event_store
+from basic.jobs.event_schemas import check_event
 from basic.jobs.events import LAYER_JOB_EVENT, TERMINAL_EVENTS, job_group, user_group
 
 logger = logging.getLogger(__name__)
@@ -109,9 +110,12 @@ def build_event(
     status: str,
     progress: int,
     message: str = "",
+    check: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
-    return {
+    """One job event as sent, without its `seq` (the event store adds it). With `check`, an event
+    that does not match its type's schema raises EventShapeError (basic/jobs/event_schemas.py)."""
+    event = {
         "type": event_type,
         "job": str(job_id),
         "status": status,
@@ -120,6 +124,9 @@ def build_event(
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         **extra,
     }
+    if check:
+        check_event(event, with_seq=False)
+    return event
 
 
 def push_job_event(
@@ -131,6 +138,7 @@ def push_job_event(
     progress: int,
     message: str = "",
     floor: int = 0,
+    check: bool = False,
     **extra: Any,
 ) -> dict[str, Any] | None:
     """Store and broadcast one job event; returns it with its `seq`, or None if Redis is down.
@@ -138,8 +146,13 @@ def push_job_event(
     `floor` is the last seq the caller knows the job had: the new seq is above it even if Redis
     lost the job's counter and history. Terminal events are retried (they must never be lost); a
     progress event that cannot be sent is dropped, since the next one supersedes it.
+
+    `check` refuses an event whose shape is not its type's schema, before anything is sent. The
+    lifecycle always checks (`transitions.push`); tests and benchmarks push partial events, so the
+    default is off.
     """
-    event = build_event(event_type, job_id=job_id, status=status, progress=progress, message=message, **extra)
+    event = build_event(event_type, job_id=job_id, status=status, progress=progress, message=message,
+                        check=check, **extra)
     groups = [job_group(job_id)] + ([user_group(owner_id)] if owner_id is not None else [])
     attempts = TERMINAL_PUSH_ATTEMPTS if event_type in TERMINAL_EVENTS else 1
     stored = None

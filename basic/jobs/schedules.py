@@ -26,7 +26,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from rest_framework import serializers
 
-from basic.jobs import retention, services, transitions
+from basic.jobs import retention, services
 from basic.jobs.models import Job, Schedule
 from basic.jobs.registry import JobKind, get_kind, validate_params
 
@@ -241,6 +241,13 @@ def schedule_delete(*, schedule: Schedule) -> None:
         task.delete()  # tells beat (PeriodicTasks.changed)
 
 
+def schedule_record_run(*, schedule: Schedule, job: Job) -> None:
+    """Remember the job a run of the schedule started (its `last_job`). One UPDATE of that column
+    only, so a concurrent edit of the schedule (API or admin) is not overwritten."""
+    Schedule.objects.filter(pk=schedule.pk).update(last_job=job)
+    schedule.last_job = job
+
+
 # --- running (in a worker, from beat's task) ----------------------------------------------------
 
 def run_schedule(schedule_id: int) -> Job | None:
@@ -274,11 +281,12 @@ def run_schedule(schedule_id: int) -> Job | None:
                 return None
             reason = str(exc)
     if reason is not None:
-        job = Job.objects.create(kind=schedule.kind, owner=schedule.owner, params=schedule.params or {},
-                                 message="Queued")
-        transitions.fail(job, reason)
+        job = services.job_refused(kind_name=schedule.kind, owner=schedule.owner, params=schedule.params or {},
+                                   reason=reason)
     else:
         try:
+            # Outside any transaction (commit, then publish: services.job_start sends at once), so a
+            # broker outage is raised here and caught below, not at some later commit.
             job = services.job_start(kind=kind, owner=schedule.owner, data=data)
         except services.BrokerUnavailable:  # the job row says so; beat tries again next time
             logger.warning("schedule %s: the job queue is unreachable", schedule.pk)
@@ -286,6 +294,6 @@ def run_schedule(schedule_id: int) -> Job | None:
         except services.QuotaExceeded:  # reached since the check above: the next run says so
             logger.info("schedule %s: its owner reached their output quota; run skipped", schedule.pk)
             return None
-    Schedule.objects.filter(pk=schedule.pk).update(last_job=job)
+    schedule_record_run(schedule=schedule, job=job)
     logger.info("scheduled job started", extra={"schedule": schedule.pk, "job": str(job.id), "kind": job.kind})
     return job

@@ -1,8 +1,9 @@
-"""Job logic shared by views, consumers, commands and the admin: start, cancel, recover, and who
-may see what. Running a job is the lifecycle's (basic/jobs/runner.py)."""
+"""Job logic shared by views, consumers, commands, the admin and beat: start, cancel, delete, recover,
+and who may see what. Running a job is the lifecycle's (basic/jobs/runner.py)."""
 import json
 import logging
 import uuid
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from celery.exceptions import CeleryError
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
@@ -21,7 +23,7 @@ from basic.jobs.leases import is_leased
 from basic.jobs.models import Job
 from basic.jobs.registry import JobKind
 from basic.jobs.retention import QuotaExceeded as QuotaExceeded  # raised by job_start; views answer 409
-from basic.jobs.retention import check_quota
+from basic.jobs.retention import check_quota, delete_job
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +74,21 @@ def _enqueue(job: Job) -> None:
 
 
 def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None) -> Job:
-    """Create the job row from validated parameters and queue it; BrokerUnavailable if the broker
-    cannot be reached (the row then says so as a failed job); QuotaExceeded, before anything is
-    stored, if the owner's jobs keep JOB_OUTPUT_QUOTA_MB already."""
+    """Create the job row from validated parameters and queue it once the row is committed.
+
+    QuotaExceeded, before anything is stored, if the owner's jobs keep JOB_OUTPUT_QUOTA_MB already.
+
+    Commit, then publish: the task is sent by `transaction.on_commit`, so a worker never looks for a
+    row that is not committed yet.
+    - Called outside any transaction (views, beat's `run_schedule`: autocommit), the row is committed
+      by `create()` and on_commit sends at once: a broker that cannot be reached marks the job failed
+      and raises BrokerUnavailable from here (the view's 503), as before.
+    - Called inside the caller's `transaction.atomic()`, the task is sent when that block commits;
+      a rollback sends nothing (and leaves no row). A broker that cannot be reached at that commit
+      marks the job failed all the same, never leaving it queued, and, as the hook is not robust,
+      BrokerUnavailable is raised out of the `atomic()` block, after the commit, so the caller learns
+      the job was not queued (hooks registered after this one are then skipped, as Django does).
+    """
     check_quota(owner)
     job_id = uuid.uuid4()
     data = data or {}
@@ -83,13 +97,33 @@ def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | 
     stored = files.stored_bytes(job_id) if kind.prepare else 0  # an upload counts toward the quota
     job = Job.objects.create(id=job_id, kind=kind.name, owner=owner, params=params, message="Queued",
                              output_bytes=stored)
+    transaction.on_commit(partial(_enqueue_or_fail, job), robust=False)
+    return job
+
+
+def _enqueue_or_fail(job: Job) -> None:
+    """Queue a committed job; if the broker cannot be reached, end it failed saying so and raise
+    BrokerUnavailable."""
     try:
         _enqueue(job)
     except (OperationalError, KombuError, CeleryError, RedisError, OSError) as exc:
         logger.error("queueing job %s failed: %s", job.id, exc)
         transitions.fail(job, BROKER_DOWN)
         raise BrokerUnavailable(BROKER_DOWN) from exc
+
+
+def job_refused(*, kind_name: str, owner: AbstractBaseUser, params: dict[str, Any], reason: str) -> Job:
+    """Record a job that cannot run (e.g. a schedule whose kind or parameters are no longer valid) as
+    a failed job saying why, so its owner sees it like any other job. Nothing is queued."""
+    job = Job.objects.create(kind=kind_name, owner=owner, params=params, message="Queued")
+    transitions.fail(job, reason)
     return job
+
+
+def job_delete(*, job: Job) -> bool:
+    """Delete a finished job with its files and events (basic/jobs/retention.py); False while it is
+    queued or running, or if it is already gone."""
+    return delete_job(job)
 
 
 def recover_lost_jobs() -> list[UUID]:

@@ -29,7 +29,10 @@ def download_url(job: Job) -> str:
 
 
 def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
-    """Store and broadcast one event of `job`; remember its seq on the object (see `last_seq`)."""
+    """Store and broadcast one event of `job`; remember its seq on the object (see `last_seq`).
+
+    Every lifecycle event goes through here and is checked against its type's schema
+    (basic/jobs/event_schemas.py): a wrong shape raises EventShapeError before anything is sent."""
     event = push_job_event(
         event_type,
         job_id=job.id,
@@ -38,6 +41,7 @@ def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
         progress=job.progress,
         message=job.message,
         floor=job.last_seq,
+        check=True,
         kind=job.kind,
         **extra,
     )

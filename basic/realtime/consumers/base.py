@@ -1,0 +1,313 @@
+"""The socket bases: frame checks, dispatch, 1013 when Redis is down, socket caps, sign-in.
+
+Every frame is validated; a bad one gets an error frame and the socket stays open. Only a bad
+connection request (unknown job, bad room name, flooding) closes it, with a 44xx code after an
+error frame that says why.
+"""
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from basic.core import metrics
+from basic.jobs import events
+from basic.realtime import chat, close_codes
+from basic.realtime import limits as ws_limits
+from basic.realtime.auth import user_for_token
+from basic.realtime.channel_layer import LAYER_RECONNECTED
+
+try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
+    from autobahn.exception import Disconnected as ClientGone
+except ImportError:  # pragma: no cover - another ASGI server
+    class ClientGone(Exception):  # type: ignore[no-redef]
+        pass
+
+# The socket log lines keep the name they have always had, so operators' filters survive the move.
+logger = logging.getLogger("basic.consumers")
+
+MAX_CONTROL_FRAME_BYTES = 4096
+
+
+def client_address(scope: dict[str, Any]) -> str:
+    """The peer's address (Daphne behind a proxy needs --proxy-headers for the real one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+# Messages whose handlers reach the database only through database_sync_to_async (which closes
+# stale connections itself): dispatched without Channels' per-message thread hop to close them
+# (docs/design.md trap 8: a third of the server's time with 1,000 sockets in one room).
+NO_THREAD_HOP = frozenset({"websocket.receive", chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT,
+                           LAYER_RECONNECTED})
+ENCODED = "_encoded"
+
+
+def encoded_once(message: dict[str, Any], key: str, content: Callable[[], Any]) -> str:
+    """The JSON text of `content()`, computed by the first socket that sends it and reused by the
+    other sockets of this process that got the same group message: the channel layer hands them
+    one shared dict (basic/realtime/channel_layer.py). With the stock layer each socket has its own dict
+    and this is just json.dumps."""
+    cache = message.get(ENCODED)
+    if cache is None:
+        cache = message[ENCODED] = {}
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = json.dumps(content())
+    return text
+
+
+UNAVAILABLE = {"type": "error", "code": "unavailable",
+               "detail": "The live service is unavailable right now; reconnect in a few seconds."}
+
+
+class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
+    """Parses and size-checks frames itself, so no client input can crash the consumer.
+
+    A client that hangs up while we answer costs nothing: once it is gone (its disconnect arrived,
+    we closed, or Daphne says the protocol is closed) every further send is a silent no-op instead
+    of `Disconnected: Attempt to send on a closed protocol` and "Exception inside application".
+    """
+
+    max_frame_bytes = MAX_CONTROL_FRAME_BYTES
+    closed = False
+    strikes = 0
+    _slot: tuple[str, str] | None = None
+    _opened_at: float | None = None
+    _close_code: int | None = None
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        async def send_unless_gone(message: dict[str, Any]) -> None:
+            if self.closed:
+                return
+            if message["type"] == "websocket.close":
+                self.closed = True
+                self._close_code = message.get("code", 1000)
+            elif message["type"] == "websocket.accept" and self._opened_at is None:
+                self._opened_at = time.monotonic()
+                logger.info("socket open", extra=self._log_fields(scope))
+            try:
+                await send(message)
+            except ClientGone:
+                self.closed = True
+
+        try:
+            await super().__call__(scope, receive, send_unless_gone)
+        except (RedisError, OSError) as exc:
+            # The channel layer could not even give this socket a channel: Redis is unreachable.
+            logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
+            if not self.accepted:
+                if (await receive())["type"] != "websocket.connect":
+                    return
+                self.accepted = True
+                await send_unless_gone({"type": "websocket.accept"})
+            await send_unless_gone({"type": "websocket.send", "text": json.dumps(UNAVAILABLE)})
+            await send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_TRY_AGAIN_LATER})
+        finally:
+            self.closed = True
+            self._take_group_messages(None)
+            await self.release_socket_slot()
+            if self._opened_at is not None:
+                logger.info("socket closed", extra={
+                    **self._log_fields(scope), "close_code": self._close_code,
+                    "duration_s": round(time.monotonic() - self._opened_at, 3)})
+
+    def _log_fields(self, scope: dict[str, Any]) -> dict[str, Any]:
+        """What the socket connect and close log lines carry (JSON with LOG_FORMAT=json)."""
+        user = self.scope.get("user") if getattr(self, "scope", None) else scope.get("user")
+        return {"route": scope.get("path", ""), "client": client_address(scope),
+                "user": user.get_username() if user is not None and user.is_authenticated else None}
+
+    def _take_group_messages(self, handler: Callable[[dict[str, Any]], Any] | None) -> None:
+        """Group messages straight from the channel layer, not through this socket's queue
+        (basic/realtime/channel_layer.py); a layer without that path keeps using the queue."""
+        take = getattr(self.channel_layer, "take_group_messages_directly", None) if self.channel_layer else None
+        if take is not None and getattr(self, "channel_name", None):
+            take(self.channel_name, handler)
+
+    async def dispatch_group_message(self, message: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.dispatch(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        """A socket that cannot join its groups because Redis is unreachable is told so and closed
+        with 1013 (try again later), never failed with an HTTP 500 (docs/design.md trap 6)."""
+        self._take_group_messages(self.dispatch_group_message)
+        try:
+            await super().websocket_connect(message)
+        except (RedisError, OSError) as exc:
+            logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
+            await self.reject(close_codes.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] in NO_THREAD_HOP:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is not None:
+                await handler(message)
+                return
+        await super().dispatch(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self.closed = True
+        if self._close_code is None:
+            self._close_code = message.get("code")
+        await super().websocket_disconnect(message)
+
+    async def layer_reconnected(self, message: dict[str, Any]) -> None:
+        """The channel layer's subscriber is back after a Redis outage (basic/realtime/channel_layer.py).
+        The socket stays open: its subscriptions were restored; what was published meanwhile is
+        gone unless a subclass can fetch it again."""
+
+    async def claim_socket_slot(self) -> bool:
+        """Count this socket against its user's (or anonymous address's) cap, WS_MAX_PER_USER or
+        WS_MAX_ANONYMOUS_PER_IP. Past it: an error frame, close 4429 and False."""
+        if self.user and self.user.is_authenticated:
+            who, cap, per = f"user:{self.user.pk}", settings.WS_MAX_PER_USER, "user"
+        else:
+            who, cap, per = f"ip:{client_address(self.scope)}", settings.WS_MAX_ANONYMOUS_PER_IP, "address"
+        try:
+            claimed = await ws_limits.claim_slot(who, self.channel_name, cap)
+        except Exception:  # Redis is down (so is the channel layer): don't add a second failure
+            logger.warning("socket cap unavailable; socket let in", exc_info=True)
+            return True
+        if not claimed:
+            await self.reject(close_codes.CLOSE_TOO_MANY_REQUESTS, "too_many_sockets",
+                              f"At most {cap} open sockets per {per}; close one first.")
+            return False
+        self._slot = (who, self.channel_name)
+        ws_limits.slot_keeper().keep(who, self.channel_name)
+        return True
+
+    async def release_socket_slot(self) -> None:
+        if self._slot:
+            slot, self._slot = self._slot, None
+            ws_limits.slot_keeper().drop(slot[1])
+            try:
+                await ws_limits.release_slot(*slot)
+            except Exception:  # the claim lapses by itself within ws_limits.SLOT_TTL_SECONDS
+                logger.warning("could not release the socket slot of %s", slot[0], exc_info=True)
+
+    async def strike(self, limit: int, detail: str) -> None:
+        """A frame refused for its rate: an error frame; past `limit` of them, close 4429."""
+        self.strikes += 1
+        if self.strikes > limit:
+            await self.send_error("rate_limited", f"{detail}; closing.")
+            await self.close(code=close_codes.CLOSE_TOO_MANY_REQUESTS)
+        else:
+            await self.send_error("rate_limited", f"{detail}; slow down.")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        if self.closed:  # frames that arrive after we closed the socket (or refused it) are ignored
+            return
+        if text_data is None:
+            await self.bad_frame("binary_frame", "Send JSON text frames, not binary.")
+            return
+        if len(text_data.encode("utf-8")) > self.max_frame_bytes:
+            await self.bad_frame("too_large", f"Frames are limited to {self.max_frame_bytes} bytes.")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.bad_frame("invalid_json", "The frame is not valid JSON.")
+            return
+        if not isinstance(content, dict):
+            await self.bad_frame("invalid_frame", "Send a JSON object.")
+            return
+        try:
+            await self.receive_json(content)
+        except Exception:
+            logger.exception("%s failed on a frame", type(self).__name__)
+            await self.send_error("internal_error", "The server could not handle that frame.")
+
+    async def bad_frame(self, code: str, detail: str) -> None:
+        """A frame we could not read: say why; the socket stays open."""
+        await self.send_error(code, detail)
+
+    async def send_error(self, code: str, detail: str) -> None:
+        await self.send_json({"type": "error", "code": code, "detail": detail})
+
+    accepted = False
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        if not self.accepted:
+            self.accepted = True
+            await super().accept(subprotocol, headers)
+
+    async def reject(self, close_code: int, code: str, detail: str) -> None:
+        """Accept only to say why, then close: a refused handshake would hide the close code."""
+        if close_code == close_codes.CLOSE_TOO_MANY_REQUESTS:
+            metrics.socket_closed_over_limit(code)
+        await self.accept()
+        await self.send_error(code, detail)
+        await self.close(code=close_code)
+
+    @property
+    def user(self) -> Any:
+        return self.scope.get("user")
+
+
+
+class AuthenticatedConsumer(ValidatingJsonConsumer):
+    """A socket for signed-in users: the session cookie, `?token=`, or a first frame
+    `{"type": "auth", "token": …}` within AUTH_TIMEOUT seconds. Subclasses implement `start()`
+    (join groups, accept, send the first frames) and `handle_frame()`."""
+
+    AUTH_TIMEOUT = 10.0
+    awaiting_auth = False
+    _auth_timer: asyncio.Task | None = None
+
+    async def connect(self) -> None:
+        if self.scope.get("token_rejected"):
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", "That token is not valid.")
+        elif self.user and self.user.is_authenticated:
+            await self.start()
+        elif await self.claim_socket_slot():  # until it authenticates, it counts as anonymous
+            self.awaiting_auth = True
+            await self.accept()
+            self._auth_timer = asyncio.create_task(self._close_if_still_anonymous())
+
+    async def _close_if_still_anonymous(self) -> None:
+        await asyncio.sleep(self.AUTH_TIMEOUT)
+        if self.awaiting_auth:
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", "No credentials in time.")
+
+    async def bad_frame(self, code: str, detail: str) -> None:
+        if self.awaiting_auth:
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", f"{detail} Authenticate first.")
+        else:
+            await super().bad_frame(code, detail)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        if not self.awaiting_auth:
+            await self.handle_frame(content)
+            return
+        token = content.get("token") if content.get("type") == "auth" else None
+        user = await user_for_token(token) if isinstance(token, str) else None
+        if user is None:
+            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized",
+                              'Sign in, or send {"type": "auth", "token": "<API token>"} first.')
+            return
+        self.awaiting_auth = False
+        if self._auth_timer:
+            self._auth_timer.cancel()
+        self.scope["user"] = user
+        await self.release_socket_slot()  # start() claims one of the user's slots instead
+        await self.start()
+
+    async def disconnect(self, code: int) -> None:
+        if self._auth_timer:
+            self._auth_timer.cancel()
+
+    async def start(self) -> None:
+        """Check the request, `claim_socket_slot()`, join groups, accept and send the first frames."""
+        raise NotImplementedError
+
+    async def handle_frame(self, content: dict[str, Any]) -> None:
+        raise NotImplementedError
+

@@ -1,0 +1,36 @@
+"""`/ws/events/`: the signed-in user's live feed, every event of their jobs and nobody else's."""
+from typing import Any
+
+from basic.jobs import events
+from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
+
+
+class UserEventsConsumer(AuthenticatedConsumer):
+    """`/ws/events/`: every event of the signed-in user's jobs, and nobody else's.
+
+    Events go out as published (their schemas: basic/jobs/event_schemas.py), encoded once per
+    process; no history, no ordering: a client that needs those watches `/ws/jobs/{id}/`.
+    """
+
+    group: str | None = None
+
+    async def start(self) -> None:
+        if not await self.claim_socket_slot():
+            return
+        self.group = events.user_group(self.user.id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        await super().disconnect(code)
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def job_event(self, message: dict[str, Any]) -> None:
+        await self.send(text_data=encoded_once(message, "event", lambda: message["event"]))
+
+    async def handle_frame(self, content: dict[str, Any]) -> None:
+        if content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_error("unknown_type", "Known frame types: ping.")
