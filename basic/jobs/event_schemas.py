@@ -4,15 +4,14 @@ Events are JSON once they leave the process, so only the JSON types are checked.
 a missing or an extra key is refused, as is a value of the wrong type. `seq` is assigned by the event
 store (basic/jobs/event_store.py): an event as built has none, a stored one and a snapshot have it.
 """
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any, NotRequired, TypedDict
 
+from basic.core.shapes import Shape, ShapeError
 from basic.jobs import events
 
 
-class EventShapeError(ValueError):
+class EventShapeError(ShapeError):
     """An event that does not match its type's schema; the message names the type and the keys."""
 
 
@@ -81,48 +80,19 @@ SCHEMAS: dict[str, type] = {
 }
 
 
-def _runtime_types(annotation: Any) -> tuple[type, ...]:
-    """What `isinstance` checks for an annotation: `str | None` is (str, NoneType), `dict[str, Any]` dict."""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return tuple(t for arg in typing.get_args(annotation) for t in _runtime_types(arg))
-    if annotation is None or annotation is type(None):
-        return (type(None),)
-    return (typing.get_origin(annotation) or annotation,)
-
-
-class _Spec:
-    """A schema flattened once, so a check is two set comparisons and one isinstance per key."""
-
-    __slots__ = ("name", "required", "allowed", "value_types")
-
-    def __init__(self, name: str, schema: type, *, with_seq: bool) -> None:
-        drop = set() if with_seq else {"seq"}
-        self.name = name
-        self.required = frozenset(schema.__required_keys__ - drop)
-        self.allowed = frozenset((schema.__required_keys__ | schema.__optional_keys__) - drop)
-        self.value_types = {key: _runtime_types(hint) for key, hint in typing.get_type_hints(schema).items()
-                            if key not in drop}
-
-
-_SPECS = {with_seq: {name: _Spec(name, schema, with_seq=with_seq) for name, schema in SCHEMAS.items()}
-          for with_seq in (True, False)}
+_SHAPES = {with_seq: {name: Shape(schema, drop=frozenset() if with_seq else frozenset({"seq"}), error=EventShapeError,
+                           name=name)
+                     for name, schema in SCHEMAS.items()}
+           for with_seq in (True, False)}
 
 
 def check_event(event: Mapping[str, Any], *, with_seq: bool = True) -> None:
     """Raise EventShapeError unless `event` matches its type's schema exactly.
 
     `with_seq=False` for an event as built, before the event store gives it its `seq`. Called for
-    every pushed event, so it stays cheap: 1.6-2.8 µs for a progress event (timeit, min of 7 x 200k,
-    on a 2-core box at load average 3); tests/unit/test_event_schemas.py keeps it under 5 µs."""
-    spec = _SPECS[with_seq].get(event.get("type"))  # type: ignore[arg-type]
-    if spec is None:
+    every pushed event, so it stays cheap (basic/core/shapes.py): 1.6-2.8 µs for a progress event
+    (timeit, min of 7 x 200k, on a 2-core box at load average 3)."""
+    shape = _SHAPES[with_seq].get(event.get("type"))  # type: ignore[arg-type]
+    if shape is None:
         raise EventShapeError(f"unknown job event type {event.get('type')!r}")
-    keys = event.keys()
-    if keys != spec.required and keys != spec.allowed:  # `==` on key views: cheaper than two subset tests
-        missing, extra = sorted(spec.required - keys), sorted(keys - spec.allowed)
-        raise EventShapeError(f"{spec.name}: missing keys {missing}, extra keys {extra}")
-    value_types = spec.value_types
-    for key, value in event.items():
-        if not isinstance(value, value_types[key]):
-            wanted = " or ".join(t.__name__ for t in value_types[key])
-            raise EventShapeError(f"{spec.name}: {key!r} is {type(value).__name__}, not {wanted}")
+    shape.check(event)
