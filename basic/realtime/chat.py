@@ -77,7 +77,7 @@ def chat_group(room: str) -> str:
 
 def check_room(room: str) -> None:
     """Raise ChatRefused("invalid_room") unless `room` is a valid room name."""
-    if not ROOM_NAME.match(room):
+    if not ROOM_NAME.fullmatch(room):  # `$` alone would let "lobby\n" through
         raise ChatRefused("invalid_room", "Room names are 1-64 letters, digits, '.', '_' or '-'.")
 
 

@@ -102,3 +102,13 @@ def test_kind_modules_written_against_the_old_paths_still_load():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warned: basic.lifecycle.registry is now basic.jobs.registry" in done.stdout
     assert "same objects" in done.stdout
+
+
+def test_the_kinds_contract_names_every_module_of_jobs_but_kind_api():
+    """A module added to basic/jobs/ is closed to kinds from the start: the contract's list is complete."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    (kinds,) = [c for c in contracts if c.get("source_modules") == ["basic.kinds"]]
+    modules = {f"basic.jobs.{path.stem}" for path in (ROOT / "basic" / "jobs").glob("*.py")}
+    assert set(kinds["forbidden_modules"]) == modules - {"basic.jobs.__init__", "basic.jobs.kind_api"}

@@ -104,7 +104,7 @@ def test_room_names_that_are_allowed(name):
     chat.check_room(name)
 
 
-@pytest.mark.parametrize("name", ["", "x" * 65, "has space", "semi;colon", "%00", "a/b", "é"])
+@pytest.mark.parametrize("name", ["", "x" * 65, "has space", "semi;colon", "%00", "a/b", "é", "lobby\n", "\nlobby"])
 def test_room_names_that_are_refused(name):
     with pytest.raises(chat.ChatRefused) as refused:
         chat.check_room(name)
