@@ -18,8 +18,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .  # the `jobs` terminal client (basic/cli)
 	touch $(STAMP)
 
+# var/ is private (0700): the database holds password hashes and API tokens (settings keep it so).
 migrate: setup
-	mkdir -p var
+	mkdir -p -m 700 var
 	$(PY) manage.py migrate --noinput
 
 run: migrate

@@ -5,9 +5,13 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from basic.core.private_files import keep_private, sqlite_path
 from basic.realtime.origins import origins_from_allowed_hosts, parse_allowed_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# Local state (the SQLite database, the embedded Redis, metrics, job files): private to the user
+# who runs the app, 0700 (basic/core/private_files.py; `make migrate` and runstack create it so).
+VAR_DIR = BASE_DIR / "var"
 
 
 def env_str(name: str, default: str) -> str:
@@ -38,6 +42,16 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 def env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "")
     return int(value) if value else default
+
+
+def env_port(name: str, default: int) -> int:
+    """A TCP port, 1-65535; anything else stops start-up."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a port number (1-65535).")
+    return int(value)
 
 
 def env_list(name: str, default: str) -> list[str]:
@@ -80,15 +94,19 @@ if _proxy_ssl_header and (len(_proxy_ssl_header) != 2 or not _proxy_ssl_header[0
     )
 SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header) if _proxy_ssl_header else None
 
+# The port this process's Daphne serves on: `manage.py runstack` and basic/ops/stack.py set it for
+# the Daphne they start, the image serves on 8000 (the default). Only the socket Origin default uses it.
+PORT = env_port("PORT", 8000)
 # Browser origins (scheme://host[:port], port may be *) allowed to open WebSockets; sockets
-# without an Origin header (scripts, not browsers) are not affected. Default: every host named
-# in ALLOWED_HOSTS on any port, over http and https (https only with SECURE_SSL_REDIRECT);
-# wildcards in ALLOWED_HOSTS are skipped, so ALLOWED_HOSTS=* never lets every site in.
-WS_ALLOWED_ORIGINS = env_list(
-    "WS_ALLOWED_ORIGINS", ",".join(origins_from_allowed_hosts(ALLOWED_HOSTS, https_only=SECURE_SSL_REDIRECT))
-)
+# without an Origin header (scripts, not browsers) are not affected. Default: the exact origins the
+# pages are served on, for every host named in ALLOWED_HOSTS: http://host:PORT, plus https://host
+# (443) behind a TLS proxy (SECURE_PROXY_SSL_HEADER), only the https one with SECURE_SSL_REDIRECT.
+# Never another port: another app on the same host must not open sockets with our users' cookies.
+# Wildcards in ALLOWED_HOSTS are skipped, so ALLOWED_HOSTS=* never lets every site in.
+WS_ALLOWED_ORIGINS = env_list("WS_ALLOWED_ORIGINS", ",".join(origins_from_allowed_hosts(
+    ALLOWED_HOSTS, port=PORT, https_only=SECURE_SSL_REDIRECT, behind_tls_proxy=SECURE_PROXY_SSL_HEADER is not None)))
 if DEBUG and not WS_ALLOWED_ORIGINS:
-    WS_ALLOWED_ORIGINS = origins_from_allowed_hosts(["localhost", "127.0.0.1", "[::1]"])
+    WS_ALLOWED_ORIGINS = origins_from_allowed_hosts(["localhost", "127.0.0.1", "[::1]"], port=PORT)
 parse_allowed_origins(WS_ALLOWED_ORIGINS)  # refuse to start on a malformed entry
 
 # Operations: /healthz, /readyz, /metrics (basic/ops/health.py, basic/ops/metrics.py, docs/deploy.md).
@@ -126,6 +144,8 @@ MIDDLEWARE = [
     # answered before host validation and the HTTPS redirect, which probes can't satisfy.
     "basic.ops.request_log.RequestLogMiddleware",
     "basic.ops.views.OpsEndpointsMiddleware",
+    # A body in a charset forms can't be decoded in is a 400 before the CSRF check reads it.
+    "basic.api.parsers.DeclaredCharsetMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -157,7 +177,7 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}"),
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=0,
     )
 }
@@ -194,9 +214,13 @@ STATIC_URL = "/static/"
 STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
-MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Every job's files: MEDIA_ROOT/jobs/<job id>/ (uploads in input/, outputs beside them).
 JOBS_DIR = MEDIA_ROOT / "jobs"
+# At every start: var/ and JOBS_DIR 0700, a SQLite database 0600 (and a new one as it is created,
+# basic/apps.py), those that exist and are ours. Tokens and users' files are not for other accounts.
+_sqlite_file = sqlite_path(DATABASES["default"]["NAME"]) if DATABASES["default"]["ENGINE"].endswith("sqlite3") else None
+keep_private(dirs=[VAR_DIR, JOBS_DIR], sqlite_files=[_sqlite_file] if _sqlite_file else [])
 # The modules that register job kinds (basic/jobs/registry.py); add your own here.
 JOB_KIND_MODULES = env_list(
     "JOB_KIND_MODULES", "basic.kinds.students_by_age,basic.kinds.thumbnails,basic.kinds.page_fetch"
@@ -234,6 +258,12 @@ REST_FRAMEWORK = {
     # drf-spectacular's, plus every error answer each operation can give (basic/api/openapi.py).
     "DEFAULT_SCHEMA_CLASS": "basic.api.openapi.ApiAutoSchema",
     "EXCEPTION_HANDLER": "basic.api.errors.api_exception_handler",
+    # DRF's JSON, form and multipart parsers and JSON renderer, made unbreakable by any body or echo;
+    # the negotiation swaps them in even for views naming DRF's own (basic/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["basic.api.parsers.JsonParser", "basic.api.parsers.FormParser",
+                               "basic.api.parsers.MultiPartParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "basic.api.parsers.ParserNegotiation",
+    "DEFAULT_RENDERER_CLASSES": ["basic.api.renderers.JsonRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
     "DEFAULT_PAGINATION_CLASS": "basic.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 50,
 }

@@ -1,10 +1,12 @@
 """HTTP routes: the REST API, its schema and docs, and the pages."""
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from basic.accounts.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken
+from basic.accounts.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken, throttled_sign_in
 from basic.api.console import console
 from basic.api.kinds import KindListView
 from basic.api.schedules import ScheduleViewSet
@@ -30,8 +32,16 @@ urlpatterns = [
     path("api/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Every form that checks a password shares that budget; these paths come before the includes
+    # that also define them, so the throttled views answer and `reverse()` names stay the same.
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    # (Password changes check the old password: throttled after the sign-in check, by user name.)
+    path("accounts/password_change/", login_required(throttled_sign_in(auth_views.PasswordChangeView.as_view())),
+         name="password_change"),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/login/", throttled_sign_in(admin.site.login)),
+    path("admin/password_change/",
+         admin.site.admin_view(throttled_sign_in(admin.site.password_change), cacheable=True)),
     path("admin/", admin.site.urls),
     # Operations (basic/ops/views.py; OpsEndpointsMiddleware answers these paths first).
     path("healthz", ops_views.healthz, name="healthz"),

@@ -1,5 +1,6 @@
 """Sign-in throttling: LOGIN_RATE attempts per client address and per username, whichever runs out
-first, shared by `POST /api/auth/token/` and the HTML form at `/accounts/login/` (so alternating
+first, shared by every form that checks a password: `POST /api/auth/token/`, the console's form at
+`/accounts/login/`, the admin's `/admin/login/` and both password-change forms (so alternating
 between them buys nothing).
 
 Counters live in Django's cache (Redis in production, so every web process shares them) as
@@ -10,6 +11,8 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -79,6 +82,40 @@ def _username(data: Any) -> Any:
     return data.get("username") if hasattr(data, "get") else None
 
 
+def _refusal(request: HttpRequest, username: Any) -> HttpResponse | None:
+    """Count a form's sign-in attempt; the 429 page saying how long to wait, or None to go ahead."""
+    wait = seconds_to_wait(request, username)
+    if wait is None:
+        return None
+    response = render(request, "registration/login_throttled.html", {"wait": wait}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def _form_username(request: HttpRequest) -> Any:
+    """The name a form signs in as: its `username` field, or (a password-change form, which asks
+    for the old password) the signed-in user's."""
+    if "username" in request.POST:
+        return request.POST.get("username")
+    user = getattr(request, "user", None)
+    return user.get_username() if user is not None and user.is_authenticated else None
+
+
+def throttled_sign_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Any Django view that checks a password on POST (the admin's login, password change),
+    throttled with the same budget as the rest; GET is never counted."""
+
+    @wraps(view)
+    def throttled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            refused = _refusal(request, _form_username(request))
+            if refused is not None:
+                return refused
+        return view(request, *args, **kwargs)
+
+    return throttled
+
+
 class ThrottledObtainAuthToken(ObtainAuthToken):
     """`POST /api/auth/token/`: DRF's token view, throttled."""
 
@@ -93,9 +130,5 @@ class ThrottledLoginView(LoginView):
     """`/accounts/login/`: Django's sign-in form, throttled (429 and a page that says how long)."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        wait = seconds_to_wait(request, request.POST.get("username"))
-        if wait is not None:
-            response = render(request, "registration/login_throttled.html", {"wait": wait}, status=429)
-            response["Retry-After"] = str(wait)
-            return response
-        return super().post(request, *args, **kwargs)
+        refused = _refusal(request, request.POST.get("username"))
+        return refused if refused is not None else super().post(request, *args, **kwargs)

@@ -1,9 +1,11 @@
-"""Every API error is JSON with a `detail`; an outage of Redis or the broker is a 503, not a 500."""
+"""Every API error is JSON with a `detail`; an outage of Redis or the broker is a 503, not a 500;
+and an error that echoes input renders whatever that input held (a lone surrogate becomes U+FFFD)."""
 import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.exceptions import BadRequest as DjangoBadRequest
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.db import DatabaseError, DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found
@@ -13,6 +15,8 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from basic.core import untrusted_json
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class BadRequest(APIException):
 # ports and file paths; that goes to the log, with the request and the job id.
 REDIS_DOWN = "Redis or the job queue is unreachable right now; try again in a minute."
 DATABASE_DOWN = "The database is unavailable right now; try again in a minute."
+UNREADABLE_REQUEST = "The request could not be read (a malformed body or header); check how it is encoded."
 BAD_VALUE = "The request holds a value the database can't store or compare (e.g. a NUL character)."
 INTERNAL_ERROR = "Internal error. It has been logged; try again, or report what you did and when."
 
@@ -61,6 +66,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = PayloadTooLarge(f"The request body is too large: at most {limit:g} MB (files aside).")
     elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
         exc = BadRequest("The request has too many form fields or files.")
+    elif isinstance(exc, DjangoBadRequest | SuspiciousOperation):  # Django refusing to read the request
+        logger.warning("unreadable request on %s: %s", _where(context), exc)
+        exc = BadRequest(UNREADABLE_REQUEST)
     elif isinstance(exc, DataError):  # the request's value, not an outage: PostgreSQL refuses NUL characters
         logger.warning("database refused a value on %s: %s", _where(context), exc)
         exc = BadRequest(BAD_VALUE)
@@ -71,6 +79,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     if response is None:
         logger.error("unhandled API error on %s", _where(context), exc_info=exc)
         return Response({"detail": INTERNAL_ERROR}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    # A field error may quote the value it refused; whatever that holds, the answer must encode.
+    response.data = untrusted_json.scrub(response.data)
     return response
 
 

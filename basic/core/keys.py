@@ -37,9 +37,13 @@ def chat_history_key(room: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:chat:{room}:history"
 
 
-def page_cache_key(normalised_url: str) -> str:
-    """A fetched page's body and headers (basic/kinds/page_fetch.py)."""
-    return f"pages:{hashlib.sha256(normalised_url.encode()).hexdigest()}"
+def page_cache_key(owner_id: int | str | None, normalised_url: str) -> str:
+    """A fetched page's body and headers (basic/kinds/page_fetch.py), one entry per owner: a shared
+    entry would tell user B that user A fetched the URL and when. Namespaced by REDIS_KEY_PREFIX:
+    another deployment on the same Redis must not serve its pages here (they passed its
+    PAGE_FETCH_ALLOWED_HOSTS, not ours), and user ids repeat across databases."""
+    digest = hashlib.sha256(normalised_url.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{settings.REDIS_KEY_PREFIX}:pages:{owner_id}:{digest}"
 
 
 # Abuse limits shared by every web process (basic/realtime/limits.py). `who` is "user:<id>" or

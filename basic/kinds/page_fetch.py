@@ -1,5 +1,6 @@
 """Cached page fetch: the worker fetches a public web page (never one inside our own network) and
-keeps its body in Redis for PAGE_CACHE_TTL_SECONDS; a URL still cached completes at once."""
+keeps its body in Redis for PAGE_CACHE_TTL_SECONDS; a URL its owner fetched recently completes at
+once (each user has their own cache entries, so nobody learns what others fetched)."""
 import html
 import json
 import re
@@ -84,7 +85,7 @@ def _fetch(url: str) -> tuple[bytes, dict[str, Any]]:
 
 def run(ctx: JobContext) -> dict[str, Any]:
     url = ctx.params["url"]
-    key = page_cache_key(url)
+    key = page_cache_key(ctx.job.owner_id, url)  # each owner's own entry, in this deployment's namespace
     hit = None if ctx.params.get("refresh") else _cached(key)
     if hit is None:
         ctx.progress(0, 2, f"Fetching {url}", force=True)

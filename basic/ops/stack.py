@@ -78,7 +78,8 @@ def start_daphne(port: int, env: dict[str, str], log: Path | None = None) -> sub
         # Daphne's access log is plain text on stdout; the app logs each request itself (JSON).
         args[3:3] = ["-v", "0"]
     # On PostgreSQL, web processes take connections from a pool (settings: DATABASE_POOL).
-    process = _spawn(args, {"DATABASE_POOL": "1", **env}, log)
+    # PORT: settings derive the default socket Origin list from the port pages are served on.
+    process = _spawn(args, {"DATABASE_POOL": "1", **env, "PORT": str(port)}, log)
     wait_for_port(port, process=process)
     return process
 

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypedDict
 from django.conf import settings
 from django.utils import timezone
 
-from basic.core import keys
+from basic.core import keys, untrusted_json
 from basic.core.rate_limit import TokenBucket
 from basic.realtime import chat_history, limits
 from basic.realtime.frames import check_frame
@@ -104,10 +104,12 @@ async def post_message(*, room: str, sender: Sender, text: object, channel_layer
     """Say `text` in `room`: check it, take a token from the sender's bucket, keep it in the room's
     history and publish it to the room's group. Returns the published message (with its `id`).
 
-    Raises ChatRefused("invalid_message") for text that is not a non-blank string and RateLimited
-    past the sender's rate; nothing is stored or sent then. `seed` posts the seed room's shape.
+    Raises ChatRefused("invalid_message") for text that is not a non-blank string UTF-8 can encode
+    and RateLimited past the sender's rate; nothing is stored or sent then. `seed` posts the seed
+    room's shape.
     """
-    if not isinstance(text, str) or not text.strip():
+    # A lone surrogate ("\ud800") was stored in the room's history, then failed every live send.
+    if not isinstance(text, str) or not text.strip() or not untrusted_json.encodable(text):
         raise ChatRefused("invalid_message", 'Send {"message": "<text>"}.')
     if not await _allowed(sender):
         raise RateLimited("rate_limited", "Too many messages")

@@ -6,6 +6,8 @@ Every close that is not a plain 1000 is preceded by an error frame with a JSON `
 
 # 1013 "Try Again Later" (RFC 6455 registry): Redis is unreachable, the client should reconnect.
 CLOSE_TRY_AGAIN_LATER = 1013
+# 1011 "Internal Error": a bug in a consumer; it was logged, and the socket cleaned up (groups, slot).
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404

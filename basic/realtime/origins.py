@@ -61,17 +61,23 @@ def parse_allowed_origins(entries: list[str], setting: str = "WS_ALLOWED_ORIGINS
     return [parse_allowed_origin(entry, setting) for entry in entries if entry.strip()]
 
 
-def origins_from_allowed_hosts(allowed_hosts: list[str], https_only: bool = False) -> list[str]:
-    """The default: every explicitly named host of ALLOWED_HOSTS, any port, over http and https
-    (https only when `https_only`). Wildcards (`*`, `.example.com`) are skipped, never widened:
-    `ALLOWED_HOSTS=*` opens sockets to no browser origin at all, not to every site."""
-    schemes = ["https"] if https_only else ["http", "https"]
+def origins_from_allowed_hosts(allowed_hosts: list[str], *, port: int, https_only: bool = False,
+                               behind_tls_proxy: bool = False) -> list[str]:
+    """The default: the exact origins this server's pages are served on, for every explicitly named
+    host of ALLOWED_HOSTS: `http://host:<port>` (the port Daphne serves on, settings.PORT), and
+    `https://host` (443) behind a TLS proxy; with `https_only`, only the latter. Never any port: a
+    browser treats another port on the same host as another site, so another application there
+    must not open sockets with our users' cookies. Wildcards (`*`, `.example.com`) are skipped,
+    never widened: `ALLOWED_HOSTS=*` opens sockets to no browser origin at all, not to every site."""
     origins = []
     for host in allowed_hosts:
         host = host.strip().lower()
         if not host or "*" in host or host.startswith("."):
             continue
-        origins.extend(f"{scheme}://{host}:*" for scheme in schemes)
+        if not https_only:
+            origins.append(f"http://{host}:{port}")
+        if https_only or behind_tls_proxy:
+            origins.append(f"https://{host}:443")
     return origins
 
 

@@ -1,7 +1,7 @@
 import pytest
 from channels.testing import WebsocketCommunicator
 
-ORIGIN = (b"origin", b"http://localhost")
+ORIGIN = (b"origin", b"http://localhost:8000")  # the default Origin list's: settings.PORT, 8000
 
 
 @pytest.fixture(autouse=True)

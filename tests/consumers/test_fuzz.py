@@ -1,6 +1,7 @@
 """Thousands of random frames at each consumer; afterwards it must still serve a normal client.
 
-No frame may crash a consumer (close 1011) or hit the catch-all `internal_error` reply.
+No frame may crash a consumer (close 1011) or hit the catch-all `internal_error` reply. The frames
+that broke the JSON decoding itself (HOSTILE_TEXTS) also go to every route, anonymous included.
 """
 import asyncio
 import json
@@ -12,7 +13,7 @@ from channels.db import database_sync_to_async
 from basic.jobs.publish import push_job_event
 from basic.models import Job
 
-from .conftest import close_all
+from .conftest import close_all, receive_until_closed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,8 +40,27 @@ def random_value(rng: random.Random, depth: int = 0):
     return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
 
 
+# Frames that broke the JSON decoding itself (issue 22): each crashed every route with close 1011.
+HOSTILE_TEXTS = [
+    "[" * 3000,  # RecursionError in the C parser
+    "{\"a\":" * 800,
+    "[" * 900 + "]" * 900,  # parses, nests too deep for anything that walks it afterwards
+    '{"type": "ping", "message": "\\ud800"}',  # a lone surrogate, escaped
+    '{"type": "resume", "after": 1, "token": "\\udfff\\ud800"}',
+    '{"\\udc00": "key"}',
+    '{"message": "\ud800"}',  # a lone surrogate in the text itself (a str no real socket delivers)
+    "\udfff",
+    '{"type": "resume", "after": NaN}',
+    '{"type": "resume", "after": 1e999}',
+    '{"type": "resume", "after": ' + "9" * 4000 + "}",
+    '{"message": "\\u0000"}',
+]
+
+
 def random_frame(rng: random.Random) -> dict:
-    kind = rng.randrange(6)
+    kind = rng.randrange(7)
+    if kind == 6:
+        return {"text_data": rng.choice(HOSTILE_TEXTS)}
     if kind == 0:
         return {"bytes_data": rng.randbytes(rng.choice([1, 10, 5000]))}
     if kind == 1:
@@ -120,3 +140,54 @@ async def test_fuzzed_chat_then_a_normal_client_is_served(connect, alice, rng, s
     await first.send_json_to({"message": "still fine"})
     assert (await second.receive_json_from(5))["message"] == "still fine"
     await close_all(fuzzed, first, second)
+
+
+HOSTILE_REFUSALS = {"too_deep", "invalid_text", "invalid_json", "too_large", "invalid_message", "unknown_type",
+                    "invalid_after"}
+
+
+@pytest.fixture
+async def every_route(alice, settings):
+    """(path, token) for every socket route, signed in and anonymous."""
+    settings.CHAT_ALLOW_ANONYMOUS = True
+    settings.CHAT_RATE_PER_SECOND = 10**6
+    job = await database_sync_to_async(Job.objects.create)(kind="students_by_age", owner=alice)
+    signed_in = [f"/ws/jobs/{job.id}/", "/ws/events/", "/ws/chat/hostile/", "/chat/"]
+    return [*((path, alice.token) for path in signed_in), ("/chat/", None), ("/ws/chat/hostile/", None)]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+async def test_every_route_answers_a_hostile_frame_with_an_error_frame_and_stays_open(connect, every_route, text):
+    for path, token in every_route:
+        communicator, _ = await connect(path, token=token)
+        await communicator.send_to(text_data=text)
+        replies = []
+        while not await communicator.receive_nothing(0.2):
+            message = await communicator.receive_output(1)
+            assert message["type"] == "websocket.send", (path, token, message)  # no close, 1011 or other
+            replies.append(json.loads(message["text"]))
+        errors = [reply for reply in replies if reply.get("type") == "error"]
+        assert all(error["code"] in HOSTILE_REFUSALS for error in errors), (path, errors)
+        await communicator.send_json_to({"type": "ping", "message": "still here"})  # and it still serves
+        reply = await communicator.receive_json_from(5)
+        assert reply in ({"type": "pong"}, {"message": "still here"}) or reply.get("message") == "still here", reply
+        await close_all(communicator)
+
+
+@pytest.mark.parametrize("path", ["/ws/events/", "/ws/jobs/{job}/"])
+@pytest.mark.parametrize("text", HOSTILE_TEXTS)
+async def test_a_hostile_first_frame_on_a_socket_awaiting_sign_in_is_a_4401(connect, alice, path, text):
+    job = await database_sync_to_async(Job.objects.create)(kind="students_by_age", owner=alice)
+    communicator, _ = await connect(path.format(job=job.id))
+    await communicator.send_to(text_data=text)
+    frames, code = await receive_until_closed(communicator, 5)
+    assert code == 4401, (text[:40], code)
+    assert json.loads(frames[-1]["text"])["code"] == "unauthorized"
+
+
+async def test_a_hostile_frame_to_an_unknown_path_changes_nothing(connect):
+    communicator, _ = await connect("/ws/nowhere/")
+    frames, code = await receive_until_closed(communicator, 5)
+    assert code == 4404
+    await communicator.send_to(text_data="[" * 3000)  # after the close: ignored, no crash
+    assert await communicator.receive_nothing(0.2)

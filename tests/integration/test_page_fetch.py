@@ -124,7 +124,8 @@ def test_loopback_is_refused_by_default(api, queued, pages):
 
 def test_a_name_that_resolves_to_loopback_fails_the_job_with_the_reason(api, queued, pages):
     job = fetch(api, f"http://localhost:{pages.split(':')[1]}/page")
-    assert job.status == "failed" and job.error == "localhost leads to an address that is not public."
+    assert job.status == "failed" and job.error == (
+        "localhost does not lead to a public address (the name is unknown, or an address it has is not public).")
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://example.com/", "https://user:pw@example.com/",
@@ -171,3 +172,29 @@ def test_a_server_that_never_answers_fails_within_the_timeout(api, queued, allow
 def test_a_non_2xx_page_is_still_a_result(api, queued, allow, pages):
     job = fetch(api, f"http://{pages}/missing")
     assert job.status == "done" and job.result["status_code"] == 404 and job.result["title"] == "Not here"
+
+
+def test_each_user_has_their_own_cache_entry(api, client_for, bob, queued, allow, pages):
+    """A shared entry told bob that alice had fetched the URL (`cached`) and when (`fetched_at`)."""
+    url = f"http://{pages}/counter?who={time.time()}"
+    assert fetch(api, url).result["cached"] is False
+    hits = Pages.hits
+    bobs = fetch(client_for(bob), url)
+    assert bobs.status == "done" and bobs.result["cached"] is False
+    assert Pages.hits == hits + 1  # bob's job fetched the page itself
+    assert fetch(api, url).result["cached"] is True  # alice's own entry still serves her
+    assert fetch(client_for(bob), url).result["cached"] is True  # and bob's him
+
+
+def test_deployments_sharing_a_redis_never_serve_each_others_pages(api, queued, pages, settings):
+    """The key carries REDIS_KEY_PREFIX: another deployment's entry was fetched under its own
+    PAGE_FETCH_ALLOWED_HOSTS, so serving it here would skip ours."""
+    settings.PAGE_FETCH_TIMEOUT_SECONDS = 2
+    url = f"http://localhost:{pages.split(':')[1]}/counter?deployment={time.time()}"
+    settings.REDIS_KEY_PREFIX = "other-deployment"
+    settings.PAGE_FETCH_ALLOWED_HOSTS = [f"localhost:{pages.split(':')[1]}"]  # it may fetch the page
+    assert fetch(api, url).status == "done"
+    settings.REDIS_KEY_PREFIX = "this-deployment"
+    settings.PAGE_FETCH_ALLOWED_HOSTS = []  # this one may not
+    job = fetch(api, url)
+    assert job.status == "failed" and "not public" in job.error and job.result is None

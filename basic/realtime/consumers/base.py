@@ -2,13 +2,14 @@
 
 Every frame is validated; a bad one gets an error frame and the socket stays open. Only a bad
 connection request (unknown job, bad room name, flooding) closes it, with a 44xx code after an
-error frame that says why.
+error frame that says why. A consumer that fails anyway closes with 1011 after an error frame, and
+like any other leaves its groups and frees its socket slot (`_clean_up`).
 """
 import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -16,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from basic.core import metrics
+from basic.core import metrics, untrusted_json
 from basic.jobs import events
 from basic.realtime import chat, close_codes
 from basic.realtime import limits as ws_limits
@@ -65,6 +66,8 @@ def encoded_once(message: dict[str, Any], key: str, content: Callable[[], Any]) 
 
 UNAVAILABLE = {"type": "error", "code": "unavailable",
                "detail": "The live service is unavailable right now; reconnect in a few seconds."}
+INTERNAL_ERROR = {"type": "error", "code": "internal_error",
+                  "detail": "The server failed on this socket. It has been logged; reconnect."}
 
 
 class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
@@ -81,6 +84,9 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     _slot: tuple[str, str] | None = None
     _opened_at: float | None = None
     _close_code: int | None = None
+    _groups: frozenset[str] | None = None  # joined through join_group(); left by _clean_up()
+    _disconnect_ran = False
+    _tasks: list[asyncio.Task] | None = None  # started through start_task(); cancelled by _clean_up()
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         async def send_unless_gone(message: dict[str, Any]) -> None:
@@ -109,14 +115,66 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                 await send_unless_gone({"type": "websocket.accept"})
             await send_unless_gone({"type": "websocket.send", "text": json.dumps(UNAVAILABLE)})
             await send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_TRY_AGAIN_LATER})
+        except Exception:
+            # A bug in a handler (connect, a frame, a group message, disconnect): logged, cleaned
+            # up as after a normal close (first, so a client that reconnects at once finds its slot
+            # free), then the client is told.
+            logger.exception("%s failed; closing the socket", type(self).__name__)
+            await self._clean_up()
+            if not self.accepted:  # it failed in connect(): accept only to say so, as reject() does
+                self.accepted = True
+                await send_unless_gone({"type": "websocket.accept"})
+            await send_unless_gone({"type": "websocket.send", "text": json.dumps(INTERNAL_ERROR)})
+            await send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_INTERNAL_ERROR})
         finally:
             self.closed = True
-            self._take_group_messages(None)
-            await self.release_socket_slot()
+            await self._clean_up()
             if self._opened_at is not None:
                 logger.info("socket closed", extra={
                     **self._log_fields(scope), "close_code": self._close_code,
                     "duration_s": round(time.monotonic() - self._opened_at, 3)})
+
+    async def _clean_up(self) -> None:
+        """However the consumer ended (a close, a crash, Redis down): it takes no more group
+        messages, its `disconnect()` hook has run, the tasks it started are cancelled, it has left
+        every group it joined and its socket slot is free; each step even if one before it failed.
+        Idempotent (the crash path runs it, then `finally` again). Before it, a crashed socket stayed
+        in its groups until restart: after 300 crashes a room's message went to 301 members."""
+        self._take_group_messages(None)
+        if not self._disconnect_ran:
+            self._disconnect_ran = True
+            try:
+                await self.disconnect(self._close_code or close_codes.CLOSE_INTERNAL_ERROR)
+            except Exception:
+                logger.exception("%s failed to disconnect", type(self).__name__)
+        tasks, self._tasks = self._tasks or [], []
+        for task in tasks:
+            task.cancel()
+        await self.leave_groups()
+        await self.release_socket_slot()
+
+    def start_task(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task:
+        """Run `coroutine` alongside the socket; the base cancels it however the socket ends, even
+        if `disconnect()` fails (a job socket's resync loop otherwise outlived a crash)."""
+        task = asyncio.create_task(coroutine)
+        self._tasks = [*(t for t in self._tasks or [] if not t.done()), task]
+        return task
+
+    async def join_group(self, group: str) -> None:
+        """Join `group` on the channel layer; the base leaves it however the socket ends. The one
+        way a consumer joins a group (tests/consumers/test_crash_cleanup.py checks none calls
+        group_add itself)."""
+        self._groups = (self._groups or frozenset()) | {group}
+        await self.channel_layer.group_add(group, self.channel_name)
+
+    async def leave_groups(self) -> None:
+        groups, self._groups = self._groups or frozenset(), frozenset()
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # Redis is down: the pub/sub layers drop the local member before they
+                # unsubscribe, so only the process's subscription may linger, and Redis restarting ends it
+                logger.warning("could not leave group %s", group, exc_info=True)
 
     def _log_fields(self, scope: dict[str, Any]) -> dict[str, Any]:
         """What the socket connect and close log lines carry (JSON with LOG_FORMAT=json)."""
@@ -157,6 +215,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         self.closed = True
         if self._close_code is None:
             self._close_code = message.get("code")
+        self._disconnect_ran = True  # even if disconnect() raises: __call__ cleans up the rest
         await super().websocket_disconnect(message)
 
     async def layer_reconnected(self, message: dict[str, Any]) -> None:
@@ -208,13 +267,14 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self.bad_frame("binary_frame", "Send JSON text frames, not binary.")
             return
-        if len(text_data.encode("utf-8")) > self.max_frame_bytes:
+        # "surrogatepass": a str holding a lone surrogate is measured here and refused just below.
+        if len(text_data.encode("utf-8", "surrogatepass")) > self.max_frame_bytes:
             await self.bad_frame("too_large", f"Frames are limited to {self.max_frame_bytes} bytes.")
             return
-        try:
-            content = json.loads(text_data)
-        except ValueError:
-            await self.bad_frame("invalid_json", "The frame is not valid JSON.")
+        try:  # too deep, not valid Unicode (`"\ud800"`), not JSON: refused like any bad frame
+            content = untrusted_json.loads(text_data)
+        except untrusted_json.Unreadable as refused:
+            await self.bad_frame(refused.code, refused.about("frame"))
             return
         if not isinstance(content, dict):
             await self.bad_frame("invalid_frame", "Send a JSON object.")
@@ -270,7 +330,7 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
         elif await self.claim_socket_slot():  # until it authenticates, it counts as anonymous
             self.awaiting_auth = True
             await self.accept()
-            self._auth_timer = asyncio.create_task(self._close_if_still_anonymous())
+            self._auth_timer = self.start_task(self._close_if_still_anonymous())
 
     async def _close_if_still_anonymous(self) -> None:
         await asyncio.sleep(self.AUTH_TIMEOUT)
@@ -299,10 +359,6 @@ class AuthenticatedConsumer(ValidatingJsonConsumer):
         self.scope["user"] = user
         await self.release_socket_slot()  # start() claims one of the user's slots instead
         await self.start()
-
-    async def disconnect(self, code: int) -> None:
-        if self._auth_timer:
-            self._auth_timer.cancel()
 
     async def start(self) -> None:
         """Check the request, `claim_socket_slot()`, join groups, accept and send the first frames."""

@@ -63,7 +63,7 @@ class ChatConsumer(ValidatingJsonConsumer):
         self.group = chat.chat_group(self.room)
         if resume_from is not None:
             self._held = []
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_group(self.group)
         replay_group = getattr(self.channel_layer, "replay_group", None)
         if replay_group is not None:  # the project's layer (basic/realtime/channel_layer.py)
             replay_group(self.group, keys.chat_history_key(self.room))
@@ -88,10 +88,6 @@ class ChatConsumer(ValidatingJsonConsumer):
         for payload in held:
             if payload.get(group_history.ID) not in self._replayed:
                 await self.send_chat(payload)
-
-    async def disconnect(self, code: int) -> None:
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         try:

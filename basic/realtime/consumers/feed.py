@@ -18,13 +18,8 @@ class UserEventsConsumer(AuthenticatedConsumer):
         if not await self.claim_socket_slot():
             return
         self.group = events.user_group(self.user.id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.join_group(self.group)  # left by the base, however the socket ends
         await self.accept()
-
-    async def disconnect(self, code: int) -> None:
-        await super().disconnect(code)
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def job_event(self, message: dict[str, Any]) -> None:
         await self.send(text_data=encoded_once(message, "event", lambda: message["event"]))

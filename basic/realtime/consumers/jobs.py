@@ -64,21 +64,14 @@ class JobEventsConsumer(AuthenticatedConsumer):
         self.resume_limiter = TokenBucket(rate=settings.WS_RESUME_RATE_PER_SECOND, burst=settings.WS_RESUME_BURST)
         self.lock = asyncio.Lock()
         # Join the group before reading history, so nothing falls between the two.
-        await self.channel_layer.group_add(events.job_group(self.job_id), self.channel_name)
+        await self.join_group(events.job_group(self.job_id))  # left by the base, however it ends
         await self.accept()
         async with self.lock:
             if after is None:
                 await self.send_snapshot()
             else:
                 await self.replay(after)
-        self._resync = asyncio.create_task(self._resync_until_ended())
-
-    async def disconnect(self, code: int) -> None:
-        await super().disconnect(code)
-        if self._resync:
-            self._resync.cancel()
-        if self.job_id:
-            await self.channel_layer.group_discard(events.job_group(self.job_id), self.channel_name)
+        self._resync = self.start_task(self._resync_until_ended())  # cancelled by the base at the end
 
     async def _resync_until_ended(self) -> None:
         interval = settings.JOB_SOCKET_RESYNC_SECONDS

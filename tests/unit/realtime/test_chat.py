@@ -60,7 +60,8 @@ async def test_the_seed_room_posts_and_sends_only_the_message(room):
     assert len(layer.sent) == 1 and len(stored(room)) == 1
 
 
-@pytest.mark.parametrize("text", [None, "", "   \n\t", 42, {"nested": 1}, ["hi"], True])
+@pytest.mark.parametrize("text", [None, "", "   \n\t", 42, {"nested": 1}, ["hi"], True,
+                                  "\ud800", "hi \udfff", "\udc00\ud83d"])
 async def test_anything_but_non_blank_text_is_refused_and_nothing_is_stored_or_sent(room, text):
     layer = Layer()
     with pytest.raises(chat.ChatRefused) as refused:

@@ -396,9 +396,52 @@ def test_dns_failure_fails(monkeypatch: pytest.MonkeyPatch) -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", fail)
-    with pytest.raises(FetchFailed) as info:
+    with pytest.raises(FetchRefused) as info:
         fetch_public("http://no-such-host.example/", max_bytes=LIMIT, timeout=5)
-    assert str(info.value) == "The host name could not be resolved."
+    assert str(info.value) == network.not_public("no-such-host.example").args[0]
+
+
+def _answers(table: dict[str, str | None]):  # type: ignore[no-untyped-def]
+    """A getaddrinfo that knows only `table`: name -> address, or None for "no such name"."""
+
+    def lookup(host: str, port: int, *args: object, **kwargs: object) -> list:
+        address = table.get(host)
+        if address is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, port))]
+
+    return lookup
+
+
+@pytest.mark.parametrize("via_redirect", [False, True])
+def test_an_unknown_name_and_an_internal_one_look_the_same_to_the_user(
+    server: _Server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, via_redirect: bool
+) -> None:
+    """Two texts (or two error types) for "could not be resolved" and "not public" made page fetch
+    an oracle for which names exist in our internal DNS; only the log tells them apart."""
+    real = socket.getaddrinfo
+    internal = _answers({"db.internal.example": "10.1.2.3", "metadata.internal.example": "169.254.169.254"})
+
+    def lookup(host: str, port: int, *args: object, **kwargs: object) -> list:
+        return real(host, port, *args, **kwargs) if host == "127.0.0.1" else internal(host, port)
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    seen = {}
+    for name in ("db.internal.example", "metadata.internal.example", "nothing-here.internal.example"):
+        url = f"http://{name}/"
+        if via_redirect:
+            url = server.url("/to?" + urllib.parse.urlencode({"url": url}))
+        with caplog.at_level("INFO", logger="basic.core.fetch.network"):
+            with pytest.raises(Exception) as info:
+                fetch_public(url, max_bytes=LIMIT, timeout=5, allowed_hosts=server.allowed)
+        seen[name] = (type(info.value), str(info.value).replace(name, "NAME"))
+        assert "10.1.2.3" not in str(info.value) and "169.254" not in str(info.value)
+    assert len(set(seen.values())) == 1, seen
+    assert next(iter(seen.values()))[0] is FetchRefused
+    logged = caplog.text
+    assert "db.internal.example resolves to 10.1.2.3, which is not public" in logged
+    assert "nothing-here.internal.example did not resolve" in logged
 
 
 @pytest.fixture()
