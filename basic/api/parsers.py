@@ -13,13 +13,13 @@ import codecs
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
 from rest_framework.negotiation import DefaultContentNegotiation
 
 from basic.core import untrusted_json
+from basic.core.middleware import SyncAndAsyncMiddleware
 
 BAD_CHARSET = "The body declares a charset that cannot decode text; send UTF-8."
 
@@ -79,20 +79,12 @@ def charset_decodes_text(charset: str) -> bool:
     return True
 
 
-class DeclaredCharsetMiddleware:
+class DeclaredCharsetMiddleware(SyncAndAsyncMiddleware):
     """A body whose Content-Type names a charset Django cannot decode forms in is refused (400)
     before anything reads `request.POST` (the CSRF check does, for every sign-in form): Django
     raises UnicodeDecodeError or LookupError there, a 500. A charset Python doesn't know, Django
     ignores, and so does this. Sync and async, so it costs no thread hop under Daphne."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

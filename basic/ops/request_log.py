@@ -7,9 +7,10 @@ import logging
 import time
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.functional import LazyObject, empty
+
+from basic.core.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger("basic.requests")
 
@@ -41,15 +42,7 @@ def log_request(request: HttpRequest, response: HttpResponseBase | None, started
         logger.debug("request log line failed", exc_info=True)
 
 
-class RequestLogMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+class RequestLogMiddleware(SyncAndAsyncMiddleware):
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:

@@ -10,12 +10,13 @@ import hmac
 import ipaddress
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from basic.core.middleware import SyncAndAsyncMiddleware
 from basic.ops import health, metrics
 
 # Set by proxies: a request that carries one came through a proxy, even if it arrives from loopback.
@@ -71,15 +72,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 OPS_VIEWS = {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics_view}
 
 
-class OpsEndpointsMiddleware:
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+class OpsEndpointsMiddleware(SyncAndAsyncMiddleware):
 
     def _view(self, request: HttpRequest) -> Any:
         view = OPS_VIEWS.get(request.path_info.rstrip("/") or "/")
