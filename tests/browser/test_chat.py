@@ -95,6 +95,10 @@ def test_a_dropped_chat_connection_comes_back_with_what_was_said_meanwhile(conte
     say(bob, "while you were away")
     say(bob, "and this too")
     expect(messages(bob)).to_have_count(3)
+    # The retry comes due while she is still offline: the tab waits for the network instead of
+    # making an attempt that can only fail (the `errors == []` below would catch one).
+    waiting = alice.page.locator(f'#console-log .frame[data-url^="/ws/chat/{room}/"] .frame-info')
+    expect(waiting.filter(has_text="offline; waiting for the network")).to_have_count(1)
     alice_context.set_offline(False)
 
     expect(messages(alice).locator(".chat-text")).to_have_text(

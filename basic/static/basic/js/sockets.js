@@ -165,9 +165,20 @@ class LiveSocket {
     const delay = Math.round(ceiling * (0.75 + Math.random() * 0.5));
     this.attempts += 1;
     this.retryAt = Date.now() + delay;
-    this.timer = setTimeout(() => this.connect(), delay);
+    this.timer = setTimeout(() => this.connectWhenOnline(), delay);
     this.info(`reconnecting in ${(delay / 1000).toFixed(1)} s`);
     this.setState("retrying");
+  }
+
+  // While the browser knows it is offline an attempt can only fail (and Chromium logs each
+  // failure); the hub's "online" listener retries every waiting socket the moment it is back.
+  connectWhenOnline() {
+    this.timer = null;
+    if (navigator.onLine === false) {
+      this.info("offline; waiting for the network");
+      return;
+    }
+    this.connect();
   }
 
   retryNow() {
