@@ -37,7 +37,7 @@ lint: setup
 # database is busy (README: Tests). Without DATABASE_URL a private PostgreSQL is started.
 PG_TESTS := tests/api tests/unit tests/integration/test_pipeline.py tests/integration/test_resilience.py \
 	tests/integration/test_kinds.py tests/integration/test_schedules.py tests/integration/test_socket_storm.py \
-	tests/integration/test_api_contract.py \
+	tests/integration/test_api_contract.py tests/integration/test_hostile_pages.py tests/integration/test_schedules_race.py \
 	--deselect tests/integration/test_pipeline.py::test_the_naive_async_to_sync_helper_fails_the_same_load
 
 test: setup lint

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
 from basic.core.private_files import keep_private, sqlite_path
@@ -51,6 +52,16 @@ def env_port(name: str, default: int) -> int:
         return default
     if not (value.isascii() and value.isdigit() and 0 < int(value) < 65536):
         raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a port number (1-65535).")
+    return int(value)
+
+
+def env_bytes(name: str, default: int) -> int:
+    """A size in bytes, a positive whole number (no unit); anything else stops start-up."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not (value.isascii() and value.isdigit() and int(value) > 0):
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a size in bytes (a whole number above 0).")
     return int(value)
 
 
@@ -131,7 +142,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "corsheaders",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework.authtoken",  # only for migration basic/0005, which hashes its plain tokens away
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
@@ -144,6 +155,8 @@ MIDDLEWARE = [
     # answered before host validation and the HTTPS redirect, which probes can't satisfy.
     "basic.ops.request_log.RequestLogMiddleware",
     "basic.ops.views.OpsEndpointsMiddleware",
+    # Every answer under /api/ is JSON, DEBUG's error pages included (basic/api/errors.py).
+    "basic.api.errors.JsonErrorsUnderApiMiddleware",
     # A body in a charset forms can't be decoded in is a 400 before the CSRF check reads it.
     "basic.api.parsers.DeclaredCharsetMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -247,7 +260,7 @@ WS_MAX_UNSENT_BYTES = env_int("WS_MAX_UNSENT_BYTES", 4 * 1024 * 1024)  # a socke
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Token first, so an unauthenticated call gets 401 with `WWW-Authenticate: Token`.
-        "rest_framework.authentication.TokenAuthentication",
+        "basic.accounts.authentication.ApiTokenAuthentication",  # hashed keys (basic/accounts/tokens.py)
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -352,6 +365,12 @@ REPORT_CHUNK_DELAY = float(env_str("REPORT_CHUNK_DELAY", "0"))
 # Thumbnails (basic/kinds/thumbnails.py).
 THUMBNAIL_MAX_BYTES = env_int("THUMBNAIL_MAX_BYTES", 20 * 1024 * 1024)
 THUMBNAIL_MAX_PIXELS = env_int("THUMBNAIL_MAX_PIXELS", 50_000_000)
+# The largest request body the web server reads (basic/realtime/body_limit.py): a bigger one is a
+# 413 before it is read. By default the largest legitimate body: a thumbnails upload (the image, the
+# other fields up to Django's DATA_UPLOAD_MAX_MEMORY_SIZE, 64 KiB for the multipart framing).
+# deploy/nginx.conf.template's client_max_body_size is the same setting (docker-compose.yml).
+REQUEST_MAX_BODY_BYTES = env_bytes(
+    "REQUEST_MAX_BODY_BYTES", THUMBNAIL_MAX_BYTES + global_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 64 * 1024)
 # Cached page fetch (basic/kinds/page_fetch.py). Only public addresses are fetched;
 # PAGE_FETCH_ALLOWED_HOSTS ("host:port,…") exempts named hosts, e.g. a private test server.
 PAGE_CACHE_TTL_SECONDS = env_int("PAGE_CACHE_TTL_SECONDS", 30)

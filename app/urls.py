@@ -10,6 +10,7 @@ from basic.accounts.login_throttle import ThrottledLoginView, ThrottledObtainAut
 from basic.api.console import console
 from basic.api.kinds import KindListView
 from basic.api.schedules import ScheduleViewSet
+from basic.api.tokens import ApiTokenListView, ApiTokenRevokeView
 from basic.api.views import JobViewSet, StudentViewSet, kind_start_view
 from basic.jobs.registry import kinds
 from basic.ops import views as ops_views
@@ -25,6 +26,9 @@ handler404 = "basic.api.errors.not_found"
 urlpatterns = [
     # Sign-in is throttled per client address and per username (basic/accounts/login_throttle.py).
     path("api/auth/token/", ThrottledObtainAuthToken.as_view(), name="api-token"),
+    # Your API tokens, hashed at rest: list and revoke (basic/api/tokens.py).
+    path("api/auth/tokens/", ApiTokenListView.as_view(), name="api-token-list"),
+    path("api/auth/tokens/<int:pk>/", ApiTokenRevokeView.as_view(), name="api-token-detail"),
     # A kind with a `route` gets its own trigger, e.g. POST /api/thumbnails/ (basic/kinds/).
     *(path(f"api/{kind.route}/", kind_start_view(kind).as_view(), name=f"{kind.name}-start")
       for kind in kinds() if kind.route),

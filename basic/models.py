@@ -1,9 +1,10 @@
 """The index of the app's models (app label `basic`): each is defined in the package that owns it.
 
-Code in `basic.jobs` and `basic.students` imports its own `models` module; everything above them
-(the API, sockets, operations, the admin) may import from here.
+Code in `basic.jobs`, `basic.students` and `basic.accounts` imports its own `models` module;
+everything above them (the API, sockets, operations, the admin) may import from here.
 """
+from basic.accounts.models import ApiToken
 from basic.jobs.models import Job, Schedule
 from basic.students.models import Student
 
-__all__ = ["Job", "Schedule", "Student"]
+__all__ = ["ApiToken", "Job", "Schedule", "Student"]

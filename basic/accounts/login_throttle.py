@@ -20,11 +20,14 @@ from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from drf_spectacular.utils import extend_schema
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from basic.accounts import tokens
+from basic.accounts.serializers import NewApiTokenSerializer, SignInSerializer
 from basic.core.keys import login_attempts_key
 
 logger = logging.getLogger(__name__)
@@ -117,13 +120,20 @@ def throttled_sign_in(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
 
 
 class ThrottledObtainAuthToken(ObtainAuthToken):
-    """`POST /api/auth/token/`: DRF's token view, throttled."""
+    """`POST /api/auth/token/`: sign in with username and password, throttled; each call makes a new
+    API token (optionally `name`d) and answers its key, the only time it is shown."""
 
+    serializer_class = SignInSerializer
+
+    @extend_schema(request=SignInSerializer, responses={200: NewApiTokenSerializer})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         wait = seconds_to_wait(request._request, _username(request.data))
         if wait is not None:
             raise Throttled(wait=wait, detail=f"Too many sign-in attempts; try again in {wait} seconds.")
-        return super().post(request, *args, **kwargs)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, key = tokens.create_token(serializer.validated_data["user"], serializer.validated_data["name"])
+        return Response(NewApiTokenSerializer(token, context={"key": key}).data)
 
 
 class ThrottledLoginView(LoginView):

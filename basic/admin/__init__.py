@@ -17,9 +17,11 @@ from basic.models import Job, Student
 
 @admin.register(Student)
 class StudentAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "age", "created"]
-    search_fields = ["name"]
+    list_display = ["id", "name", "age", "owner", "created"]
+    search_fields = ["name", "owner__username"]
     list_filter = ["age"]
+    list_select_related = ["owner"]
+    raw_id_fields = ["owner"]  # a select of every user would not scale
     readonly_fields = ["created"]
     show_full_result_count = False  # no second COUNT(*) over a big table on every search
 
@@ -80,3 +82,4 @@ class JobAdmin(admin.ModelAdmin):
 
 
 from basic.admin import schedules as schedule_admin  # noqa: E402, F401  (registers Schedule; basic/admin/schedules.py)
+from basic.admin import tokens as token_admin  # noqa: E402, F401  (registers ApiToken; basic/admin/tokens.py)

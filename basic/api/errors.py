@@ -1,5 +1,7 @@
 """Every API error is JSON with a `detail`; an outage of Redis or the broker is a 503, not a 500;
-and an error that echoes input renders whatever that input held (a lone surrogate becomes U+FFFD)."""
+and an error that echoes input renders whatever that input held (a lone surrogate becomes U+FFFD).
+Under /api/ that holds in every mode: JsonErrorsUnderApiMiddleware turns the error pages Django
+makes outside DRF (with DEBUG on, its technical 404 and 500 pages) into `{"detail": …}` too."""
 import logging
 from typing import Any
 
@@ -17,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from basic.core import untrusted_json
+from basic.core.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +93,42 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
     return page_not_found(request, exception)
+
+
+# What an error answer Django made outside DRF says, by status (others: its reason phrase).
+ERROR_DETAILS = {400: UNREADABLE_REQUEST, 404: "Not found.", 500: INTERNAL_ERROR}
+_KEPT_HEADERS = ("allow", "retry-after", "vary", "www-authenticate")
+
+
+def json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """`response` itself unless it is an error under /api/ in something other than JSON; then the
+    same status (and Allow, Retry-After, Vary, WWW-Authenticate) with a JSON `{"detail": …}`."""
+    if response.status_code < 400 or not request.path.startswith("/api/"):
+        return response
+    content_type = response.get("Content-Type", "")
+    if "json" in content_type.split(";")[0]:
+        return response
+    detail = ERROR_DETAILS.get(response.status_code, f"{response.reason_phrase}.")
+    answer = JsonResponse({"detail": detail}, status=response.status_code)
+    for name in _KEPT_HEADERS:
+        if name in response:
+            answer[name] = response[name]
+    answer.cookies = response.cookies
+    # Not `response.close()`: that sends `request_finished` (closing DB connections, in the
+    # async path from the event loop) a second time; the handler sends it for `answer`. Error
+    # pages hold no file or stream to close.
+    return answer
+
+
+class JsonErrorsUnderApiMiddleware(SyncAndAsyncMiddleware):
+    """Every answer under /api/ is JSON in every mode: with DEBUG on, Django answers a URL that
+    matches no route (`/api/jobs//`, `/api/schedules/2.6e-195/`) with its technical 404 page,
+    never calling `handler404` (`not_found` below), and an error outside a view with its HTML 500."""
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        return json_error(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> Any:
+        return json_error(request, await self.get_response(request))

@@ -4,7 +4,7 @@ from typing import Any
 from django.conf import settings
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, viewsets
 
 from basic.api.errors import Conflict
@@ -82,12 +82,13 @@ class ScheduleSerializer(serializers.Serializer):
         return attrs
 
     def create(self, validated: dict[str, Any]) -> Schedule:
-        owner = self.context["request"].user
-        if Schedule.objects.filter(owner=owner).count() >= settings.SCHEDULES_MAX_PER_USER:
-            raise Conflict(f"You have {settings.SCHEDULES_MAX_PER_USER} schedules, the most allowed; delete one first.")
-        return schedules.schedule_create(owner=owner, kind=validated["kind"], params=validated["params"],
-                                         every=validated.get("every"), crontab=validated.get("crontab") or None,
-                                         enabled=validated.get("enabled", True))
+        try:
+            return schedules.schedule_create(
+                owner=self.context["request"].user, kind=validated["kind"], params=validated["params"],
+                every=validated.get("every"), crontab=validated.get("crontab") or None,
+                enabled=validated.get("enabled", True), limit=settings.SCHEDULES_MAX_PER_USER)
+        except schedules.TooManySchedules as exc:
+            raise Conflict(str(exc)) from exc
 
     def update(self, schedule: Schedule, validated: dict[str, Any]) -> Schedule:
         kind = validated.get("kind")
@@ -97,6 +98,7 @@ class ScheduleSerializer(serializers.Serializer):
             every=validated.get("every", schedules.UNSET), crontab=validated.get("crontab", schedules.UNSET))
 
 
+@extend_schema_view(create=extend_schema(responses={201: ScheduleSerializer, 409: None}))
 class ScheduleViewSet(mixins.ListModelMixin, mixins.CreateModelMixin, mixins.RetrieveModelMixin,
                       mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """Periodic jobs: each run is an ordinary job of the schedule's owner. Users see and change

@@ -24,7 +24,7 @@ class GeneratedStudentsSerializer(serializers.Serializer):
     """The answer to `POST /api/students/generate/` (for the OpenAPI schema)."""
 
     created = serializers.IntegerField(help_text="Students added by this call.")
-    total = serializers.IntegerField(help_text="Students in the table now.")
+    total = serializers.IntegerField(help_text="Your students now (STUDENTS_MAX at most).")
 
 
 class JobSerializer(serializers.ModelSerializer):

@@ -14,7 +14,6 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from basic.api.errors import Conflict, ServiceUnavailable
@@ -26,10 +25,11 @@ from basic.api.serializers import (
     StudentSerializer,
     validate_params,
 )
+from basic.api.throttles import SharedScopedRateThrottle
 from basic.jobs import files, services
 from basic.jobs.registry import JobKind, get_kind, kind_choices, kinds
 from basic.jobs.schedules import needs_upload
-from basic.models import Job, Student
+from basic.models import Job
 from basic.students import generate as students
 
 # The kind `POST /api/students/by-age-report/` starts. The API knows kinds only by name, through the
@@ -95,34 +95,48 @@ def _output_media_types() -> list[str]:
     return sorted({kind.media_type or "*/*" for kind in kinds()})
 
 
+@extend_schema_view(create=extend_schema(responses={201: StudentSerializer, 409: None}))
 class StudentViewSet(viewsets.ModelViewSet):
-    queryset = Student.objects.all()
+    """A user's own students: another user's id is a 404, as if it did not exist (staff included:
+    the Django admin shows every student). Adding is capped at STUDENTS_MAX per owner (409)."""
+
     serializer_class = StudentSerializer
-    throttle_scope = "job_trigger"  # used only by the actions that opt into ScopedRateThrottle
+    throttle_scope = "job_trigger"  # used only by the actions that opt into the throttle
+
+    def get_queryset(self):
+        return students.students_of(self.request.user)
+
+    def perform_create(self, serializer: StudentSerializer) -> None:
+        try:
+            serializer.instance = students.add_student(owner=self.request.user, **serializer.validated_data)
+        except students.StudentsFull as exc:
+            raise Conflict(str(exc)) from exc
 
     @extend_schema(request=None, responses={202: JobSerializer, **START_ERRORS})
     @action(detail=False, methods=["post"], url_path="by-age-report",
-            throttle_classes=[ScopedRateThrottle], throttle_scope="job_trigger")
+            throttle_classes=[SharedScopedRateThrottle], throttle_scope="job_trigger")
     def by_age_report(self, request: Request) -> Response:
-        """Start the students-by-age report (the same as POST /api/jobs/ with kind students_by_age)."""
+        """Start the students-by-age report of your students (the same as POST /api/jobs/ with kind
+        students_by_age)."""
         kind = get_kind(BY_AGE_REPORT_KIND)
         if kind is None:
             raise NotFound("The students-by-age report is not installed here (JOB_KIND_MODULES).")
         return start(request, kind, {})
 
     @extend_schema(request=GenerateStudentsSerializer, responses={201: GeneratedStudentsSerializer, 409: None})
-    @action(detail=False, methods=["post"], throttle_classes=[ScopedRateThrottle], throttle_scope="student_generate")
+    @action(detail=False, methods=["post"], throttle_classes=[SharedScopedRateThrottle],
+            throttle_scope="student_generate")
     def generate(self, request: Request) -> Response:
-        """Add N students with random names and ages, so a report has something to chew on.
-        Throttled per user (429) and capped at STUDENTS_MAX rows in all (409)."""
+        """Add N students with random names and ages to yours, so a report has something to chew on.
+        Throttled per user (429) and capped at STUDENTS_MAX students per user (409)."""
         params = GenerateStudentsSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        count = params.validated_data["count"]
         try:
-            students.ensure_room_for(params.validated_data["count"])
+            total = students.add_random_students(owner=request.user, count=count)
         except students.StudentsFull as exc:
             raise Conflict(str(exc)) from exc
-        created = students.create_random_students(count=params.validated_data["count"])
-        return Response({"created": created, "total": Student.objects.count()}, status=status.HTTP_201_CREATED)
+        return Response({"created": count, "total": total}, status=status.HTTP_201_CREATED)
 
 
 @extend_schema_view(list=extend_schema(parameters=[
@@ -143,7 +157,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return jobs
 
     def get_throttles(self):
-        return [ScopedRateThrottle()] if self.action == "create" else super().get_throttles()
+        return [SharedScopedRateThrottle()] if self.action == "create" else super().get_throttles()
 
     @extend_schema(request=_start_request_schema(), responses={202: JobSerializer, **START_ERRORS})
     def create(self, request: Request) -> Response:
@@ -229,6 +243,6 @@ def kind_start_view(kind: JobKind) -> type[APIView]:
         return start(request, kind, validate_params(kind, data, {"request": request}))
 
     return type(f"{kind.name.title().replace('_', '')}StartView", (APIView,), {
-        "post": post, "throttle_classes": [ScopedRateThrottle], "throttle_scope": "job_trigger",
+        "post": post, "throttle_classes": [SharedScopedRateThrottle], "throttle_scope": "job_trigger",
         "serializer_class": kind.params,
     })

@@ -24,12 +24,12 @@ from typing import Any
 
 import httpx
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from basic.cli.api import INTERRUPTED, JOB_NOT_DONE, OK, UNREACHABLE, USAGE, Api, CliError
 from basic.cli.stream import follow_job, user_feed
-from basic.cli.views import JsonView, ProgressView, styled_status
+from basic.cli.views import JsonView, ProgressView, markup_text, styled_status, terminal_text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "jobs") -> int:
         api = Api(args.url, args.token)
         return COMMANDS[args.command](api, args, err)
     except CliError as exc:
-        err.print(f"[red]Error:[/] {escape(exc.message)}")
+        err.print(Text.assemble(("Error:", "red"), " ", terminal_text(exc.message, multiline=True)))
         return exc.code
     except KeyboardInterrupt:
         err.print("Interrupted.")
@@ -151,11 +151,12 @@ def cmd_start(api: Api, args: argparse.Namespace, err: Console) -> int:
         if args.json:
             print(json.dumps(job), flush=True)
         else:
-            print(job["id"], flush=True)
-            err.print(f"Started {escape(job['kind'])} job {job['id']}. Watch it: jobs watch {job['id']}")
+            print(terminal_text(job["id"]), flush=True)
+            job_id = terminal_text(job["id"])
+            err.print(Text(f"Started {terminal_text(job['kind'])} job {job_id}. Watch it: jobs watch {job_id}"))
         return OK
     if not args.json:
-        err.print(f"Started {escape(job['kind'])} job [bold]{job['id']}[/]")
+        err.print(f"Started {markup_text(job['kind'])} job [bold]{markup_text(job['id'])}[/]")
     return follow(api, job, args, err, from_start=True)
 
 
@@ -177,11 +178,13 @@ def follow(api: Api, job: dict[str, Any], args: argparse.Namespace, err: Console
         if getattr(args, "cancel_on_interrupt", False):
             try:
                 cancelled = api.cancel(job_id)
-                err.print(f"Cancel requested for job {job_id} (now {cancelled['status']}).")
+                err.print(Text(f"Cancel requested for job {terminal_text(job_id)} "
+                               f"(now {terminal_text(cancelled['status'])})."))
             except CliError as exc:
-                err.print(f"Could not cancel job {job_id}: {escape(exc.message)}")
+                err.print(Text(f"Could not cancel job {terminal_text(job_id)}: {terminal_text(exc.message)}"))
         else:
-            err.print(f"Stopped watching; job {job_id} goes on (jobs watch {job_id}, jobs cancel {job_id}).")
+            job_id = terminal_text(job_id)
+            err.print(Text(f"Stopped watching; job {job_id} goes on (jobs watch {job_id}, jobs cancel {job_id})."))
         return INTERRUPTED
     return OK if final.get("status") == "done" else JOB_NOT_DONE
 
@@ -196,16 +199,17 @@ def cmd_list(api: Api, args: argparse.Namespace, err: Console) -> int:
         return OK
     if not sys.stdout.isatty():  # for pipes: one tab-separated line per job
         for job in jobs:
-            print("\t".join(str(job.get(name) or "") for name in
+            print("\t".join(terminal_text(job.get(name) or "") for name in
                             ("id", "kind", "status", "progress", "created", "message")))
         return OK
     table = Table(box=None, header_style="bold")
     for column in ("ID", "Kind", "Status", "Progress", "Created", "Message"):
         table.add_column(column, no_wrap=column in ("ID", "Created"))
     for job in jobs:
-        table.add_row(job["id"], escape(job["kind"]), styled_status(job["status"]), f"{job['progress']}%",
-                      short_time(job["created"], "%Y-%m-%d %H:%M:%S"),
-                      escape(job.get("error") or job.get("message") or ""))
+        table.add_row(Text(terminal_text(job["id"])), Text(terminal_text(job["kind"])), styled_status(job["status"]),
+                      Text(f"{terminal_text(job['progress'])}%"),
+                      Text(terminal_text(short_time(job["created"], "%Y-%m-%d %H:%M:%S"))),
+                      Text(terminal_text(job.get("error") or job.get("message") or "")))
     Console(highlight=False).print(table if jobs else "No jobs.")
     return OK
 
@@ -215,9 +219,9 @@ def cmd_cancel(api: Api, args: argparse.Namespace, err: Console) -> int:
     if args.json:
         print(json.dumps(job), flush=True)
     elif job["status"] == "cancelled":
-        err.print(f"Job {job['id']} cancelled.")
+        err.print(Text(f"Job {terminal_text(job['id'])} cancelled."))
     else:
-        err.print(f"Cancel requested: job {job['id']} stops at its next step.")
+        err.print(Text(f"Cancel requested: job {terminal_text(job['id'])} stops at its next step."))
     return OK
 
 
@@ -249,7 +253,7 @@ def cmd_download(api: Api, args: argparse.Namespace, err: Console) -> int:
         raise CliError(f"Cannot write {target}: {exc.strerror or exc}") from exc
     finally:
         response.close()
-    err.print(f"Saved {escape(str(path))} ({size} bytes).")
+    err.print(Text(f"Saved {terminal_text(path)} ({size} bytes)."))
     return OK
 
 
@@ -281,16 +285,16 @@ def cmd_events(api: Api, args: argparse.Namespace, err: Console) -> int:
         line = (f"{short_time(event.get('ts'))}  {event.get('type', ''):<13} {event.get('job')}  "
                 f"{kind or '?':<16} {event.get('status', ''):<9} {event.get('progress', 0):>3}%  "
                 f"{event.get('error') or event.get('message') or ''}")
-        out.print(escape(line), soft_wrap=True)
+        out.print(Text(terminal_text(line)), soft_wrap=True)
 
     filters = [f"kind {args.kind}" if args.kind else "", f"status {args.status}" if args.status else ""]
     shown = " and ".join(part for part in filters if part)
 
     def listening() -> None:  # on stderr, so --json output stays pure
-        err.print(f"Listening for your jobs' events{' with ' + escape(shown) if shown else ''}; Ctrl-C stops.")
+        err.print(f"Listening for your jobs' events{' with ' + markup_text(shown) if shown else ''}; Ctrl-C stops.")
 
-    user_feed(api, show, lambda text: err.print(escape(text), style="dim"), patience=args.reconnect_timeout,
-              on_open=listening)
+    user_feed(api, show, lambda text: err.print(Text(terminal_text(text), style="dim")),
+              patience=args.reconnect_timeout, on_open=listening)
     return OK
 
 

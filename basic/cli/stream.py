@@ -9,6 +9,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from websockets.sync.client import ClientConnection, connect
 
 from basic.cli.api import UNREACHABLE, USAGE, Api, CliError
+from basic.cli.views import terminal_text
 
 TERMINAL_EVENTS = {"job.done", "job.failed", "job.cancelled"}
 TERMINAL_STATUSES = {"done", "failed", "cancelled"}
@@ -41,7 +42,7 @@ class Reconnecting:
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
-            self.note(f"Connection lost ({why}); reconnecting…")
+            self.note(f"Connection lost ({terminal_text(why)}); reconnecting…")  # why may quote the server
         if now - self.down_since > self.patience:
             raise CliError(f"Cannot reach the server at {base_url} for {self.patience:.0f} s: is it running?",
                            UNREACHABLE)
@@ -65,7 +66,7 @@ def _open(url: str) -> ClientConnection:
 
 def _final(close_code: int | None, error: dict[str, Any] | None) -> CliError | None:
     if close_code in FINAL_CLOSES:
-        detail = (error or {}).get("detail") or CLOSE_REASONS[close_code]
+        detail = terminal_text((error or {}).get("detail") or CLOSE_REASONS[close_code])  # the server's words
         if close_code == 4401:
             detail = f"The server refused the token ({detail}): check --token or JOBS_TOKEN."
         return CliError(detail, USAGE)
@@ -91,12 +92,15 @@ def follow_job(api: Api, job_id: str, show: Callable[[dict[str, Any]], None], no
                     if kind == "error":
                         error = frame
                         continue
+                    seq = frame.get("seq") or 0
+                    if not isinstance(seq, int) or isinstance(seq, bool):
+                        continue  # not a frame our server sends: never worth a crash
                     if kind == "job.snapshot":
-                        last_seq = max(last_seq or 0, int(frame.get("seq") or 0))
+                        last_seq = max(last_seq or 0, seq)
                     elif kind.startswith("job."):
-                        if last_seq is not None and frame.get("seq", 0) <= last_seq:
+                        if last_seq is not None and seq <= last_seq:
                             continue  # already shown before a reconnect
-                        last_seq = frame["seq"]
+                        last_seq = seq
                     else:
                         continue
                     show(frame)
@@ -106,7 +110,7 @@ def follow_job(api: Api, job_id: str, show: Callable[[dict[str, Any]], None], no
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd else None
         except InvalidURI as exc:
-            raise CliError(f"Bad socket URL: {exc}") from exc
+            raise CliError(f"Bad socket URL: {terminal_text(exc)}") from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             retry.lost(type(exc).__name__ if not str(exc) else str(exc), api.base_url)
             continue

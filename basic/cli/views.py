@@ -1,6 +1,13 @@
 """How the client shows a job: a live rich progress bar with the job's message, or (`--json`)
-one JSON line per frame on stdout for scripts. Notes (reconnecting…) go to stderr."""
+one JSON line per frame on stdout for scripts. Notes (reconnecting…) go to stderr.
+
+Every string from the server (or a socket, or an exception about them) is shown through
+`terminal_text`, so none can drive the terminal: a job's message may quote a web page's title. Free
+text is printed as rich `Text` (never parsed as markup or emoji codes), and markup strings that hold
+server text pass it through `markup_text`. `--json` lines are safe as they are: `json.dumps`
+writes every control character as an escape."""
 import json
+import re
 import sys
 from typing import Any
 
@@ -11,9 +18,36 @@ from rich.text import Text
 
 STATUS_STYLES = {"queued": "yellow", "running": "cyan", "done": "green", "failed": "red", "cancelled": "magenta"}
 
+# What a terminal may execute or that may hide or reorder text: C0 controls (ESC starts CSI and OSC
+# sequences; BEL, BS, CR overwrite), DEL, C1 controls (0x9b is a one-byte CSI, 0x9d an OSC), bidi
+# overrides and isolates, the BOM, and lone surrogates (which can't even be encoded to print).
+_UNSAFE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029"
+                          "\u2066-\u2069\ufeff\ud800-\udfff]")
+_UNSAFE_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2028\u2029"
+                           "\u2066-\u2069\ufeff\ud800-\udfff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return "    " if code == 9 else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_text(value: object, *, multiline: bool = False) -> str:
+    """`value` as text a terminal shows and never executes: every control character (and bidi
+    override, BOM, lone surrogate) is written out visibly, e.g. ESC as `\\x1b`. A tab becomes
+    spaces; a line break is kept only with `multiline`. The one function between the server's
+    strings and the screen."""
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return (_UNSAFE_LINES if multiline else _UNSAFE_LINE).sub(_visible, text)
+
+
+def markup_text(value: object, *, multiline: bool = False) -> str:
+    """`terminal_text`, escaped for a rich markup string: `[bold]` or `[link=…]` print as written."""
+    return escape(terminal_text(value, multiline=multiline))
+
 
 def styled_status(status: str) -> str:
-    return f"[{STATUS_STYLES.get(status, 'white')}]{escape(status)}[/]"
+    return f"[{STATUS_STYLES.get(status, 'white')}]{markup_text(status)}[/]"
 
 
 class StateColumn(SpinnerColumn):
@@ -43,7 +77,7 @@ class JsonView:
         sys.stdout.flush()
 
     def note(self, text: str) -> None:
-        self.err.print(escape(text), style="dim", highlight=False)
+        self.err.print(Text(terminal_text(text), style="dim"))
 
     def finish(self, frame: dict[str, Any], job_id: str) -> None:
         pass
@@ -57,17 +91,17 @@ class ProgressView:
         self.job_id = str(job["id"])
         self.progress = Progress(
             StateColumn(),
-            TextColumn("[bold]{task.fields[kind]}[/]"),
+            TextColumn("{task.fields[kind]}", style="bold", markup=False),
             BarColumn(bar_width=30),
             TaskProgressColumn(),
             TextColumn("{task.fields[status]}"),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             TimeElapsedColumn(),
             console=err,
         )
-        self.task = self.progress.add_task(escape(job.get("message") or ""), total=100,
-                                           completed=job.get("progress") or 0,
-                                           kind=escape(job.get("kind") or "job"),
+        self.task = self.progress.add_task(terminal_text(job.get("message") or ""), total=100,
+                                           completed=_percent(job.get("progress")),
+                                           kind=terminal_text(job.get("kind") or "job"),
                                            status=styled_status(job.get("status") or "queued"), ended="")
 
     def __enter__(self) -> "ProgressView":
@@ -79,25 +113,32 @@ class ProgressView:
 
     def show(self, frame: dict[str, Any]) -> None:
         status = frame.get("status") or ""
-        progress = 100 if status == "done" else frame.get("progress") or 0
-        fields: dict[str, Any] = {"status": styled_status(status)} if status else {}
+        progress = 100 if status == "done" else _percent(frame.get("progress"))
+        fields: dict[str, Any] = {"status": styled_status(str(status))} if status else {}
         if status in StateColumn.MARKS:
             fields["ended"] = status
         if frame.get("kind"):
-            fields["kind"] = escape(frame["kind"])
-        self.progress.update(self.task, completed=progress, description=escape(frame.get("message") or ""), **fields)
+            fields["kind"] = terminal_text(frame["kind"])
+        self.progress.update(self.task, completed=progress, description=terminal_text(frame.get("message") or ""),
+                             **fields)
 
     def note(self, text: str) -> None:
-        self.progress.console.print(escape(text), style="dim", highlight=False)
+        self.progress.console.print(Text(terminal_text(text), style="dim"))
 
     def finish(self, frame: dict[str, Any], job_id: str) -> None:
         self.progress.stop()
         status = frame.get("status")
         if status == "done":
-            hint = f" Download: jobs download {job_id}" if frame.get("result_url") else ""
-            self.err.print(f"[green]Done[/]: {escape(frame.get('message') or '')}.{hint}", highlight=False)
+            hint = f" Download: jobs download {terminal_text(job_id)}" if frame.get("result_url") else ""
+            self.err.print(Text.assemble(("Done", "green"), ": ", terminal_text(frame.get("message") or ""),
+                                         f".{hint}"))
         elif status == "failed":
-            self.err.print(f"[red]Failed[/]: {escape(frame.get('error') or frame.get('message') or '')}",
-                           highlight=False)
+            reason = terminal_text(frame.get("error") or frame.get("message") or "", multiline=True)
+            self.err.print(Text.assemble(("Failed", "red"), ": ", reason))
         else:
-            self.err.print(f"[magenta]Cancelled[/]: {escape(frame.get('message') or '')}", highlight=False)
+            self.err.print(Text.assemble(("Cancelled", "magenta"), ": ", terminal_text(frame.get("message") or "")))
+
+
+def _percent(value: object) -> float:
+    """A frame's progress as a number for the bar (a server's odd value draws 0, never a crash)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

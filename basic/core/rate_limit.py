@@ -1,9 +1,92 @@
-"""A per-connection token bucket: `rate` messages a second on average, bursts up to `burst`."""
+"""Per-user limits shared by every way of starting work, and a per-connection token bucket.
+
+- `take`: one unit of a user's budget for a DRF throttle scope (e.g. `job_trigger`, JOB_TRIGGER_RATE).
+  The REST throttle (basic/api/throttles.py) and the scheduler (basic/jobs/schedules.py) both call
+  it, so a user's REST starts and scheduled runs draw on one budget, kept in Django's cache (Redis:
+  shared by every web process and worker). It keeps DRF's `SimpleRateThrottle` sliding window under
+  DRF's own key, so a view still on a stock `ScopedRateThrottle` of the scope counts in it too.
+- `lock_user`: the row lock that makes a per-user cap (schedules, students) a check-then-insert
+  no parallel request can slip between.
+- `TokenBucket`: a per-connection limit for sockets.
+"""
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+
+clock: Callable[[], float] = time.time  # DRF's throttles use time.time as well; tests may stop it
+
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # DRF's: the period's first letter
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """"30/min" -> (30, 60), as DRF reads a throttle rate."""
+    count, _, period = rate.partition("/")
+    return int(count), PERIODS[period.strip()[0].lower()]
+
+
+def scope_rate(scope: str) -> str | None:
+    """The rate of a throttle scope from settings (REST_FRAMEWORK's DEFAULT_THROTTLE_RATES); None: no limit."""
+    return settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get(scope)
+
+
+def throttle_key(scope: str, ident: Any) -> str:
+    """DRF's `SimpleRateThrottle.cache_format` for a scope and a user's pk."""
+    return f"throttle_{scope}_{ident}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    period: int
+    retry_after: float | None = None  # seconds until one more is allowed, when refused
+
+    def describe(self) -> str:
+        """The limit in words, e.g. "30 a minute"."""
+        words = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+        return f"{self.limit} a {words.get(self.period, f'{self.period} s')}"
+
+
+def take(scope: str, ident: Any, rate: str | None = None, now: float | None = None) -> Decision:
+    """Use one unit of `ident`'s budget for `scope` if there is one left (DRF's sliding window:
+    at most `limit` in any `period` seconds). `rate` defaults to the scope's setting; with none the
+    budget is unlimited."""
+    rate = rate or scope_rate(scope)
+    if rate is None:
+        return Decision(allowed=True, limit=0, period=0)
+    limit, period = parse_rate(rate)
+    key = throttle_key(scope, ident)
+    now = clock() if now is None else now
+    history = [stamp for stamp in cache.get(key, []) if stamp > now - period]
+    if len(history) >= limit:
+        wait = period - (now - history[-1]) if history else period
+        return Decision(allowed=False, limit=limit, period=period, retry_after=max(wait, 0.0))
+    history.insert(0, now)
+    cache.set(key, history, period)
+    return Decision(allowed=True, limit=limit, period=period)
+
+
+def retry_after_seconds(decision: Decision) -> int:
+    """Whole seconds to wait, at least 1 (a `Retry-After` value)."""
+    return max(1, math.ceil(decision.retry_after or 0))
+
+
+def lock_user(user: Any) -> None:
+    """Inside a transaction: lock `user`'s row until it ends, so one user's capped inserts take
+    turns (PostgreSQL: SELECT ... FOR UPDATE; SQLite takes the database's write lock at the
+    transaction's start, settings' transaction_mode IMMEDIATE, which serialises them already)."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
 
 
 class TokenBucket:
+    """A per-connection token bucket: `rate` messages a second on average, bursts up to `burst`."""
+
     def __init__(self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst

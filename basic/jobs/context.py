@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from basic.core.outside_text import outside_text
 from basic.jobs import events, files, transitions
 from basic.jobs.leases import JobLease
 from basic.jobs.models import Job
@@ -62,7 +63,8 @@ class JobContext:
                 Job.objects.filter(id=self.job.id).update(heartbeat=timezone.now())
             return
         self._beat_at = now
-        self.job.progress, self.job.message = percent, message[:200]
+        # Cleaned: a body's message may quote a page or a file (a NUL would fail the row's update).
+        self.job.progress, self.job.message = percent, outside_text(message, limit=transitions.MESSAGE_MAX)
         transitions.push(self.job, events.JOB_PROGRESS)
         Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
             progress=self.job.progress, message=self.job.message, last_seq=self.job.last_seq,

@@ -12,6 +12,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from basic.core import metrics
+from basic.core.outside_text import storable
 from basic.jobs import events, files, queue_markers, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed
 from basic.jobs.leases import JobLease, LeaseLost
@@ -21,6 +22,8 @@ from basic.jobs.registry import JobKind, get_kind
 logger = logging.getLogger(__name__)
 
 UNEXPECTED_ERROR = "The job stopped on an unexpected error. It has been logged; try again, or report the job id."
+NOT_SAVED = ("The job finished but its result could not be saved. It has been logged; try again, "
+             "or report the job id.")
 
 
 def run_job(job_id: UUID | str) -> None:
@@ -87,18 +90,35 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
         transitions.fail(job, UNEXPECTED_ERROR)
         return
     lease.renew()
-    output_name = ctx.commit_outputs()
-    if not transitions.finish(job, Job.Status.DONE, progress=100, message=ctx.summary[:200],
-                              result=result, output_name=output_name,
-                              output_bytes=files.stored_bytes(job.id)):  # toward the owner's quota
+    try:
+        output_name = ctx.commit_outputs()
+        won = transitions.finish(job, Job.Status.DONE, progress=100, message=ctx.summary, result=result,
+                                 output_name=output_name,
+                                 output_bytes=files.stored_bytes(job.id))  # toward the owner's quota
+    except Exception:
+        _not_saved(job, ctx)
+        return
+    if not won:
         job.refresh_from_db(fields=["status"])
         if job.status == Job.Status.CANCELLED:  # cancelled during the last step: no outputs
             ctx.discard_outputs(committed=True)
 
 
+def _not_saved(job: Job, ctx: JobContext) -> None:
+    """The body succeeded but its end could not be recorded (the database refused the result, the
+    outputs could not be moved into place...). End it failed, so it is not left running for the
+    recovery to run again and again, and can be deleted. A database that is down makes this
+    fail too: the job then stays active and is recovered once it is back, as it should."""
+    logger.exception("job %s (%s): saving its end failed", job.id, job.kind)
+    if transitions.fail(job, NOT_SAVED):
+        ctx.discard_outputs(committed=True)
+
+
 def _json_safe(result: Any) -> dict[str, Any]:
+    """The body's result as plain JSON every database stores: no NUL or lone surrogate in any
+    string (outside_text.storable), whatever the kind forgot to clean."""
     if result is None:
         return {}
     if not isinstance(result, dict):
         raise TypeError(f"a job body must return a dict, not {type(result).__name__}")
-    return json.loads(json.dumps(result, cls=DjangoJSONEncoder))
+    return storable(json.loads(json.dumps(result, cls=DjangoJSONEncoder)))

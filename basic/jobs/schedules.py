@@ -5,7 +5,8 @@ A `Schedule` row holds who, what and the last job; its django-celery-beat `Perio
 only changed together, in one transaction, by the functions here (the API, the admin and tests
 all go through them). Each periodic task sends one Celery task, `basic.run_schedule(id)`
 (basic/jobs/tasks.py), which calls `run_schedule` below: the kind and parameters are checked again and
-the job is started with `services.job_start`, exactly as a REST start would.
+the job is started with `services.job_start`, exactly as a REST start would, and under the same
+per-user start budget (`job_trigger`, basic/core/rate_limit.py).
 
 A run that no worker picked up before the next one is due expires (`expire_seconds`), so workers
 that were down do not come back to a pile of runs of the same schedule.
@@ -26,6 +27,7 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from rest_framework import serializers
 
+from basic.core import rate_limit
 from basic.jobs import retention, services
 from basic.jobs.models import Job, Schedule
 from basic.jobs.registry import JobKind, get_kind, validate_params
@@ -36,6 +38,10 @@ RUN_SCHEDULE_TASK = "basic.run_schedule"  # basic/jobs/tasks.py
 CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
 CRON_LABELS = ("minute", "hour", "day of month", "month", "day of week")
 CRONTAB_EXPIRE_SECONDS = 60  # a crontab fires at most once a minute
+
+
+class TooManySchedules(Exception):
+    """The owner has as many schedules as `schedule_create`'s `limit` allows (the API answers 409)."""
 
 
 class ScheduleInvalid(ValueError):
@@ -182,8 +188,15 @@ def _apply(task: PeriodicTask, schedule: Schedule, every: int | None, crontab: s
 
 @transaction.atomic
 def schedule_create(*, owner: AbstractBaseUser, kind: JobKind, params: dict[str, Any], every: int | None = None,
-                    crontab: str | None = None, enabled: bool = True) -> Schedule:
+                    crontab: str | None = None, enabled: bool = True, limit: int | None = None) -> Schedule:
+    """A new schedule and its periodic task. With `limit` (the API: SCHEDULES_MAX_PER_USER),
+    TooManySchedules if the owner has that many already: counted after locking the owner's row, in
+    the transaction that inserts, so parallel creates of one owner take turns and never pass it."""
     check_timing(every, crontab)
+    if limit is not None:
+        rate_limit.lock_user(owner)
+        if Schedule.objects.filter(owner=owner).count() >= limit:
+            raise TooManySchedules(f"You have {limit} schedules, the most allowed; delete one first.")
     schedule = Schedule.objects.create(owner=owner, kind=kind.name, params=params, enabled=enabled)
     task = PeriodicTask()
     _apply(task, schedule, every, crontab)
@@ -250,12 +263,41 @@ def schedule_record_run(*, schedule: Schedule, job: Job) -> None:
 
 # --- running (in a worker, from beat's task) ----------------------------------------------------
 
+# The per-user start budget a run draws on: the REST triggers' throttle scope (JOB_TRIGGER_RATE),
+# through the same function (basic/core/rate_limit.py), so a user's REST starts and scheduled
+# runs share one budget.
+TRIGGER_SCOPE = "job_trigger"
+RATE_MESSAGE_START = "Not started: you started"
+
+
+def _last_run_refused_for(schedule: Schedule, message_start: str) -> bool:
+    """Whether the schedule's last run is a failed job refused for the same reason."""
+    last = schedule.last_job
+    return last is not None and last.status == Job.Status.FAILED and last.error.startswith(message_start)
+
+
+def _over_start_budget(schedule: Schedule) -> str | None:
+    """Use one start of the owner's budget; the reason the run is refused if none is left."""
+    try:
+        decision = rate_limit.take(TRIGGER_SCOPE, schedule.owner.pk)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: so is the queue, and job_start says so
+        logger.warning("schedule %s: start budget unavailable; run allowed", schedule.pk, exc_info=True)
+        return None
+    if decision.allowed:
+        return None
+    return (f"{RATE_MESSAGE_START} as many jobs as allowed ({decision.describe()}, REST starts and every "
+            f"schedule's runs together), so this run of schedule {schedule.pk} was skipped. Its next runs "
+            f"start again once you are under the limit.")
+
+
 def run_schedule(schedule_id: int) -> Job | None:
     """Start the schedule's job now, as its owner. Parameters that no longer validate (the kind
     changed) give a failed job saying why, so the owner sees it like any other job. So does an
-    owner at their output quota, once: while the last run failed for the quota, runs are skipped
-    with a log line, so a schedule every 10 s doesn't pile up failed jobs."""
-    schedule = Schedule.objects.select_related("owner").filter(pk=schedule_id).first()
+    owner at their output quota, once, and one over their start budget (`job_trigger`, shared with
+    their REST starts), once: while the last run failed for the same reason, runs are skipped with
+    a log line, so a schedule every 10 s doesn't pile up failed jobs (refused runs never outnumber
+    started ones)."""
+    schedule = Schedule.objects.select_related("owner", "last_job").filter(pk=schedule_id).first()
     if schedule is None or not schedule.enabled or not schedule.owner.is_active:
         logger.info("schedule %s is gone or off; nothing started", schedule_id)
         return None
@@ -274,12 +316,17 @@ def run_schedule(schedule_id: int) -> Job | None:
         try:
             retention.check_quota(schedule.owner)
         except retention.QuotaExceeded as exc:
-            last = schedule.last_job
-            if last is not None and last.status == Job.Status.FAILED and \
-                    last.error.startswith(retention.QUOTA_MESSAGE_START):
+            if _last_run_refused_for(schedule, retention.QUOTA_MESSAGE_START):
                 logger.info("schedule %s: its owner is still at their output quota; run skipped", schedule.pk)
                 return None
             reason = str(exc)
+    if reason is None:
+        reason = _over_start_budget(schedule)
+        if reason is not None and _last_run_refused_for(schedule, RATE_MESSAGE_START):
+            logger.info("schedule %s: its owner is still over their start budget; run skipped", schedule.pk)
+            return None
+        if reason is not None:
+            logger.info("schedule %s: its owner is over their start budget; run refused", schedule.pk)
     if reason is not None:
         job = services.job_refused(kind_name=schedule.kind, owner=schedule.owner, params=schedule.params or {},
                                    reason=reason)

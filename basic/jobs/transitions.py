@@ -4,12 +4,15 @@ Status changes are conditional updates (`WHERE status IN (...)`), so however man
 redelivered or a cancel races a finish, exactly one terminal state and one terminal event win.
 """
 import logging
+from contextlib import nullcontext
 from typing import Any
 
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from basic.core import metrics
+from basic.core.outside_text import outside_text
 from basic.jobs import events
 from basic.jobs.models import Job
 from basic.jobs.publish import push_job_event
@@ -17,6 +20,7 @@ from basic.jobs.publish import push_job_event
 logger = logging.getLogger(__name__)
 
 ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+MESSAGE_MAX, ERROR_MAX = 200, 2000  # Job.message is a CharField(200); Job.error a TextField
 OUTCOME_EVENTS = {
     Job.Status.DONE: events.JOB_DONE,
     Job.Status.FAILED: events.JOB_FAILED,
@@ -51,9 +55,19 @@ def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
 
 
 def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: Any) -> bool:
-    """Move an active job to a terminal status; push the terminal event only if this call won."""
+    """Move an active job to a terminal status; push the terminal event only if this call won.
+
+    Its message and error are cleaned (outside_text): either may quote text from outside, and a
+    character the database refuses there would leave the job active for the recovery to re-run.
+    Inside a transaction the update has its own savepoint, so a refused save leaves the caller's
+    transaction usable (the runner then ends the job failed)."""
     fields = {"status": status, "finished": timezone.now(), **fields}
-    won = Job.objects.filter(id=job.id, status__in=from_statuses).update(**fields) == 1
+    if "message" in fields:
+        fields["message"] = outside_text(fields["message"], limit=MESSAGE_MAX)
+    if "error" in fields:
+        fields["error"] = outside_text(fields["error"], limit=ERROR_MAX, multiline=True)
+    with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
+        won = Job.objects.filter(id=job.id, status__in=from_statuses).update(**fields) == 1
     if not won:
         return False
     for name, value in fields.items():
@@ -72,7 +86,7 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
 
 
 def fail(job: Job, reason: str) -> bool:
-    return finish(job, Job.Status.FAILED, error=reason[:2000], message="Failed")
+    return finish(job, Job.Status.FAILED, error=reason, message="Failed")
 
 
 def cancel(job: Job, *, from_statuses: tuple = ACTIVE) -> bool:

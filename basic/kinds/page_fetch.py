@@ -12,11 +12,19 @@ from rest_framework import serializers
 
 from basic.core import fetch as safe_fetch
 from basic.core.keys import page_cache_key
+from basic.core.outside_text import outside_text
 from basic.core.redis_clients import sync_redis
 from basic.jobs.kind_api import JobContext, JobFailed, JobKind, register
 
 NAME = "page_fetch"
-TITLE = re.compile(rb"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+# Found in two bounded steps, the opening tag then the first closing one after it: one pattern
+# "<title[^>]*>(.*?)</title>" retried its scan to the end from every "<title" of a page made of
+# them (7 s of a worker for 64 kB, with gevent's other jobs stalled).
+TITLE_OPEN = re.compile(rb"<title(?:[\s/][^>]{0,1000})?>", re.IGNORECASE)
+TITLE_CLOSE = re.compile(rb"</title[\s/>]", re.IGNORECASE)
+CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]{1,40})", re.IGNORECASE)
+TITLE_MAX, TITLE_SCAN = 300, 65536
+TEXT_MAX = 200  # content type, and the bound of the other short texts of a page's result
 EXTENSIONS = {"text/html": "html", "application/json": "json", "text/plain": "txt", "application/xml": "xml",
               "text/xml": "xml", "application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}
 
@@ -37,24 +45,42 @@ class PageFetchParams(serializers.Serializer):
 
 
 def page_title(body: bytes, content_type: str) -> str:
+    """The page's <title> as one clean line (outside_text): in the charset the page declares if
+    that is a real text encoding, else UTF-8; entities decoded; at most TITLE_MAX characters."""
     if "html" not in content_type.lower():
         return ""
-    found = TITLE.search(body[:65536])
-    if not found:
+    head = body[:TITLE_SCAN]
+    opening = TITLE_OPEN.search(head)
+    if not opening:
         return ""
-    charset = re.search(r"charset=([\w-]+)", content_type)
-    try:
-        text = found.group(1).decode(charset.group(1) if charset else "utf-8", errors="replace")
-    except LookupError:
-        text = found.group(1).decode("utf-8", errors="replace")
-    return " ".join(html.unescape(text).split())[:300]
+    closing = TITLE_CLOSE.search(head, opening.end())
+    raw = head[opening.end():closing.start() if closing else len(head)][: 8 * TITLE_MAX]
+    charset = CHARSET.search(content_type)
+    text = outside_text(raw, limit=8 * TITLE_MAX, charset=charset.group(1) if charset else None)
+    return outside_text(html.unescape(text), limit=TITLE_MAX)  # an entity (&#27;) may spell a control
+
+
+def clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A page's description with every text from the page or its server cleaned: at the fetch, and
+    again for a cache entry (one stored before this cleaning existed is served clean too)."""
+    return {
+        **meta,
+        "url": outside_text(meta.get("url"), limit=2048),
+        "final_url": outside_text(meta.get("final_url"), limit=2048),
+        "content_type": outside_text(meta.get("content_type"), limit=TEXT_MAX),
+        "title": outside_text(meta.get("title"), limit=TITLE_MAX),
+    }
 
 
 def _cached(key: str) -> tuple[bytes, dict[str, Any]] | None:
     stored = sync_redis().hmget(key, "body", "meta")
     if stored[0] is None or stored[1] is None:
         return None
-    return stored[0], json.loads(stored[1])
+    try:
+        meta = json.loads(stored[1])
+    except ValueError:  # not ours (or damaged): fetch again
+        return None
+    return (stored[0], clean_meta(meta)) if isinstance(meta, dict) else None
 
 
 def _store(key: str, body: bytes, meta: dict[str, Any]) -> None:
@@ -71,15 +97,15 @@ def _fetch(url: str) -> tuple[bytes, dict[str, Any]]:
                                        timeout=settings.PAGE_FETCH_TIMEOUT_SECONDS,
                                        allowed_hosts=allowed_hosts())
     except (safe_fetch.FetchRefused, safe_fetch.FetchFailed) as exc:
-        raise JobFailed(str(exc)) from exc
+        raise JobFailed(outside_text(str(exc), limit=2000)) from exc
     now = datetime.now(UTC)
-    meta = {
+    meta = clean_meta({
         "url": page.url, "final_url": page.final_url, "status_code": page.status_code,
         "content_type": page.content_type, "bytes": len(page.body),
         "title": page_title(page.body, page.content_type),
         "fetched_at": now.isoformat(timespec="seconds"),
         "expires_at": (now + timedelta(seconds=settings.PAGE_CACHE_TTL_SECONDS)).isoformat(timespec="seconds"),
-    }
+    })
     return page.body, meta
 
 

@@ -1,7 +1,7 @@
 """Token auth for WebSockets: `?token=…` in the URL, or a first `{"type": "auth", "token": …}` frame.
 
 Browsers use their session cookie (`socket_auth_stack`); scripts and API clients use the same
-DRF token they use for REST.
+API token they use for REST, looked up the same way (`basic.accounts.tokens.user_for_key`).
 """
 from typing import Any
 from urllib.parse import parse_qs
@@ -11,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
 from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 
+from basic.accounts import tokens
+
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True).get(name)
@@ -18,14 +20,9 @@ def query_param(scope: dict[str, Any], name: str) -> str | None:
 
 
 @database_sync_to_async
-def user_for_token(key: str) -> Any:
-    """The active user owning this DRF token, or None."""
-    from rest_framework.authtoken.models import Token
-
-    if not key or len(key) > 64:
-        return None
-    token = Token.objects.select_related("user").filter(key=key).first()
-    return token.user if token and token.user.is_active else None
+def user_for_token(key: Any) -> Any:
+    """The active user owning this API token key, or None (the lookup REST uses too)."""
+    return tokens.user_for_key(key)
 
 
 class SocketSessionMiddleware(SessionMiddleware):

@@ -8,7 +8,11 @@ buffer). So the bound lives here, in the WebSocket protocol: when more than WS_M
 are still unsent, the message is dropped and the socket is closed with 4008. The close frame
 queues behind the backlog, so a slow client that catches up within CLOSE_GRACE_SECONDS reads
 4008; one that never reads is cut off then, and its buffer freed.
+
+Request bodies are capped here too, before they are read (REQUEST_MAX_BODY_BYTES,
+basic/realtime/body_limit.py).
 """
+import json
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +23,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
 from basic.core import metrics
+from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
 
 logger = logging.getLogger(__name__)
@@ -61,6 +66,12 @@ def max_unsent_bytes() -> int:
     from django.conf import settings
 
     return settings.WS_MAX_UNSENT_BYTES
+
+
+def max_body_bytes() -> int:
+    from django.conf import settings
+
+    return settings.REQUEST_MAX_BODY_BYTES
 
 
 # Close codes a server may send (IANA registry) that autobahn's sendClose() refuses, since it
@@ -121,15 +132,28 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         super().handle_reply(message)
 
 
-class RawBodyWebRequest(WebRequest):
+class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
     """Daphne's request without Twisted's own parsing of form bodies into `request.args`, which
     Daphne never reads (Django parses the body it is given): Twisted answered a multipart body it
     could not parse (e.g. one with no parts) with a bare 400 before the app saw it, and parsed
-    every upload in memory a second time."""
+    every upload in memory a second time. Its body counts against REQUEST_MAX_BODY_BYTES
+    (basic/realtime/body_limit.py), and Daphne's own error answers under /api/ are JSON."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parsePOSTFormSubmission = False
+
+    def basic_error(self, status: int, status_text: bytes, body: str) -> None:
+        """Daphne's HTML error page (a header value it refuses, an application that failed or timed
+        out) as `{"detail": …}` under /api/, whose every answer is JSON."""
+        if not (self.uri or b"").startswith(b"/api/"):
+            super().basic_error(status, status_text, body)
+            return
+        detail = json.dumps({"detail": body if body.endswith(".") else f"{body}."}).encode()
+        self.handle_reply({"type": "http.response.start", "status": status,
+                           "headers": [(b"Content-Type", b"application/json"),
+                                       (b"Content-Length", str(len(detail)).encode())]})
+        self.handle_reply({"type": "http.response.body", "body": detail})
 
 
 class BoundedServer(Server):
@@ -147,6 +171,7 @@ class BoundedServer(Server):
                 return protocol
 
             self.http_factory.buildProtocol = build_raw_body_http
+            self.http_factory.protocol = protocol_factory(max_body_bytes())
             if ready:
                 ready()
 

@@ -1,4 +1,4 @@
-"""CSV reports: the students-by-age rows read in constant memory, and CSV writing with fsync."""
+"""CSV reports: one owner's students-by-age rows read in constant memory, and CSV writing with fsync."""
 import csv
 import os
 import tempfile
@@ -75,10 +75,11 @@ def write_rows_atomically(
     return count
 
 
-def _student_columns() -> tuple[str, str, str, str]:
+def _student_columns() -> tuple[str, str, str, str, str]:
     quote = connection.ops.quote_name
     table = quote(Student._meta.db_table)
-    return (table, *(f"{table}.{quote(column)}" for column in ("age", "name", "id")))
+    owner = Student._meta.get_field("owner").column
+    return (table, *(f"{table}.{quote(column)}" for column in (owner, "age", "name", "id")))
 
 
 def _csv_line_sql(age: str, name: str, pk: str) -> str:
@@ -98,85 +99,103 @@ def _csv_line_sql(age: str, name: str, pk: str) -> str:
 
 
 class _ChunkQueries(NamedTuple):
-    """The report's statements, built once per report: `chunk` and `seek` take a `{where}`."""
+    """The report's statements, built once per report; all read one owner's rows only. `chunk`
+    and `seek` take a `{where}`: `first` (the owner's first rows) or `after` (past a key), whose
+    parameters `_where` gives."""
 
     chunk: str  # (text, rows) of the next chunk_size lines
-    lookup: str  # (age, name, id, line) of one student, by id
+    lookup: str  # (age, name, id, line) of one student, by owner and id
     seek: str  # (age, name, id) of the n-th row after a key
+    first: str  # the WHERE that starts at the owner's first row
     after: str  # the WHERE that starts after a key
 
 
 def _chunk_queries() -> _ChunkQueries:
-    table, age, name, pk = _student_columns()
+    table, owner, age, name, pk = _student_columns()
     line = _csv_line_sql(age, name, pk)
     order = f"{age}, {name}, {pk}"
+    index_order = f"{owner}, {order}"  # the (owner, age, name, id) index; its first column is fixed
     if connection.vendor == "postgresql":
         chunk = (f"SELECT string_agg(line, '' ORDER BY k1, k2, k3), count(*) FROM (SELECT {line} AS line, "
-                 f"{age} AS k1, {name} AS k2, {pk} AS k3 FROM {table} {{where}} ORDER BY {order} LIMIT %s) AS chunk")
+                 f"{age} AS k1, {name} AS k2, {pk} AS k3 FROM {table} {{where}} ORDER BY {index_order} LIMIT %s) "
+                 f"AS chunk")
     else:  # SQLite concatenates in the order of the ordered subquery
         chunk = f"SELECT group_concat(line, ''), count(*) FROM (SELECT {line} AS line FROM {table} {{where}} " \
-                f"ORDER BY {order} LIMIT %s)"
+                f"ORDER BY {index_order} LIMIT %s)"
     return _ChunkQueries(
         chunk=chunk,
-        lookup=f"SELECT {order}, {line} FROM {table} WHERE {pk} = %s",
-        seek=f"SELECT {order} FROM {table} {{where}} ORDER BY {order} LIMIT 1 OFFSET %s",
-        # A native row-value comparison seeks straight into the index; Django's tuple lookup falls
-        # back on SQLite to an OR chain that rescans the index for every chunk.
-        after=f"WHERE ({order}) > (%s, %s, %s)",
+        lookup=f"SELECT {order}, {line} FROM {table} WHERE {owner} = %s AND {pk} = %s",
+        seek=f"SELECT {order} FROM {table} {{where}} ORDER BY {index_order} LIMIT 1 OFFSET %s",
+        first=f"WHERE {owner} = %s",
+        # A native row-value comparison over the whole index seeks straight into it; Django's tuple
+        # lookup falls back on SQLite to an OR chain that rescans the index for every chunk.
+        after=f"WHERE {owner} = %s AND ({index_order}) > (%s, %s, %s, %s)",
     )
 
 
-def students_by_age_csv_chunks(chunk_size: int) -> Iterator[tuple[str, int]]:
-    """Every student by age, then name (id breaks ties), as CSV text in chunks of `chunk_size`
-    rows: (text, rows). The database formats the lines, so no Python object is made per row.
+def _where(queries: _ChunkQueries, owner_id: int, last: tuple | None) -> tuple[str, list[Any]]:
+    """The WHERE that starts at the owner's first row, or just past `last` (age, name, id)."""
+    if last is None:
+        return queries.first, [owner_id]
+    return queries.after, [owner_id, owner_id, *last]
+
+
+def students_by_age_csv_chunks(owner_id: int, chunk_size: int) -> Iterator[tuple[str, int]]:
+    """Every student of `owner_id` by age, then name (id breaks ties), as CSV text in chunks of
+    `chunk_size` rows: (text, rows). Nobody else's students are read. The database formats the
+    lines, so no Python object is made per row.
 
     Each chunk is one bounded statement, so memory stays constant and no read stays open while
     the caller writes (on SQLite an open read would keep the job's progress UPDATEs from
-    committing, stalling every other job): it seeks the (age, name, id) index past the previous
-    chunk's last key and formats the next `chunk_size` rows as one string. That last key comes
-    from the id that starts the chunk's last line, looked up by primary key (`_last_key`), so the
-    index is read once per row.
+    committing, stalling every other job): it seeks the (owner, age, name, id) index past the
+    previous chunk's last key and formats the next `chunk_size` rows as one string. That last key
+    comes from the id that starts the chunk's last line, looked up by primary key (`_last_key`),
+    so the index is read once per row.
     """
     queries = _chunk_queries()
     last: tuple | None = None
     with connection.cursor() as cursor:
         while True:
-            cursor.execute(queries.chunk.format(where=queries.after if last else ""), [*(last or ()), chunk_size])
+            where, params = _where(queries, owner_id, last)
+            cursor.execute(queries.chunk.format(where=where), [*params, chunk_size])
             text, rows = cursor.fetchone()
             if not rows:
                 return
             yield text, rows
             if rows < chunk_size:
                 return
-            last = _last_key(cursor, queries, text, rows, last)
+            last = _last_key(cursor, queries, owner_id, text, rows, last)
 
 
-def _last_key(cursor: Any, queries: _ChunkQueries, text: str, rows: int, previous: tuple | None) -> tuple:
+def _last_key(cursor: Any, queries: _ChunkQueries, owner_id: int, text: str, rows: int,
+              previous: tuple | None) -> tuple:
     """The (age, name, id) of the chunk's last line. Fast path: the id after the last line break,
     checked by formatting that student's line again; a name holding a line break can fool the
     search (never the check: inside the quotes every `"` is doubled, so no line can start there),
     and then the chunk's last key is sought in the index."""
-    start = text.rfind("\r\n", 0, len(text) - 2) + 2
+    newline = text.rfind("\r\n", 0, len(text) - 2)
+    start = newline + 2 if newline >= 0 else 0  # a chunk of one line starts at 0
     digits = text[start:text.find(",", start)]
     if digits.isdigit():
-        cursor.execute(queries.lookup, [int(digits)])
+        cursor.execute(queries.lookup, [owner_id, int(digits)])
         found = cursor.fetchone()
         if found and found[3] == text[start:]:
             return tuple(found[:3])
-    cursor.execute(queries.seek.format(where=queries.after if previous else ""), [*(previous or ()), rows - 1])
+    where, params = _where(queries, owner_id, previous)
+    cursor.execute(queries.seek.format(where=where), [*params, rows - 1])
     return tuple(cursor.fetchone())
 
 
 def write_students_by_age(
-    path: Path, chunk_size: int, on_progress: Callable[[int, int], None] = lambda done, total: None
+    path: Path, owner_id: int, chunk_size: int, on_progress: Callable[[int, int], None] = lambda done, total: None
 ) -> int:
-    """Write every student by age, then name, as CSV to `path` and fsync it;
+    """Write every student of `owner_id` by age, then name, as CSV to `path` and fsync it;
     `on_progress(rows_done, rows_total)` after each chunk. Returns the number of rows."""
-    total = Student.objects.count()
+    total = Student.objects.filter(owner_id=owner_id).count()
     done = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
         handle.write(",".join(STUDENTS_BY_AGE_HEADER) + "\r\n")
-        for text, rows in students_by_age_csv_chunks(chunk_size):
+        for text, rows in students_by_age_csv_chunks(owner_id, chunk_size):
             handle.write(text)
             done += rows
             on_progress(done, max(total, done))

@@ -44,8 +44,8 @@ def test_broker_down_is_503_and_the_job_is_marked_failed(api, monkeypatch):
     assert [e["type"] for e in read_events_sync(job.id)] == ["job.failed"]
 
 
-def test_job_detail_and_download_lifecycle(api, queued, settings):
-    Student.objects.create(name="Bo", age=9)
+def test_job_detail_and_download_lifecycle(api, alice, queued, settings):
+    Student.objects.create(owner=alice, name="Bo", age=9)
     job_id = api.post("/api/students/by-age-report/").json()["id"]
     assert api.get(f"/api/jobs/{job_id}/download/").status_code == 409
     run_job(job_id)  # what the worker would do

@@ -11,7 +11,7 @@ LISTS = ["/api/students/", "/api/jobs/"]
 
 @pytest.fixture(autouse=True)
 def rows(alice):
-    Student.objects.bulk_create(Student(name=f"S{i}", age=i % 100) for i in range(12))
+    Student.objects.bulk_create(Student(owner=alice, name=f"S{i}", age=i % 100) for i in range(12))
     Job.objects.bulk_create(Job(kind="students_by_age", owner=alice) for _ in range(12))
 
 

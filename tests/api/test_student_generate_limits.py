@@ -1,4 +1,4 @@
-"""`POST /api/students/generate/`: throttled per user (STUDENT_GENERATE_RATE) and capped in all
+"""`POST /api/students/generate/`: throttled per user (STUDENT_GENERATE_RATE) and capped per owner
 (STUDENTS_MAX), with a 409 that says how many more fit."""
 import pytest
 from rest_framework.settings import api_settings
@@ -34,13 +34,20 @@ def test_the_default_rate_is_ten_a_minute(api):
     assert codes == [201] * 10 + [429]
 
 
-def test_generate_stops_at_the_cap_with_409_saying_how_many_fit(api, settings):
+def test_generate_stops_at_the_cap_with_409_saying_how_many_fit(api, settings, alice, bob, client_for):
     settings.STUDENTS_MAX = 100
     assert api.post("/api/students/generate/", {"count": 60}, format="json").status_code == 201
     refused = api.post("/api/students/generate/", {"count": 41}, format="json")
     assert refused.status_code == 409
-    assert refused.json() == {"detail": "The students table is capped at 100 rows; 40 more can be added."}
+    assert refused.json() == {"detail": "You may have 100 students; 40 more can be added."}
     assert Student.objects.count() == 60
     assert api.post("/api/students/generate/", {"count": 40}, format="json").json() == {"created": 40, "total": 100}
     full = api.post("/api/students/generate/", {"count": 1}, format="json")
     assert full.status_code == 409 and "0 more" in full.json()["detail"]
+    one = api.post("/api/students/", {"name": "Ada", "age": 3}, format="json")  # one at a time too
+    assert one.status_code == 409 and "0 more" in one.json()["detail"]
+    assert Student.objects.filter(owner=alice).count() == 100
+    # The cap is each owner's: alice's full table takes nothing from bob.
+    assert client_for(bob).post("/api/students/generate/", {"count": 100}, format="json").json() == {
+        "created": 100, "total": 100}
+    assert Student.objects.count() == 200

@@ -25,9 +25,9 @@ def jobs(alice):
     }
 
 
-def test_student_changelist_search_and_filter(staff_client):
-    Student.objects.create(name="Ada Lovelace", age=36)
-    Student.objects.create(name="Alan Turing", age=41)
+def test_student_changelist_search_and_filter(staff_client, alice, bob):
+    Student.objects.create(owner=alice, name="Ada Lovelace", age=36)
+    Student.objects.create(owner=bob, name="Alan Turing", age=41)  # staff see every owner's
     page = staff_client.get("/admin/basic/student/")
     assert page.status_code == 200
     searched = staff_client.get("/admin/basic/student/", {"q": "lovelace"}).content.decode()

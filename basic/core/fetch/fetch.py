@@ -17,10 +17,13 @@ import httpx
 from basic.core.fetch.errors import FetchFailed, FetchRefused
 from basic.core.fetch.network import guarded_transport
 from basic.core.fetch.urls import check_url
+from basic.core.outside_text import outside_text
 
 __all__ = ["FetchFailed", "FetchRefused", "FetchResult", "fetch_public"]
 
 USER_AGENT = "live-jobs-page-fetch/1.0"
+BAD_REDIRECT = "The page redirected to an address that is not a valid URL."
+MAX_HEADER_TEXT = 200
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -29,7 +32,7 @@ class FetchResult:
     url: str  # normalised requested URL
     final_url: str  # after redirects
     status_code: int
-    content_type: str  # the response's Content-Type header ('' if none)
+    content_type: str  # the response's Content-Type header ('' if none), cleaned (outside_text)
     body: bytes
 
 
@@ -92,10 +95,33 @@ def _failure_message(exc: httpx.HTTPError, host: str, timeout: float) -> str:
             cause = cause.__cause__ or cause.__context__
         return f"Could not connect to {host}."
     if isinstance(exc, httpx.RemoteProtocolError):
+        # httpx reads a redirect's Location itself (even without following it) and refuses one it
+        # cannot parse with this text; the user gets the reason, not "invalid response".
+        if str(exc).startswith("Invalid URL in location header"):
+            return BAD_REDIRECT
         return f"{host} did not send a valid HTTP response."
     if isinstance(exc, httpx.NetworkError | httpx.ProtocolError):
         return f"The connection to {host} was interrupted."
     return "The page could not be fetched."
+
+
+def _redirect_target(current: str, location: str, allowed_hosts: frozenset[str]) -> str:
+    """The checked URL a ``Location`` leads to. Whatever httpx cannot read in it (a broken IPv6
+    literal, a bad IDNA label, a non-printable character...) is the page's fault: FetchRefused
+    with one sentence, never an unexpected error."""
+    try:
+        target = str(httpx.URL(current).join(location))
+    except Exception:  # httpx raises InvalidURL, ValueError, IDNAError...: all say the same
+        raise FetchRefused(BAD_REDIRECT) from None
+    return check_url(target, allowed_hosts=allowed_hosts)
+
+
+def _host_of(url: str) -> str:
+    """The host of a checked URL, for messages (check_url made sure it decodes)."""
+    try:
+        return outside_text(httpx.URL(url).host, limit=253) or "the site"
+    except (httpx.InvalidURL, ValueError):
+        return "the site"
 
 
 def fetch_public(
@@ -122,7 +148,7 @@ def fetch_public(
     transport = guarded_transport(allowed_hosts=allowed_hosts, deadline=deadline)
     with httpx.Client(transport=transport, trust_env=False, follow_redirects=False, headers=headers) as client:
         while True:
-            host = httpx.URL(current).host
+            host = _host_of(current)
             try:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -133,14 +159,10 @@ def fetch_public(
                         if redirects >= max_redirects:
                             raise FetchFailed(f"The page redirected too many times (more than {max_redirects}).")
                         redirects += 1
-                        try:
-                            target = str(httpx.URL(current).join(location))
-                        except (httpx.InvalidURL, ValueError):
-                            raise FetchRefused("The page redirected to an address that is not a valid URL.") from None
-                        current = check_url(target, allowed_hosts=allowed_hosts)
+                        current = _redirect_target(current, location, allowed_hosts)
                         continue
                     length = response.headers.get("Content-Length", "")
-                    if length.isdigit() and int(length) > max_bytes:
+                    if length.isascii() and length.isdigit() and int(length) > max_bytes:
                         raise FetchFailed(f"The page is larger than {max_bytes} bytes.")
                     body = _read_body(
                         response.iter_raw(),
@@ -153,7 +175,7 @@ def fetch_public(
                         url=requested,
                         final_url=current,
                         status_code=response.status_code,
-                        content_type=response.headers.get("Content-Type", ""),
+                        content_type=outside_text(response.headers.get("Content-Type", ""), limit=MAX_HEADER_TEXT),
                         body=body,
                     )
             except FetchRefused as exc:
@@ -162,3 +184,8 @@ def fetch_public(
                 raise
             except httpx.HTTPError as exc:
                 raise FetchFailed(_failure_message(exc, host, timeout)) from exc
+            except (httpx.InvalidURL, UnicodeError) as exc:
+                # Our URLs were checked: this is httpx building the request a redirect's Location
+                # leads to (it does so for every redirect, even unfollowed) and failing, e.g. on
+                # an IDNA host it cannot decode. Once a traceback for "an unexpected error".
+                raise FetchRefused(BAD_REDIRECT) from exc

@@ -133,9 +133,11 @@ def _parse(url: str) -> httpx.URL:
     if len(url) > MAX_URL_LENGTH:
         raise FetchRefused(f"The URL is too long (more than {MAX_URL_LENGTH} characters).")
     try:
-        return httpx.URL(url)
-    except (httpx.InvalidURL, ValueError, TypeError):
+        parsed = httpx.URL(url)
+        parsed.host  # noqa: B018 - decodes an IDNA host ("xn--"): one httpx can't read must fail here, not mid-fetch
+    except (httpx.InvalidURL, ValueError, TypeError):  # IDNAError is a UnicodeError, so a ValueError
         raise FetchRefused("This is not a valid URL.") from None
+    return parsed
 
 
 def _canonical_host(raw_host: str) -> tuple[str, IPAddress | None]:

@@ -45,7 +45,7 @@ def test_a_second_delivery_while_the_job_runs_does_nothing(alice):
 
 def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monkeypatch, settings):
     settings.REPORT_CHUNK_SIZE = 2
-    Student.objects.bulk_create([Student(name=f"s{i}", age=i) for i in range(10)])
+    Student.objects.bulk_create([Student(owner=alice, name=f"s{i}", age=i) for i in range(10)])
     job = Job.objects.create(kind="students_by_age", owner=alice)
     real_renew = JobLease.renew
 
@@ -112,7 +112,7 @@ def test_a_lease_that_vanished_is_taken_back_by_its_run(redis_client):
 
 
 def test_a_recovered_job_runs_again_from_scratch_and_finishes_once(alice, settings):
-    Student.objects.create(name="Al", age=3)
+    Student.objects.create(owner=alice, name="Al", age=3)
     job = Job.objects.create(kind="students_by_age", owner=alice, status="running",
                              started=timezone.now())
     stale_temp = files.temp_path(job.id, report_path(job.id).name, "dead")

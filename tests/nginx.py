@@ -1,0 +1,83 @@
+"""The compose file's nginx (deploy/nginx.conf.template), checked and run by the real binary.
+
+Without nginx on PATH its tests skip locally and fail in CI (`CI` set), like PostgreSQL's
+(tests/databases.py); .ci/run installs Debian's package."""
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from basic.ops import stack
+from tests import databases
+
+TEMPLATE = stack.BASE_DIR / "deploy" / "nginx.conf.template"
+
+
+def require_nginx() -> str:
+    found = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+                                           if os.access(p, os.X_OK)), None)
+    if found:
+        return found
+    if databases.in_ci():
+        pytest.fail("nginx is not installed; CI is set, so the compose proxy's tests must run (.ci/run)")
+    pytest.skip("nginx is not installed (apt-get install nginx)")
+
+
+def render(max_body_bytes: int, upstream: str | None = None, listen: str | None = None) -> str:
+    """The template as the nginx image renders it (envsubst of REQUEST_MAX_BODY_BYTES only), and
+    optionally pointed at another upstream and port than compose's `web:8000` and 8000."""
+    text = TEMPLATE.read_text().replace("${REQUEST_MAX_BODY_BYTES}", str(max_body_bytes))
+    assert "${" not in text, "the template uses a variable compose does not give nginx"
+    if upstream:
+        text = text.replace("http://web:8000", upstream)
+    if listen:
+        text = text.replace("listen 8000;", f"listen {listen};")
+    return text
+
+
+def write_config(workdir: Path, site: str) -> Path:
+    """A main nginx.conf around `site` (the image's own holds little more), every path in `workdir`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "site.conf").write_text(site)
+    temp = "\n".join(f"    {kind}_temp_path {workdir / kind};" for kind in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    config = workdir / "nginx.conf"
+    config.write_text(f"""{"user root;" if os.geteuid() == 0 else ""}
+daemon off;
+worker_processes 1;
+pid {workdir / "nginx.pid"};
+error_log {workdir / "error.log"} warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+{temp}
+    include {workdir / "site.conf"};
+}}
+""")
+    return config
+
+
+def check(binary: str, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([binary, "-t", "-p", str(config.parent), "-c", str(config),
+                           "-e", str(config.parent / "error.log")], capture_output=True, text=True, timeout=30)
+
+
+@contextmanager
+def running(binary: str, config: Path, port: int) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen([binary, "-p", str(config.parent), "-c", str(config), "-e",
+                                str(config.parent / "error.log")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        stack.wait_for_port(port, timeout=15, process=process)
+        yield process
+    finally:
+        process.send_signal(signal.SIGQUIT)  # graceful stop of this nginx (its master, then its worker)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
