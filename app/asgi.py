@@ -1,15 +1,37 @@
 """ASGI entry point: HTTP through Django, WebSockets through origin check, auth and routing."""
 import os
 
-from django.core.asgi import get_asgi_application
+import django
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
-django_asgi_app = get_asgi_application()
+
+
+class OneHopASGIHandler(ASGIHandler):
+    """Django's ASGI handler with the middleware chain and the view run as one sync call, in the
+    request's own thread (issue 19).
+
+    Every view here is sync, and WhiteNoise is sync-only, so Django's async chain went back and
+    forth between the event loop and the request's thread for each middleware's process_request,
+    process_view and process_response and for the view: about 15 hops a request, each a wake-up of
+    the loop and of the thread, most of the web process's CPU per `POST /api/jobs/`. Here the chain
+    is built sync, as under WSGI, and entered once. (An async view would still work, adapted by
+    Django, at the cost of a hop.)"""
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+
+
+django.setup(set_prefix=False)
+django_asgi_app = OneHopASGIHandler()
 
 # Imported after Django is set up, so models load in the right order.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from basic.realtime.auth import TokenAuthMiddleware, socket_auth_stack  # noqa: E402
+from basic.realtime.auth import socket_auth_stack  # noqa: E402
+from basic.realtime.handshake_gate import HandshakeGateMiddleware  # noqa: E402
 from basic.realtime.origin_check import browser_origin_validator  # noqa: E402
 from basic.realtime.socket_metrics import SocketMetricsMiddleware  # noqa: E402
 from routing import websocket_urlpatterns  # noqa: E402
@@ -17,9 +39,10 @@ from routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Outermost: socket metrics count every socket, refused handshakes included.
-        "websocket": SocketMetricsMiddleware(browser_origin_validator(
-            socket_auth_stack(TokenAuthMiddleware(URLRouter(websocket_urlpatterns)))
-        )),
+        # Outermost: socket metrics count every socket, refused handshakes included. Then the
+        # gate: sockets are opened a bounded number at a time, the rest wait or are refused early.
+        "websocket": SocketMetricsMiddleware(HandshakeGateMiddleware(browser_origin_validator(
+            socket_auth_stack(URLRouter(websocket_urlpatterns))
+        ))),
     }
 )

@@ -256,6 +256,11 @@ WS_RESUME_RATE_PER_SECOND = float(env_str("WS_RESUME_RATE_PER_SECOND", "5"))  # 
 WS_RESUME_BURST = env_int("WS_RESUME_BURST", 10)
 WS_RESUME_STRIKES = env_int("WS_RESUME_STRIKES", 10)  # refused resume frames before close 4429
 WS_MAX_UNSENT_BYTES = env_int("WS_MAX_UNSENT_BYTES", 4 * 1024 * 1024)  # a socket that stops reading: 4008
+# Sockets being opened (basic/realtime/handshake_gate.py): this many at once per process, in arrival
+# order; an arrival that would wait longer than the max (under Daphne's 5 s connect timeout) is
+# refused at once with a 503 (or close 1013) and a retry hint, instead of timing out with the rest.
+WS_HANDSHAKES_AT_ONCE = env_int("WS_HANDSHAKES_AT_ONCE", 64)
+WS_HANDSHAKE_MAX_WAIT_SECONDS = float(env_str("WS_HANDSHAKE_MAX_WAIT_SECONDS", "3"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

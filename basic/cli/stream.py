@@ -1,6 +1,7 @@
 """The client's sockets: one job's events (gapless, resumed with `after=` after any drop) and the
 user's live feed. Both reconnect with backoff while the server is away (e.g. restarting)."""
 import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,6 +26,35 @@ def is_terminal(frame: dict[str, Any]) -> bool:
         frame.get("type") == "job.snapshot" and frame.get("status") in TERMINAL_STATUSES)
 
 
+RETRY_BASE_SECONDS = 0.2
+RETRY_MAX_SECONDS = 2.0
+
+
+def backoff_seconds(failures: int, hint: float | None = None) -> float:
+    """Full jitter: anywhere from 0 to a ceiling that doubles with each failure, so clients that lost
+    the server together come back spread out; at least `hint` (the server's Retry-After or
+    `retry_after`, when it is taking in too many sockets at once) plus up to as much again."""
+    ceiling = min(RETRY_BASE_SECONDS * 2 ** min(failures - 1, 8), RETRY_MAX_SECONDS)
+    delay = random.uniform(0, ceiling)
+    if hint:
+        delay = max(delay, hint * random.uniform(1, 2))
+    return delay
+
+
+def retry_hint(exc: BaseException | None = None, error: dict[str, Any] | None = None) -> float | None:
+    """The server's retry hint: `Retry-After` of a refused handshake (503), or `retry_after` in the
+    error frame sent before a close 1013."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    if value is None and error is not None:
+        value = error.get("retry_after")
+    try:
+        hint = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return min(hint, 60.0) if hint is not None and hint > 0 else None
+
+
 class Reconnecting:
     """Backoff between attempts; gives up (exit 3) after `patience` seconds without a connection."""
 
@@ -38,7 +68,8 @@ class Reconnecting:
             self.note("Reconnected.")
         self.failures, self.down_since = 0, None
 
-    def lost(self, why: str, base_url: str) -> None:
+    def lost(self, why: str, base_url: str, hint: float | None = None) -> None:
+        """Wait before the next attempt: full jitter, and never sooner than the server's `hint`."""
         now = time.monotonic()
         if self.down_since is None:
             self.down_since = now
@@ -47,7 +78,7 @@ class Reconnecting:
             raise CliError(f"Cannot reach the server at {base_url} for {self.patience:.0f} s: is it running?",
                            UNREACHABLE)
         self.failures += 1
-        time.sleep(min(0.2 * 2 ** min(self.failures - 1, 4), 2.0))
+        time.sleep(backoff_seconds(self.failures, hint))
 
 
 def frames(socket: ClientConnection) -> Iterator[dict[str, Any]]:
@@ -112,12 +143,13 @@ def follow_job(api: Api, job_id: str, show: Callable[[dict[str, Any]], None], no
         except InvalidURI as exc:
             raise CliError(f"Bad socket URL: {terminal_text(exc)}") from exc
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            retry.lost(type(exc).__name__ if not str(exc) else str(exc), api.base_url)
+            retry.lost(type(exc).__name__ if not str(exc) else str(exc), api.base_url, retry_hint(exc))
             continue
         final = _final(close_code, error)
         if final:
             raise final
-        retry.lost(f"closed with code {close_code}" if close_code else "closed", api.base_url)
+        retry.lost(f"closed with code {close_code}" if close_code else "closed", api.base_url,
+                   retry_hint(error=error))
 
 
 def user_feed(api: Api, show: Callable[[dict[str, Any]], None], note: Note, patience: float = 300.0,
@@ -144,9 +176,10 @@ def user_feed(api: Api, show: Callable[[dict[str, Any]], None], note: Note, pati
         except ConnectionClosed as exc:
             close_code = exc.rcvd.code if exc.rcvd else None
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            retry.lost(str(exc) or type(exc).__name__, api.base_url)
+            retry.lost(str(exc) or type(exc).__name__, api.base_url, retry_hint(exc))
             continue
         final = _final(close_code, error)
         if final:
             raise final
-        retry.lost(f"closed with code {close_code}" if close_code else "closed", api.base_url)
+        retry.lost(f"closed with code {close_code}" if close_code else "closed", api.base_url,
+                   retry_hint(error=error))

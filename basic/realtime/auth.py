@@ -3,15 +3,16 @@
 Browsers use their session cookie (`socket_auth_stack`); scripts and API clients use the same
 API token they use for REST, looked up the same way (`basic.accounts.tokens.user_for_key`).
 """
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddleware
-from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
-from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
+from channels.sessions import CookieMiddleware
+from django.conf import settings
 
 from basic.accounts import tokens
+from basic.realtime.db_reads import database_read
 
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
@@ -19,40 +20,57 @@ def query_param(scope: dict[str, Any], name: str) -> str | None:
     return values[-1] if values else None
 
 
-@database_sync_to_async
-def user_for_token(key: Any) -> Any:
+def _session_user(session_key: str) -> tuple[Any, Any]:
+    from django.contrib import auth
+
+    session = _session_store()(session_key)
+    return session, auth.get_user(SimpleNamespace(session=session))  # Django's checks: hash, backend
+
+
+def _token_user(key: Any) -> Any:
     """The active user owning this API token key, or None (the lookup REST uses too)."""
     return tokens.user_for_key(key)
 
 
-class SocketSessionMiddleware(SessionMiddleware):
-    """Channels' SessionMiddleware, minus its wrapper around `send`: the wrapper saves the session
-    and sets its cookie on `http.response.start`, which a WebSocket never sends, yet it checked the
-    session on every frame (a tenth of Daphne's time fanning out to thousands of sockets,
-    docs/benchmarks.md). A consumer that changes the session saves it itself, as Channels asks."""
+def _session_store() -> Any:
+    from importlib import import_module
+
+    return import_module(settings.SESSION_ENGINE).SessionStore
+
+
+session_user = database_read(_session_user)
+user_for_token = database_read(_token_user)
+
+
+class SocketAuthMiddleware(BaseMiddleware):
+    """scope["user"] (and scope["session"]) for a socket, in at most one database round trip:
+    `?token=` when present (a bad one marks the scope `token_rejected`), else the session cookie.
+    A socket with neither costs no database work and no thread hop at all.
+
+    Replaces Channels' AuthMiddlewareStack, which made two hops to the one sync thread per socket,
+    with or without a cookie (a third of a connect storm's wall time, py-spy), and whose session
+    wrapper checked the session on every frame a socket sent (a tenth of Daphne's time fanning
+    out to thousands of sockets, docs/benchmarks.md). A consumer that changes the session saves
+    it itself, as Channels asks."""
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        wrapper = InstanceSessionWrapper(scope, send)
-        await wrapper.resolve_session()
-        return await self.inner(wrapper.scope, receive, send)
+        from django.contrib.auth.models import AnonymousUser
+
+        key = query_param(scope, "token")
+        session_key = scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME) or None
+        extra: dict[str, Any] = {}
+        if key is not None:
+            user = await user_for_token(key)
+            session = _session_store()(session_key)
+            if user is None:
+                user, extra = AnonymousUser(), {"token_rejected": True}
+        elif session_key:
+            session, user = await session_user(session_key)
+        else:
+            session, user = _session_store()(None), AnonymousUser()
+        return await super().__call__({**scope, "session": session, "user": user, **extra}, receive, send)
 
 
 def socket_auth_stack(inner: Any) -> Any:
-    """Channels' AuthMiddlewareStack (session cookie -> scope["user"]) for WebSocket routes."""
-    return CookieMiddleware(SocketSessionMiddleware(AuthMiddleware(inner)))
-
-
-class TokenAuthMiddleware(BaseMiddleware):
-    """Sets scope["user"] from `?token=` when present; otherwise leaves the session user."""
-
-    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        key = query_param(scope, "token")
-        if key is not None:
-            user = await user_for_token(key)
-            if user is not None:
-                scope = {**scope, "user": user}
-            else:
-                from django.contrib.auth.models import AnonymousUser
-
-                scope = {**scope, "user": AnonymousUser(), "token_rejected": True}
-        return await super().__call__(scope, receive, send)
+    """Cookies, then the socket's user (SocketAuthMiddleware), for WebSocket routes."""
+    return CookieMiddleware(SocketAuthMiddleware(inner))

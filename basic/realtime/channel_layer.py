@@ -11,10 +11,15 @@ out a group message at the cost of one decode per process instead of one per soc
   loses it, #256, and never calls its own reconnect hooks, #406).
 - Groups whose messages are also kept in a stream (chat rooms: basic/realtime/chat_history.py) get what
   this process missed while reconnecting from that stream, each message once.
+- A consumer's own channel costs Redis nothing: every channel this process hands out shares one
+  pattern subscription (`PSUBSCRIBE <prefix>specific.<process>!*`, made once), where the stock layer
+  sent a SUBSCRIBE per socket under one lock, one at a time: ~4 ms of serial work per socket that
+  made 2,000 sockets opening at once all miss Daphne's connect timeout (docs/benchmarks.md, storms).
 """
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,12 +71,40 @@ class DeliveredIds:
         return f"{max(0, self.last_ms - REPLAY_SLACK_MS)}-0"
 
 
+def glob_escaped(text: str) -> str:
+    """`text` matched literally in a Redis glob pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\^-" else char for char in text)
+
+
 class ResilientShardConnection(RedisSingleShardConnection):
     """One Redis server's publisher and subscriber connections."""
 
     def __init__(self, host: dict[str, Any], channel_layer: RedisPubSubLoopLayer) -> None:
         super().__init__(host, channel_layer)
         self._lost = False
+        self._patterns: set[str] = set()
+
+    async def psubscribe(self, pattern: str) -> None:
+        """Subscribe to `pattern` once (redis-py subscribes it again after a reconnect)."""
+        if pattern in self._patterns:
+            return
+        async with self._lock:
+            if pattern in self._patterns:
+                return
+            self._ensure_redis()
+            self._ensure_receiver()
+            try:
+                await self._pubsub.psubscribe(pattern)
+            except RETRYABLE as exc:
+                logger.info("psubscribe failed (%s); retrying once on a fresh connection", exc)
+                if self._pubsub.connection is not None:
+                    await self._pubsub.connection.disconnect()
+                await self._pubsub.psubscribe(pattern)
+            self._patterns.add(pattern)
+
+    async def flush(self) -> None:
+        await super().flush()
+        self._patterns = set()
 
     async def _fresh_connection(self) -> None:
         """Drop the idle (publishing) connections; the subscriber's is in use and left alone."""
@@ -162,6 +195,8 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shards = [ResilientShardConnection(shard.host, self) for shard in self._shards]
+        # Every channel this process hands out starts with this; one pattern covers them all.
+        self.own_prefix = f"{self.prefix}specific.{uuid.uuid4().hex}!"
         # channel name -> the consumer's dispatch, for group messages delivered without the queue
         self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         # group channel name -> the ids delivered of a group whose messages are kept in a stream
@@ -233,6 +268,18 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         else:
             self.direct_handlers[channel] = handler
 
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        """A channel for one consumer, covered by this process's pattern subscription (sharded
+        layers publish a channel on the shard its name hashes to, so the pattern is on every one)."""
+        if prefix != "specific.":
+            return await super().new_channel(prefix)
+        channel = f"{self.own_prefix}{uuid.uuid4().hex}"
+        self.channels[channel] = asyncio.Queue()
+        pattern = f"{glob_escaped(self.own_prefix)}*"
+        for shard in self._shards:
+            await shard.psubscribe(pattern)
+        return channel
+
     async def receive(self, channel: str) -> dict[str, Any]:
         if channel not in self.channels:
             await self._subscribe_to_channel(channel)
@@ -243,6 +290,8 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
             self.direct_handlers.pop(channel, None)
             if channel in self.channels:
                 del self.channels[channel]
+                if channel.startswith(self.own_prefix):
+                    raise  # the pattern stays for the process's other channels
                 try:
                     await self._get_shard(channel).unsubscribe(channel)
                 except BaseException:

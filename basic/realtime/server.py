@@ -14,15 +14,21 @@ basic/realtime/body_limit.py).
 """
 import json
 import logging
+import resource
+import time
 from collections import OrderedDict
+from http import HTTPStatus
 from typing import Any
 
+import autobahn.websocket.protocol as autobahn_protocol
+from autobahn.websocket.types import ConnectionDeny
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
 from basic.core import metrics
+from basic.realtime import handshake_gate
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
 
@@ -74,6 +80,27 @@ def max_body_bytes() -> int:
     return settings.REQUEST_MAX_BODY_BYTES
 
 
+class LazyPformat:
+    """pprint.pformat, run only if the text is asked for: autobahn formats every new socket's
+    settings for a debug line nobody logs, a tenth of Daphne's time in a connect storm (py-spy)."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        from pprint import pformat
+
+        return pformat(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+autobahn_protocol.pformat = LazyPformat
+# The one caller that returns the text itself gets it formatted.
+autobahn_protocol.Timings.__str__ = lambda self: str(LazyPformat(self._timings))  # type: ignore[method-assign]
+
+
 # Close codes a server may send (IANA registry) that autobahn's sendClose() refuses, since it
 # only allows 1000 and 3000-4999 from the application: 1013 is "try again later".
 SERVER_CLOSE_CODES = frozenset({1012, 1013})
@@ -102,7 +129,92 @@ def write_now(transport: Any, data: bytes) -> None:
         transport.write(data[sent:])
 
 
+# File descriptors kept for what a process opens besides client sockets (Redis, the database,
+# reports, logs): past RLIMIT_NOFILE less this, new sockets are refused with a 503, so accept()
+# never fails with EMFILE, which Twisted answers by leaving the client hanging in the backlog.
+FD_RESERVE = 128
+
+
+def open_files_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class Refused(ConnectionDeny):
+    """A socket refused before the upgrade, with a JSON body and `Retry-After` (autobahn's own
+    refusal sends a status line only)."""
+
+    def __init__(self, code: int, body: dict[str, Any], retry_after: int) -> None:
+        super().__init__(code, body["detail"])
+        self.body = body
+        self.retry_after = retry_after
+
+
 class BoundedWebSocketProtocol(WebSocketProtocol):
+    refused: Refused | None = None
+    made_at = 0.0
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        self.made_at = time.monotonic()  # autobahn's opening-handshake timeout counts from here
+        super().connectionMade()
+
+    def onConnect(self, request: Any) -> Any:  # noqa: N802 (autobahn's name)
+        """503 before the upgrade when the process is taking in more sockets than it can open in
+        time (basic/realtime/handshake_gate.py) or is at its open-file limit; cheap enough that a
+        storm's refusals cost next to nothing."""
+        turns = handshake_gate.gate()
+        age = time.monotonic() - self.made_at  # a storm's arrivals queue in the reactor before here
+        if turns.full(already_waited=age):
+            refused = Refused(503, handshake_gate.overloaded_reason(turns.retry_after()), turns.retry_after())
+        elif len(self.factory.server_class.connections) >= open_files_limit() - FD_RESERVE:
+            refused = Refused(503, {"type": "error", "code": "too_many_open_files", "retry_after": 5,
+                                    "detail": "This server is at its open-file limit; reconnect later."}, 5)
+        else:
+            turns.arrived += 1  # until its turn comes in the middleware (create_application stamps it)
+            return super().onConnect(request)
+        self.refused = refused
+        metrics.socket_closed_over_limit(refused.body["code"])
+        raise refused
+
+    def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:  # noqa: N802, N803
+        refused = self.refused
+        if refused is None:
+            super().failHandshake(reason, code, responseHeaders)
+            return
+        self.wasNotCleanReason = reason
+        self.deny(refused.code, [(b"Content-Type", b"application/json"),
+                                 (b"Retry-After", str(refused.retry_after).encode())],
+                  json.dumps(refused.body).encode())
+
+    def deny(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Answer the upgrade request with a plain HTTP response instead, and hang up."""
+        lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+        lines += [name + b": " + value for name, value in headers
+                  if name.lower() not in (b"content-length", b"connection")]
+        lines += [f"Content-Length: {len(body)}".encode(), b"Connection: close", b"", b""]
+        self.sendData(b"\r\n".join(lines) + body)
+        self.dropConnection(abort=False)
+
+    _denial: list[Any] | None = None
+
+    def handle_reply(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "websocket.http.response.start" and self.state == self.STATE_CONNECTING:
+            # ASGI's denial-response extension (advertised in the scope by BoundedServer): the
+            # handshake gate refuses with a 503, a JSON reason and Retry-After, without upgrading.
+            self._denial = [message["status"], list(message.get("headers", [])), b""]
+            return
+        if kind == "websocket.http.response.body" and self._denial is not None:
+            self._denial[2] += message.get("body", b"")
+            if not message.get("more_body"):
+                status, headers, body = self._denial
+                self.deny(status, headers, body)
+            return
+        self._handle_bounded_reply(message)
+
+    def onClose(self, wasClean: bool, code: int, reason: str) -> None:  # noqa: N802, N803
+        if self.refused is None:  # a refused socket never reached Daphne's books
+            super().onClose(wasClean, code, reason)
+
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:  # noqa: N802
         if sync or chopsize or self.send_queue:
             super().sendData(data, sync, chopsize)
@@ -115,7 +227,7 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
             return
         super().serverClose(code)
 
-    def handle_reply(self, message: dict[str, Any]) -> None:
+    def _handle_bounded_reply(self, message: dict[str, Any]) -> None:
         if message.get("type") == "websocket.send" and self.state == self.STATE_OPEN:
             backlog = unsent_bytes(self.transport)
             if backlog > max_unsent_bytes():
@@ -156,9 +268,21 @@ class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
         self.handle_reply({"type": "http.response.body", "body": detail})
 
 
+LISTEN_BACKLOG = 4096  # capped by net.core.somaxconn; Twisted's default of 50 drops a storm's SYNs
+
+
+def with_backlog(endpoint: str) -> str:
+    """A Twisted `tcp:`/`unix:` endpoint description with a listen backlog, unless it names one."""
+    if endpoint.split(":", 1)[0] in ("tcp", "tcp6", "unix") and "backlog=" not in endpoint:
+        return f"{endpoint}:backlog={LISTEN_BACKLOG}"
+    return endpoint
+
+
 class BoundedServer(Server):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         ready = kwargs.get("ready_callable")
+        if kwargs.get("endpoints"):
+            kwargs["endpoints"] = [with_backlog(endpoint) for endpoint in kwargs["endpoints"]]
 
         def use_bounded_protocol() -> None:
             # Server.run() builds its WebSocket factory and calls this just before serving.
@@ -177,6 +301,12 @@ class BoundedServer(Server):
 
         kwargs["ready_callable"] = use_bounded_protocol
         super().__init__(*args, **kwargs)
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
+        if scope.get("type") == "websocket":
+            scope[handshake_gate.ARRIVED] = getattr(protocol, "made_at", time.monotonic())
+            scope["extensions"] = {**scope.get("extensions", {}), "websocket.http.response": {}}
+        return super().create_application(protocol, scope)
 
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         """Daphne's, with one connection lookup instead of two and no header check for a frame

@@ -100,6 +100,8 @@ class SocketMetricsMiddleware:
                     closed(message.get("code", 1000))
                 else:
                     _handshake_refused(route)
+            elif kind == "websocket.http.response.start":  # refused with an HTTP answer instead
+                _handshake_refused(route)
             return send(message)
 
         async def counting_receive() -> dict:

@@ -42,11 +42,13 @@ def client_address(scope: dict[str, Any]) -> str:
     return str(client[0]) if client else "unknown"
 
 
-# Messages whose handlers reach the database only through database_sync_to_async (which closes
+# Messages whose handlers reach the database only through database_sync_to_async or
+# basic/realtime/db_reads.py (which close
 # stale connections itself): dispatched without Channels' per-message thread hop to close them
 # (docs/design.md trap 8: a third of the server's time with 1,000 sockets in one room).
-NO_THREAD_HOP = frozenset({"websocket.receive", chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT,
-                           LAYER_RECONNECTED})
+# Connect and disconnect too: a hop per socket opened was most of a connect storm's thread traffic.
+NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.disconnect",
+                           chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT, LAYER_RECONNECTED})
 ENCODED = "_encoded"
 
 

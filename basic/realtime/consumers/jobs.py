@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
@@ -18,6 +17,7 @@ from basic.models import Job
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
+from basic.realtime.db_reads import database_read
 from basic.realtime.job_feed import JobFeed
 from basic.realtime.shared_reads import SharedReads
 
@@ -48,7 +48,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
             job_id = str(uuid.UUID(self.scope["url_route"]["kwargs"]["job_id"]))
         except ValueError:
             job_id = None
-        job = job_id and await database_sync_to_async(services.job_visible_to)(user=self.user, job_id=job_id)
+        job = job_id and await database_read(services.job_visible_to)(user=self.user, job_id=job_id)
         if not job:
             await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", "No such job.")
             return
@@ -97,7 +97,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
 
     async def send_snapshot(self) -> None:
         last = await event_store.last_event(self.job_id)
-        job = await database_sync_to_async(Job.objects.select_related("owner").get)(id=self.job_id)
+        job = await database_read(Job.objects.select_related("owner").get)(id=self.job_id)
         self.feed.start_snapshot(last)
         await self.send_json(self.feed.snapshot(job))
 
@@ -119,7 +119,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
     async def settle_if_finished(self) -> None:
         if self.feed.ended:  # no database query for a socket that already told the end
             return
-        job = await RESYNC_READS.get(("row", self.job_id), database_sync_to_async(
+        job = await RESYNC_READS.get(("row", self.job_id), database_read(
             lambda: Job.objects.select_related("owner").get(id=self.job_id)))
         grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
         if self.feed.ended_unseen(job, timezone.now(), grace):

@@ -15,6 +15,7 @@ const CLOSE_REASONS = {
   4400: "bad request",
   4401: "not signed in",
   4404: "not found",
+  1013: "server busy; try again later",
   4429: "too many messages",
 };
 
@@ -160,9 +161,13 @@ class LiveSocket {
     this.scheduleRetry();
   }
 
+  // Full jitter (anywhere from 0 to the ceiling), so a crowd that lost its server at the same
+  // moment comes back spread out instead of in waves; never sooner than the server's own hint
+  // (`retry_after` in the error frame before a 1013: it is taking in too many sockets at once).
   scheduleRetry() {
     const ceiling = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** this.attempts);
-    const delay = Math.round(ceiling * (0.75 + Math.random() * 0.5));
+    const hinted = this.closeCode === 1013 && this.lastError ? Number(this.lastError.retry_after) || 0 : 0;
+    const delay = Math.round(Math.max(Math.random() * ceiling, hinted * 1000 * (1 + Math.random())));
     this.attempts += 1;
     this.retryAt = Date.now() + delay;
     this.timer = setTimeout(() => this.connectWhenOnline(), delay);

@@ -1,0 +1,111 @@
+"""The handshake gate's bookkeeping: turns in arrival order, a bounded wait, an early "full"."""
+import asyncio
+import json
+
+import pytest
+
+from basic.realtime import handshake_gate
+from basic.realtime.handshake_gate import HandshakeGate
+
+
+@pytest.mark.asyncio
+async def test_turns_are_given_in_arrival_order_and_never_more_than_at_once():
+    gate = HandshakeGate(at_once=2, max_wait=5)
+    assert await gate.enter(1) and await gate.enter(1)
+    order: list[int] = []
+
+    async def wait_turn(n: int) -> None:
+        assert await gate.enter(5)
+        order.append(n)
+
+    waiting = [asyncio.create_task(wait_turn(n)) for n in range(3)]
+    await asyncio.sleep(0.01)
+    assert order == [] and gate.running == 2 and len(gate.waiters) == 3
+    gate.leave()
+    await asyncio.sleep(0.01)
+    assert order == [0] and gate.running == 2
+    gate.leave()
+    gate.leave()
+    await asyncio.gather(*waiting)
+    assert order == [0, 1, 2]
+    for _ in range(2):
+        gate.leave()
+    assert gate.running == 0 and not gate.waiters
+
+
+@pytest.mark.asyncio
+async def test_a_wait_that_runs_out_gives_up_and_leaves_no_trace():
+    gate = HandshakeGate(at_once=1, max_wait=5)
+    assert await gate.enter(1)
+    assert await gate.enter(0.05) is False
+    assert await gate.enter(0) is False
+    assert not gate.waiters and gate.running == 1
+    gate.leave()
+    assert gate.running == 0
+    assert await gate.enter(0)  # a free slot needs no waiting at all
+
+
+def test_an_arrival_is_refused_once_the_queue_cannot_be_served_in_time():
+    gate = HandshakeGate(at_once=1, max_wait=1.0)
+    gate.running = 1
+    gate.arrived = int(handshake_gate.PRIOR_RATE * 0.5)
+    assert not gate.full()
+    assert gate.full(already_waited=0.6)
+    gate.arrived = int(handshake_gate.PRIOR_RATE * 2)
+    assert gate.full()
+    assert gate.retry_after() >= 2  # the queue ahead drains in about 2 s at the assumed rate
+
+
+def test_the_rate_is_measured_from_handshakes_that_ended():
+    gate = HandshakeGate(at_once=8, max_wait=1.0)
+    assert gate.rate() == handshake_gate.PRIOR_RATE
+    gate.running = 200
+    for _ in range(100):
+        gate.leave()
+    assert gate.rate() > handshake_gate.PRIOR_RATE  # 100 ended in next to no time
+
+
+def test_the_refusal_says_why_and_when_to_come_back():
+    reason = handshake_gate.overloaded_reason(3)
+    assert reason["code"] == "overloaded" and reason["retry_after"] == 3 and "3 s" in reason["detail"]
+
+
+async def drive(app, scope: dict) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Run an ASGI WebSocket app through its handshake; what it sent."""
+    inbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app(scope, inbox.get, send), 5)
+    return sent
+
+
+async def accept_everyone(scope, receive, send):  # type: ignore[no-untyped-def]
+    await receive()
+    await send({"type": "websocket.accept"})
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("denial_extension", [True, False])
+async def test_a_socket_whose_wait_runs_out_is_refused_with_the_reason(settings, denial_extension):
+    settings.WS_HANDSHAKES_AT_ONCE, settings.WS_HANDSHAKE_MAX_WAIT_SECONDS = 1, 0.05
+    handshake_gate._gates.clear()
+    app = handshake_gate.HandshakeGateMiddleware(accept_everyone)
+    scope = {"type": "websocket", "path": "/chat/",
+             "extensions": {"websocket.http.response": {}} if denial_extension else {}}
+    assert await handshake_gate.gate().enter(1)  # the one turn is taken
+    sent = await drive(app, scope)
+    if denial_extension:  # a 503 with the reason and Retry-After, no upgrade
+        start, body = sent
+        assert start["type"] == "websocket.http.response.start" and start["status"] == 503
+        assert dict(start["headers"])[b"retry-after"] == b"1"
+        assert json.loads(body["body"])["code"] == "overloaded"
+    else:  # accepted only to say why, then 1013
+        assert [m["type"] for m in sent] == ["websocket.accept", "websocket.send", "websocket.close"]
+        assert json.loads(sent[1]["text"])["retry_after"] >= 1 and sent[2]["code"] == 1013
+    handshake_gate.gate().leave()
+    assert [m["type"] for m in await drive(app, scope)] == ["websocket.accept"]  # a free turn: let in
+    assert handshake_gate.gate().running == 0  # and the turn ended with the accept
