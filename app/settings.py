@@ -256,11 +256,12 @@ WS_RESUME_RATE_PER_SECOND = float(env_str("WS_RESUME_RATE_PER_SECOND", "5"))  # 
 WS_RESUME_BURST = env_int("WS_RESUME_BURST", 10)
 WS_RESUME_STRIKES = env_int("WS_RESUME_STRIKES", 10)  # refused resume frames before close 4429
 WS_MAX_UNSENT_BYTES = env_int("WS_MAX_UNSENT_BYTES", 4 * 1024 * 1024)  # a socket that stops reading: 4008
-# Sockets being opened (basic/realtime/handshake_gate.py): this many at once per process, in arrival
-# order; an arrival that would wait longer than the max (under Daphne's 5 s connect timeout) is
-# refused at once with a 503 (or close 1013) and a retry hint, instead of timing out with the rest.
+# Sockets being opened (basic/realtime/handshake_gate.py): this many handshakes run at once per
+# process, the rest wait in arrival order. While the socket longest in line has waited more than the
+# max, new arrivals are refused at once (503, JSON reason, Retry-After); one let in whose turn has
+# not come within twice the max is refused the same way, before Daphne's 10 s connect timeout.
 WS_HANDSHAKES_AT_ONCE = env_int("WS_HANDSHAKES_AT_ONCE", 64)
-WS_HANDSHAKE_MAX_WAIT_SECONDS = float(env_str("WS_HANDSHAKE_MAX_WAIT_SECONDS", "3"))
+WS_HANDSHAKE_MAX_WAIT_SECONDS = float(env_str("WS_HANDSHAKE_MAX_WAIT_SECONDS", "4"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -12,7 +12,7 @@ from channels.sessions import CookieMiddleware
 from django.conf import settings
 
 from basic.accounts import tokens
-from basic.realtime.db_reads import database_read
+from basic.realtime.db_reads import InFlight, database_read
 
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
@@ -38,8 +38,18 @@ def _session_store() -> Any:
     return import_module(settings.SESSION_ENGINE).SessionStore
 
 
-session_user = database_read(_session_user)
-user_for_token = database_read(_token_user)
+_read_session_user = database_read(_session_user)
+_read_token_user = database_read(_token_user)
+_in_flight = InFlight()  # sockets opened together with the same credentials share one lookup
+
+
+async def session_user(session_key: str) -> tuple[Any, Any]:
+    return await _in_flight.get(("session", session_key), lambda: _read_session_user(session_key))
+
+
+async def user_for_token(key: Any) -> Any:
+    """The active user owning this API token key, or None (the lookup REST uses too)."""
+    return await _in_flight.get(("token", key), lambda: _read_token_user(key))
 
 
 class SocketAuthMiddleware(BaseMiddleware):

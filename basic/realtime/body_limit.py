@@ -14,6 +14,7 @@ JSON 400 the same way instead of Twisted's bare one.
 """
 import json
 import logging
+import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -44,6 +45,12 @@ class BodyLimitedHTTPChannel(http.HTTPChannel):
     _refused = False
     _linger_call: Any = None
     _body_bytes = 0
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        # When the connection was taken in: a socket upgraded from it counts its wait from here
+        # (basic/realtime/handshake_gate.py), as its client does.
+        self.transport.accepted_at = time.monotonic()
+        super().connectionMade()
 
     def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted's name)
         self._body_bytes = 0

@@ -28,10 +28,12 @@ from basic.realtime.close_codes import CLOSE_TRY_AGAIN_LATER
 
 logger = logging.getLogger(__name__)
 
-ARRIVED = "handshake_arrived"  # scope key: time.monotonic() when the server got the upgrade request
+ARRIVED = "handshake_arrival"  # scope key: the socket's Arrival, stamped by our server
 
-RATE_WINDOW = 256  # the last this many handshakes give the current rate
-PRIOR_RATE = 400.0  # handshakes/s assumed until measured (what one process did on a 2-core box)
+# How long a socket may take from its arrival to being accepted before Daphne and autobahn drop it
+# without an answer (basic/realtime/server.py sets it; Daphne's own default is 5 s). Every socket
+# is answered well before: let in, or refused with a 503 by 2 x WS_HANDSHAKE_MAX_WAIT_SECONDS.
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def overloaded_reason(retry_after: int) -> dict[str, Any]:
@@ -40,44 +42,57 @@ def overloaded_reason(retry_after: int) -> dict[str, Any]:
             "detail": f"The server is taking in too many sockets at once; reconnect in {retry_after} s or later."}
 
 
+class Arrival:
+    """A socket between its arrival at the server and its turn (or refusal)."""
+
+    __slots__ = ("at", "waiting")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.waiting = True
+
+
 class HandshakeGate:
     """One event loop's (one server process's) sockets being opened.
 
-    How long an arrival would wait is the queue ahead of it over the rate handshakes have been
-    ending at lately: under a storm the process is CPU-bound, and that rate (not the number let in
-    at once) is what drains the queue."""
+    Overload is read from the queue itself, not from a model of it: while the oldest socket still
+    waiting for its turn has waited longer than `max_wait`, the queue is draining too slowly and
+    new arrivals are refused. (A model of the rate failed here: under a storm the loop spends
+    seconds reading requests between two handshakes ending, and any rate measured then is wrong.)
+    Refusing is not free in this stack, the request is read and answered, so it is kept for a
+    queue that really cannot be served in time: refused clients come back, and a retry costs
+    about what an accept does."""
 
     def __init__(self, at_once: int, max_wait: float) -> None:
         self.at_once = max(1, at_once)
         self.max_wait = max_wait
+        # A socket let in waits for its turn at most this long, then is refused: well before the
+        # server's own connect timeout would drop it without an answer.
+        self.give_up = min(2 * max_wait, CONNECT_TIMEOUT_SECONDS - 2)
         self.running = 0
         self.waiters: deque[asyncio.Future] = deque()
-        self.ended: deque[float] = deque(maxlen=RATE_WINDOW)  # when recent handshakes ended
-        # Let in by the server (basic/realtime/server.py) and not yet given a turn or refused: under
-        # a storm most of them have not even reached the middleware, so the waiters undercount.
-        self.arrived = 0
+        self.arrivals: deque[Arrival] = deque()  # in arrival order; done ones dropped from the left
 
-    def rate(self) -> float:
-        """Handshakes ended per second lately (PRIOR_RATE before there is a measure)."""
-        if len(self.ended) < 16 or time.monotonic() - self.ended[-1] > 1.0:
-            return PRIOR_RATE
-        span = self.ended[-1] - self.ended[0]
-        return (len(self.ended) - 1) / span if span > 0 else PRIOR_RATE
+    def arrive(self, at: float) -> Arrival:
+        arrival = Arrival(at)
+        self.arrivals.append(arrival)
+        return arrival
 
-    def expected_wait(self) -> float:
-        """How long an arrival now would wait for its turn."""
-        ahead = max(self.arrived, len(self.waiters))
-        if self.running < self.at_once and not ahead:
-            return 0.0
-        return (ahead + 1) / self.rate()
+    def oldest_wait(self) -> float:
+        """How long the socket longest in line has been waiting for its turn (0 if none is)."""
+        while self.arrivals and not self.arrivals[0].waiting:
+            self.arrivals.popleft()
+        if self.arrivals:
+            return time.monotonic() - self.arrivals[0].at
+        return time.monotonic() - self.waiters[0].started if self.waiters else 0.0  # type: ignore[attr-defined]
+
+    def full(self) -> bool:
+        return self.oldest_wait() > self.max_wait
 
     def retry_after(self) -> int:
-        """Seconds after which the queue ahead of a refused client will have been served."""
-        return max(1, math.ceil((max(self.arrived, len(self.waiters)) + self.running) / self.rate()))
-
-    def full(self, already_waited: float = 0.0) -> bool:
-        """Would an arrival that has waited `already_waited` seconds so far miss its deadline?"""
-        return already_waited + self.expected_wait() > self.max_wait
+        """About how long the line ahead of a refused client takes to clear (1-30 s): as long as its
+        head has waited, as the line drains at the rate it has been draining."""
+        return max(1, min(30, math.ceil(self.oldest_wait())))
 
     async def enter(self, timeout: float) -> bool:
         """Wait for a turn; False if none came within `timeout` (the caller refuses the socket)."""
@@ -87,13 +102,14 @@ class HandshakeGate:
         if timeout <= 0:
             return False
         waiter = asyncio.get_running_loop().create_future()
+        waiter.started = time.monotonic()  # type: ignore[attr-defined]
         self.waiters.append(waiter)
         try:
             await asyncio.wait_for(asyncio.shield(waiter), timeout)
             return True
         except TimeoutError:
             if waiter.done() and not waiter.cancelled():  # the turn came just as time ran out
-                self.leave(ended=False)
+                self.leave()
             return False
         finally:
             if not waiter.done():
@@ -103,10 +119,8 @@ class HandshakeGate:
             except ValueError:
                 pass
 
-    def leave(self, ended: bool = True) -> None:
+    def leave(self) -> None:
         """A turn is over (the socket was accepted, refused, or failed): the next waiter's turn."""
-        if ended:
-            self.ended.append(time.monotonic())
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -163,14 +177,14 @@ class HandshakeGateMiddleware:
         turns = gate()
         # Daphne stamps when the socket arrived (basic/realtime/server.py): under a storm the
         # application may start well after that, and the client's clock started then.
-        arrived = scope.get(ARRIVED)
-        if arrived is None:  # another ASGI server: refused here if the queue is too long already
-            let_in = not turns.full() and await turns.enter(turns.max_wait)
-        else:  # let in by our server, which counted it: it waits out what is left of its time
+        arrival = scope.get(ARRIVED)
+        if arrival is None:  # another ASGI server: refused here if the line is too slow already
+            let_in = not turns.full() and await turns.enter(turns.give_up)
+        else:  # let in by our server, which put it in line: it waits out what is left of its time
             try:
-                let_in = await turns.enter(turns.max_wait - (time.monotonic() - arrived))
+                let_in = await turns.enter(turns.give_up - (time.monotonic() - arrival.at))
             finally:
-                turns.arrived = max(0, turns.arrived - 1)
+                arrival.waiting = False
         if not let_in:
             metrics.socket_closed_over_limit("overloaded")
             logger.info("socket refused: %s handshakes waiting", len(turns.waiters))

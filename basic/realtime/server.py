@@ -152,9 +152,12 @@ class Refused(ConnectionDeny):
 class BoundedWebSocketProtocol(WebSocketProtocol):
     refused: Refused | None = None
     made_at = 0.0
+    arrival: handshake_gate.Arrival | None = None
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
-        self.made_at = time.monotonic()  # autobahn's opening-handshake timeout counts from here
+        # When the connection was taken in (basic/realtime/body_limit.py): under a storm the upgrade
+        # request may wait in the reactor for seconds before it is read, and its client's clock runs.
+        self.made_at = getattr(self.transport, "accepted_at", None) or time.monotonic()
         super().connectionMade()
 
     def onConnect(self, request: Any) -> Any:  # noqa: N802 (autobahn's name)
@@ -162,14 +165,13 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         time (basic/realtime/handshake_gate.py) or is at its open-file limit; cheap enough that a
         storm's refusals cost next to nothing."""
         turns = handshake_gate.gate()
-        age = time.monotonic() - self.made_at  # a storm's arrivals queue in the reactor before here
-        if turns.full(already_waited=age):
+        if turns.full():
             refused = Refused(503, handshake_gate.overloaded_reason(turns.retry_after()), turns.retry_after())
         elif len(self.factory.server_class.connections) >= open_files_limit() - FD_RESERVE:
             refused = Refused(503, {"type": "error", "code": "too_many_open_files", "retry_after": 5,
                                     "detail": "This server is at its open-file limit; reconnect later."}, 5)
         else:
-            turns.arrived += 1  # until its turn comes in the middleware (create_application stamps it)
+            self.arrival = turns.arrive(self.made_at)  # in line until the middleware gives it a turn
             return super().onConnect(request)
         self.refused = refused
         metrics.socket_closed_over_limit(refused.body["code"])
@@ -212,6 +214,8 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         self._handle_bounded_reply(message)
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:  # noqa: N802, N803
+        if self.arrival is not None:
+            self.arrival.waiting = False  # a client that hung up is not in line any more
         if self.refused is None:  # a refused socket never reached Daphne's books
             super().onClose(wasClean, code, reason)
 
@@ -304,7 +308,9 @@ class BoundedServer(Server):
 
     def create_application(self, protocol: Any, scope: dict[str, Any]) -> Any:
         if scope.get("type") == "websocket":
-            scope[handshake_gate.ARRIVED] = getattr(protocol, "made_at", time.monotonic())
+            arrival = getattr(protocol, "arrival", None)
+            if arrival is not None:
+                scope[handshake_gate.ARRIVED] = arrival
             scope["extensions"] = {**scope.get("extensions", {}), "websocket.http.response": {}}
         return super().create_application(protocol, scope)
 
@@ -322,6 +328,31 @@ class BoundedServer(Server):
 class BoundedCommandLineInterface(CommandLineInterface):
     server_class = BoundedServer
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.parser.set_defaults(websocket_connect_timeout=handshake_gate.CONNECT_TIMEOUT_SECONDS)
+
+
+LOW_OPEN_FILES = 4096
+
+
+def raise_open_files_limit() -> int:
+    """Every open socket is a file: take the soft RLIMIT_NOFILE up to the hard limit, and say so at
+    start if even that is low (past it, less FD_RESERVE, sockets are refused with a 503)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            logger.warning("could not raise the open-file limit from %s", soft)
+    if soft < LOW_OPEN_FILES:
+        logger.warning("open-file limit %s: this process takes at most %s sockets before refusing new ones "
+                       "with a 503; raise it (ulimit -n, or nofile in compose/systemd)", soft, soft - FD_RESERVE)
+    return soft
+
 
 if __name__ == "__main__":
+    raise_open_files_limit()
     BoundedCommandLineInterface.entrypoint()

@@ -17,7 +17,7 @@ from basic.models import Job
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
-from basic.realtime.db_reads import database_read
+from basic.realtime.db_reads import InFlight, database_read
 from basic.realtime.job_feed import JobFeed
 from basic.realtime.shared_reads import SharedReads
 
@@ -26,6 +26,9 @@ logger = logging.getLogger("basic.consumers")
 
 # One history read and one row read per job per round in this process, whatever the sockets.
 RESYNC_READS = SharedReads(ttl=1.0)
+# Sockets of one user opening on one job at the same moment share the ownership check in flight.
+VISIBILITY = InFlight()
+read_visible_job = database_read(lambda user, job_id: services.job_visible_to(user=user, job_id=job_id))
 
 
 class JobEventsConsumer(AuthenticatedConsumer):
@@ -48,7 +51,7 @@ class JobEventsConsumer(AuthenticatedConsumer):
             job_id = str(uuid.UUID(self.scope["url_route"]["kwargs"]["job_id"]))
         except ValueError:
             job_id = None
-        job = job_id and await database_read(services.job_visible_to)(user=self.user, job_id=job_id)
+        job = job_id and await VISIBILITY.get((self.user.pk, job_id), lambda: read_visible_job(self.user, job_id))
         if not job:
             await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", "No such job.")
             return

@@ -1,6 +1,7 @@
 """The handshake gate's bookkeeping: turns in arrival order, a bounded wait, an early "full"."""
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -45,24 +46,22 @@ async def test_a_wait_that_runs_out_gives_up_and_leaves_no_trace():
     assert await gate.enter(0)  # a free slot needs no waiting at all
 
 
-def test_an_arrival_is_refused_once_the_queue_cannot_be_served_in_time():
+def test_arrivals_are_refused_while_the_oldest_in_line_has_waited_too_long():
     gate = HandshakeGate(at_once=1, max_wait=1.0)
-    gate.running = 1
-    gate.arrived = int(handshake_gate.PRIOR_RATE * 0.5)
+    now = time.monotonic()
+    first, second = gate.arrive(now - 0.5), gate.arrive(now)
+    assert not gate.full() and gate.retry_after() == 1
+    first.at = now - 3.5  # the head of the line has waited 3.5 s
+    assert gate.full() and gate.retry_after() == 4
+    first.waiting = False  # it got its turn: the next in line has only just arrived
     assert not gate.full()
-    assert gate.full(already_waited=0.6)
-    gate.arrived = int(handshake_gate.PRIOR_RATE * 2)
-    assert gate.full()
-    assert gate.retry_after() >= 2  # the queue ahead drains in about 2 s at the assumed rate
+    second.waiting = False
+    assert gate.oldest_wait() == 0 and not gate.arrivals
 
 
-def test_the_rate_is_measured_from_handshakes_that_ended():
-    gate = HandshakeGate(at_once=8, max_wait=1.0)
-    assert gate.rate() == handshake_gate.PRIOR_RATE
-    gate.running = 200
-    for _ in range(100):
-        gate.leave()
-    assert gate.rate() > handshake_gate.PRIOR_RATE  # 100 ended in next to no time
+def test_a_socket_let_in_gives_up_its_turn_before_the_server_would_drop_it():
+    assert HandshakeGate(at_once=1, max_wait=2).give_up == 4
+    assert HandshakeGate(at_once=1, max_wait=30).give_up == handshake_gate.CONNECT_TIMEOUT_SECONDS - 2
 
 
 def test_the_refusal_says_why_and_when_to_come_back():
@@ -91,7 +90,7 @@ async def accept_everyone(scope, receive, send):  # type: ignore[no-untyped-def]
 @pytest.mark.asyncio
 @pytest.mark.parametrize("denial_extension", [True, False])
 async def test_a_socket_whose_wait_runs_out_is_refused_with_the_reason(settings, denial_extension):
-    settings.WS_HANDSHAKES_AT_ONCE, settings.WS_HANDSHAKE_MAX_WAIT_SECONDS = 1, 0.05
+    settings.WS_HANDSHAKES_AT_ONCE, settings.WS_HANDSHAKE_MAX_WAIT_SECONDS = 1, 0.025
     handshake_gate._gates.clear()
     app = handshake_gate.HandshakeGateMiddleware(accept_everyone)
     scope = {"type": "websocket", "path": "/chat/",
