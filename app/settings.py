@@ -340,6 +340,13 @@ JOB_EVENTS_MAXLEN = env_int("JOB_EVENTS_MAXLEN", 5000)
 JOB_EVENTS_TTL_SECONDS = env_int("JOB_EVENTS_TTL_SECONDS", 24 * 3600)
 JOB_EVENTS_REDIS_MAX_CONNECTIONS = env_int("JOB_EVENTS_REDIS_MAX_CONNECTIONS", 50)
 JOB_PROGRESS_MIN_INTERVAL = float(env_str("JOB_PROGRESS_MIN_INTERVAL", "0.1"))
+# Issue 19 (jobs at the speed of Celery; bench/bench_jobs.py). What a fast `ctx.progress` costs:
+# the lease is renewed and the cancel flag read at every progress event sent and otherwise at most
+# every JOB_CHECK_INTERVAL_SECONDS (a cancel of a body in a tight loop lands within it); the row's
+# progress is written at most every JOB_PROGRESS_DB_INTERVAL_SECONDS (events still go out at up to
+# 1/JOB_PROGRESS_MIN_INTERVAL a second; `force` writes every step).
+JOB_CHECK_INTERVAL_SECONDS = float(env_str("JOB_CHECK_INTERVAL_SECONDS", "0.1"))
+JOB_PROGRESS_DB_INTERVAL_SECONDS = float(env_str("JOB_PROGRESS_DB_INTERVAL_SECONDS", "1"))
 # "redis" (default, gevent-safe) or "async_to_sync" (the naive seed helper, kept as a baseline).
 JOB_EVENT_PUSHER = env_str("JOB_EVENT_PUSHER", "redis")
 # A running job renews its lease every chunk; a job whose lease lapsed (its worker died) is

@@ -31,7 +31,8 @@ def main() -> int:
     parser.add_argument("--clients", default="2", help="fan-out client processes")
     parser.add_argument("--jobs", default="500", help="end-to-end jobs")
     parser.add_argument("--report-rows", default="1000000", help="students in the report benchmark")
-    parser.add_argument("--storm", default="500", help="sockets in the connect-storm benchmark")
+    parser.add_argument("--storm", default="2000,5000,10000", help="connect-storm sizes (sockets at once)")
+    parser.add_argument("--job-load", default="2000", help="jobs per client level in bench_jobs (--only jobs)")
     parser.add_argument("--only", default="", help="comma-separated subset: fanout,e2e,push,storm,report")
     parser.add_argument("--docs", default=str(stack.BASE_DIR / "docs"), help="where benchmarks.md and charts go")
     args = parser.parse_args()
@@ -40,8 +41,9 @@ def main() -> int:
         "fanout": ("bench_fanout", ["--sizes", args.sizes, "--messages", args.messages, "--clients", args.clients]),
         "e2e": ("bench_e2e", ["--jobs", args.jobs]),
         "push": ("bench_push", []),
-        "storm": ("bench_socket_storm", [args.storm]),
+        "storm": ("bench_socket_storm", ["--sizes", args.storm]),
         "report": ("bench_report", [args.report_rows]),
+        "jobs": ("bench_jobs", ["--jobs", args.job_load]),
     }
     only = [name for name in args.only.split(",") if name]
     # Every server a benchmark starts binds 127.0.0.1 only (as under `make`, which exports this).

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from bench.bench_fanout import LABELS, TARGET_P50_RATIO, TARGET_RATE_RATIO
+from bench.jobs_docs import jobs_section
 
 PAGE = "benchmarks.md"
 CHART_P50 = "bench-fanout-p50.png"
@@ -49,7 +50,9 @@ def kept_profile(path: Path) -> str:
     if not path.exists():
         return PROFILE_PLACEHOLDER
     text = path.read_text()
-    found = re.search(r"^## Profile\b.*?(?=^## |\Z)", text, flags=re.S | re.M)
+    # Everything from the Profile section on is written by hand (profiles, lessons, one-off
+    # measurements) and kept as it is.
+    found = re.search(r"^## Profile\b.*\Z", text, flags=re.S | re.M)
     return found.group(0).rstrip() + "\n" if found else PROFILE_PLACEHOLDER
 
 
@@ -284,17 +287,34 @@ def push_section(push: dict) -> list[str]:
     return lines + [""]
 
 
+STORM_ROUTES = {"seed": "seed room `/chat/`", "chat": "signed-in chat", "events": "`/ws/events/`",
+                "job": "one job, every socket"}
+
+
 def storm_section(storm: dict) -> list[str]:
-    core, pubsub = storm["core"], storm["pubsub"]
-    return [
-        "## Connect storm (`bench/bench_socket_storm.py`)", "",
-        f"{storm['sockets']:,} sockets connecting at once to `/ws/chat/bench/` on this project's Daphne, then one",
-        "broadcast, with the stock `RedisChannelLayer` and with the pub/sub layer the project ships:", "",
-        "| layer | connected | got the broadcast | vs stock |", "|---|---:|---:|---:|",
-        f"| stock RedisChannelLayer | {core['connected']:,} | {core['heard']:,} | x1.00 |",
-        f"| RedisPubSubChannelLayer (ours) | {pubsub['connected']:,} | {pubsub['heard']:,} | "
-        f"{x(pubsub['heard'] / max(core['heard'], 1))} |", "",
+    if "runs" not in storm:  # a result from before the storm bench grew sizes and the bare baseline
+        return []
+    lines = [
+        "## Connect storms (`bench/bench_socket_storm.py`)", "",
+        "N sockets opening at the same moment on one web process, from one client process; the bare",
+        "`websockets` server opened by the same client in the same run is the baseline. A socket the server",
+        "refuses (503 with `Retry-After`, basic/realtime/handshake_gate.py) retries as the CLI does: full",
+        "jitter, never sooner than the hint. *Rate* is sockets open per second until the last one was open;",
+        "CPU is the server's own, per socket open (refusals and retries included).", "",
+        "| sockets | route | open | seconds | rate | vs bare | refused (503) | failed | server CPU ms/socket "
+        "| bare ms/socket | client CPU s |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
+    for run in storm["runs"]:
+        bare = run["bare"]
+        failed = ", ".join(f"{name} {count}" for name, count in run["failed"].items()) or "none"
+        lines.append(
+            f"| {run['sockets']:,} | {STORM_ROUTES.get(run['route'], run['route'])} | {run['opened']:,} | "
+            f"{fmt(run['seconds'], 1)} | {fmt(run['rate'])} | {x(run.get('vs_bare'))} | "
+            f"{run['refused_503'] + run['refused_1013']:,} | {failed} | "
+            f"{fmt(run.get('server_cpu_ms_per_socket', float('nan')), 2)} | "
+            f"{fmt(bare.get('server_cpu_ms_per_socket', float('nan')), 2)} | {fmt(run['client_cpu_s'], 1)} |")
+    return lines + [""]
 
 
 def report_section(rep: dict) -> list[str]:
@@ -342,8 +362,9 @@ def write_docs(results: dict, docs: Path) -> Path:
         "the Profile section), or `.venv/bin/python -m bench.run_all --sizes 100,1000 --only fanout` for a quick",
         "pass. Singly: `python -m bench.bench_fanout --sizes 100,1000,3000,5000 --messages 20 --clients 2`,",
         "`python -m bench.bench_e2e --jobs 500`, `python -m bench.bench_push`, `python -m bench.bench_socket_storm",
-        "500`, `python -m bench.bench_report 1000000`. Each starts its own Redis (unless `REDIS_URL` is set) and",
-        "migrates its own temporary SQLite database, so all of them work from a fresh clone.",
+        "--sizes 2000,5000,10000`, `python -m bench.bench_report 1000000`. Each starts its own Redis",
+        "(unless `REDIS_URL` is set) and migrates its own temporary SQLite database, so all of them work from",
+        "a fresh clone.",
         "",
     ]
     for update in meta.get("updates", []):
@@ -362,6 +383,8 @@ def write_docs(results: dict, docs: Path) -> Path:
         lines += storm_section(results["storm"])
     if results.get("report"):
         lines += report_section(results["report"])
+    if results.get("jobs"):
+        lines += jobs_section(results["jobs"], docs)
     lines.append(profile)
     page.write_text("\n".join(lines).rstrip() + "\n")
     return page

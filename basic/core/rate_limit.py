@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
+from django.core.cache import caches
 
 clock: Callable[[], float] = time.time  # DRF's throttles use time.time as well; tests may stop it
 
@@ -33,6 +33,20 @@ def parse_rate(rate: str) -> tuple[int, int]:
 def scope_rate(scope: str) -> str | None:
     """The rate of a throttle scope from settings (REST_FRAMEWORK's DEFAULT_THROTTLE_RATES); None: no limit."""
     return settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get(scope)
+
+
+_shared: tuple[Any, Any] | None = None
+
+
+def shared_cache() -> Any:
+    """The default cache, one instance for the whole process. Django's `cache` is one per async
+    context: under Daphne every request got a new one, hence a new Redis connection (a TCP connect
+    and a HELLO) for each throttled request (issue 19). Made again if CACHES changes (tests)."""
+    global _shared
+    config = settings.CACHES["default"]
+    if _shared is None or _shared[0] is not config:  # (holding `config` keeps its identity unique)
+        _shared = (config, caches.create_connection("default"))
+    return _shared[1]
 
 
 def throttle_key(scope: str, ident: Any) -> str:
@@ -63,6 +77,7 @@ def take(scope: str, ident: Any, rate: str | None = None, now: float | None = No
     limit, period = parse_rate(rate)
     key = throttle_key(scope, ident)
     now = clock() if now is None else now
+    cache = shared_cache()
     history = [stamp for stamp in cache.get(key, []) if stamp > now - period]
     if len(history) >= limit:
         wait = period - (now - history[-1]) if history else period

@@ -5,12 +5,13 @@ live workers find jobs whose worker was killed (RUNNING, but no lease) and run t
 """
 import logging
 import uuid
+from typing import Any
 from uuid import UUID
 
 import redis
 from django.conf import settings
 
-from basic.core.keys import lease_key
+from basic.core.keys import lease_key, queued_key
 from basic.core.redis_clients import sync_redis
 
 logger = logging.getLogger(__name__)
@@ -25,6 +26,24 @@ return 0
 """
 # Release only a lease we still hold.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# Take a free lease and, if taken, drop the job's queue marker (basic/jobs/queue_markers.py): the
+# run's first two Redis writes in one round trip.
+_ACQUIRE_AND_CLEAR = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+_scripts: dict[str, Any] = {}
+
+
+def _script(source: str) -> Any:
+    """The script, sent by EVALSHA (its text only once per process, and again if Redis forgot it)."""
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = sync_redis().register_script(source)
+    return script
 
 
 class LeaseLost(Exception):
@@ -38,14 +57,17 @@ class JobLease:
         self.holder = uuid.uuid4().hex
 
     def acquire(self) -> bool:
-        return bool(sync_redis().set(self.key, self.holder, nx=True, ex=self.seconds))
+        """Take the lease if it is free. Taking it also clears the job's queue marker (its message
+        has been received: basic/jobs/queue_markers.py), in the same round trip."""
+        job_id = self.key.split(":")[1]
+        return bool(_script(_ACQUIRE_AND_CLEAR)(keys=[self.key, queued_key(job_id)], args=[self.holder, self.seconds]))
 
     def renew(self) -> None:
         """Extend the lease (or take it back if it vanished); LeaseLost if another run holds it. A
         Redis outage is not a reason to abandon the work, so it only logs: the lease is checked
         again at the next step."""
         try:
-            renewed = sync_redis().eval(_RENEW, 1, self.key, self.holder, self.seconds)
+            renewed = _script(_RENEW)(keys=[self.key], args=[self.holder, self.seconds])
         except redis.RedisError as exc:
             logger.warning("could not renew %s: %s", self.key, exc)
             return
@@ -54,7 +76,7 @@ class JobLease:
 
     def release(self) -> None:
         try:
-            sync_redis().eval(_RELEASE, 1, self.key, self.holder)
+            _script(_RELEASE)(keys=[self.key], args=[self.holder])
         except redis.RedisError as exc:  # it expires by itself
             logger.warning("could not release %s: %s", self.key, exc)
 

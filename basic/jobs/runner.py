@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.outside_text import storable
-from basic.jobs import events, files, queue_markers, transitions
+from basic.jobs import events, files, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed
 from basic.jobs.leases import JobLease, LeaseLost
 from basic.jobs.models import Job
@@ -35,11 +35,10 @@ def run_job(job_id: UUID | str) -> None:
         transitions.fail(job, f"This server no longer runs jobs of kind {job.kind!r}.")
         return
     lease = JobLease(job.id)
-    if not lease.acquire():
+    if not lease.acquire():  # taking the lease also clears the job's queue marker
         logger.info("job %s is already running elsewhere; dropping this delivery", job.id)
         return
     try:
-        queue_markers.clear(job.id)
         _run(job, kind, lease)
     except LeaseLost:
         logger.warning("job %s was taken over by another run; this one stops", job.id)

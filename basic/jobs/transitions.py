@@ -8,6 +8,8 @@ from contextlib import nullcontext
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
 from django.urls import reverse
 from django.utils import timezone
 
@@ -61,13 +63,17 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
     character the database refuses there would leave the job active for the recovery to re-run.
     Inside a transaction the update has its own savepoint, so a refused save leaves the caller's
     transaction usable (the runner then ends the job failed)."""
+    # The terminal event's seq is normally the next one: written with the status, so the row needs
+    # no second update after the push (it gets one only if the event store gave a higher seq).
     fields = {"status": status, "finished": timezone.now(), **fields}
+    expected_seq = job.last_seq + 1
     if "message" in fields:
         fields["message"] = outside_text(fields["message"], limit=MESSAGE_MAX)
     if "error" in fields:
         fields["error"] = outside_text(fields["error"], limit=ERROR_MAX, multiline=True)
     with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
-        won = Job.objects.filter(id=job.id, status__in=from_statuses).update(**fields) == 1
+        won = Job.objects.filter(id=job.id, status__in=from_statuses).update(
+            **fields, last_seq=Greatest(F("last_seq"), Value(expected_seq))) == 1
     if not won:
         return False
     for name, value in fields.items():
@@ -77,7 +83,7 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
         extra = {"result_url": download_url(job), "result": job.result}
     elif status == Job.Status.FAILED:
         extra = {"error": job.error}
-    if push(job, OUTCOME_EVENTS[status], **extra) is not None:
+    if push(job, OUTCOME_EVENTS[status], **extra) is not None and job.last_seq > expected_seq:
         Job.objects.filter(id=job.id, last_seq__lt=job.last_seq).update(last_seq=job.last_seq)
     metrics.job_finished(job.kind, status, _duration(job))
     logger.info("job %s", status, extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,

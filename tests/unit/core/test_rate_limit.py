@@ -11,3 +11,26 @@ def test_burst_then_refill():
     assert not bucket.allow()
     now[0] += 100
     assert sum(bucket.allow() for _ in range(100)) == 5
+
+
+def test_the_start_budget_uses_one_cache_client_per_process(settings):
+    """Issue 19: Django's `cache` is one per async context, so under Daphne each request opened a new
+    Redis connection to count its start. Every thread and context now shares one client."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from basic.core import rate_limit
+
+    first = rate_limit.shared_cache()
+
+    async def from_a_context():
+        return rate_limit.shared_cache()
+
+    assert asyncio.run(from_a_context()) is first
+    with ThreadPoolExecutor(2) as pool:
+        assert all(cache is first for cache in pool.map(lambda _: rate_limit.shared_cache(), range(4)))
+    assert rate_limit.take("job_trigger", 1, rate="2/min").allowed
+    assert first.get(rate_limit.throttle_key("job_trigger", 1))  # counted in the shared client
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "elsewhere"}}
+    assert rate_limit.shared_cache() is not first  # settings changed: a new client

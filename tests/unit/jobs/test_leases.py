@@ -142,3 +142,17 @@ def test_a_job_cancelled_just_as_its_task_starts_is_not_run(alice, monkeypatch):
     assert job.status == "cancelled"
     assert [e["type"] for e in read_events_sync(job.id)] == ["job.cancelled"]
     assert not report_path(job.id).exists()
+
+
+def test_taking_the_lease_clears_the_queue_marker_in_the_same_trip(redis_client):
+    """Issue 19: the run's first two Redis writes (take the lease, drop the queue marker) are one script;
+    a run that does not get the lease leaves the marker alone."""
+    job_id = uuid.uuid4()
+    queue_markers.mark_queued(job_id)
+    first = JobLease(job_id, seconds=30)
+    assert first.acquire()
+    assert queue_markers.unmarked([job_id]) == [job_id]
+    queue_markers.mark_queued(job_id)  # sent again (recovery) while the first run holds the lease
+    assert not JobLease(job_id, seconds=30).acquire()
+    assert queue_markers.unmarked([job_id]) == []
+    first.release()

@@ -1,0 +1,614 @@
+"""Jobs at the speed of Celery (issue 19): REST trigger -> job.done on a socket, under load, against
+bare Celery on the same kind of worker, measured in the same run.
+
+Processes as `make run` starts them (basic/ops/stack.py): a private Redis, Daphne, one `celery worker
+--pool=gevent --concurrency=100` through `python -m gevent.monkey`, on a freshly migrated SQLite
+database (or `--database postgres`: the tests' private PostgreSQL, tests/postgres.py).
+
+1. **Bare Celery** (the baseline): `bench/bare_celery.py`, a task that only INCRs a Redis counter, on
+   a gevent worker of the same concurrency; CLIENTS threads call `apply_async` JOBS times in all;
+   tasks/s is JOBS over the time until the counter reaches JOBS.
+2. **This project**, at 10, 50 and 200 concurrent REST clients (`--clients`): JOBS trivial
+   `students_by_age` jobs (over 100 students) started with `POST /api/jobs/`, each job's end seen
+   on one `/ws/events/` socket; jobs/s is JOBS over first trigger -> last end on the socket. Per
+   job: trigger -> 202 and trigger -> job.done on the socket, p50/p99.
+3. **Open loop** at `--open-fraction` (50%) of the best jobs/s of step 2: triggers sent on a fixed
+   schedule whatever the answers, for `--open-seconds`; trigger -> 202 and -> job.done p50/p99.
+4. **Cost per job**: `--cost-jobs` jobs at 10 clients with Redis MONITOR on (every command, and
+   whether it came from a Lua script) and a row-level trigger on every table logging each
+   INSERT/UPDATE/DELETE; counts per job, grouped by what they touch.
+5. **Progress-heavy**: `--heavy-jobs` (100) jobs of a bench kind (`bench_progress`, loaded with
+   JOB_KIND_EXTRA_MODULES) each calling `ctx.progress` `--heavy-steps` (1,000) times, all started at
+   once; the database's row writes counted as in 4, each job's events on the socket checked (the
+   last one is job.done at 100%, progress never goes back), jobs/s against the trivial job's.
+
+The bench raises JOB_TRIGGER_RATE and WS_MAX_PER_USER (one user starts every job).
+Run: `python -m bench.bench_jobs [--jobs 2000] [--clients 10,50,200] [--database sqlite|postgres]`.
+"""
+import argparse
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import redis
+from websockets.asyncio.client import connect
+
+from basic.ops import stack
+from bench import bare_celery
+from bench.common import ensure_redis, manage, percentile, raise_open_files_limit, stop_redis, write_result
+
+TERMINAL = {"job.done", "job.failed", "job.cancelled"}
+KIND = "students_by_age"
+HEAVY_KIND = "bench_progress"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+PIDS: dict[str, int] = {}  # name -> pid of the processes whose CPU each run reports
+
+
+def cpu_now() -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, pid in PIDS.items()}
+
+
+def cpu_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
+    """Milliseconds of CPU per job of each process since `before`."""
+    after = cpu_now()
+    return {name: round(1000 * (after[name] - before.get(name, 0.0)) / max(1, jobs), 2) for name in after}
+
+
+def stats(values: list[float]) -> dict:
+    ms = [v * 1000 for v in values]
+    return {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99), "n": len(ms)}
+
+
+# --- bare Celery --------------------------------------------------------------------------------
+
+def bare_celery_run(redis_url: str, jobs: int, clients: int) -> dict:
+    """`clients` threads calling apply_async `jobs` times in all; tasks/s until the worker ran them all."""
+    r = redis.Redis.from_url(redis_url)
+    key = f"bench:bare:{time.monotonic_ns()}"
+    r.delete(key)
+    sent: list[float] = []
+    counter = iter(range(jobs))
+    lock = threading.Lock()
+
+    def client() -> None:
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    return
+            t = time.perf_counter()
+            bare_celery.incr.apply_async(args=[key])
+            sent.append(time.perf_counter() - t)
+
+    bare_celery.incr.apply_async(args=[key + ":warm"])  # connect the producer pool first
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(client)
+        while int(r.get(key) or 0) < jobs and time.perf_counter() - started < 300:
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+    done = int(r.get(key) or 0)
+    return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed,
+            "apply_async": stats(sent)}
+
+
+# --- the project ---------------------------------------------------------------------------------
+
+class Feed:
+    """One `/ws/events/` socket: the time each job's terminal event arrived, and every event."""
+
+    def __init__(self, url: str, keep_events: bool = False) -> None:
+        self.url = url
+        self.ends: dict[str, float] = {}
+        self.end_status: dict[str, str] = {}
+        self.events: dict[str, list[dict]] = {}
+        self.keep_events = keep_events
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self.ws = await connect(self.url, compression=None, ping_interval=None, open_timeout=60, max_size=None)
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            now = time.perf_counter()
+            frame = json.loads(raw)
+            job = frame.get("job")
+            if self.keep_events and job:
+                self.events.setdefault(job, []).append(frame)
+            if frame.get("type") in TERMINAL and job not in self.ends:
+                self.ends[job] = now
+                self.end_status[job] = frame.get("status")
+                self.changed.set()
+
+    async def wait_for(self, jobs: set[str], timeout: float) -> None:
+        deadline = time.perf_counter() + timeout
+        while not jobs <= self.ends.keys() and time.perf_counter() < deadline:
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.01, deadline - time.perf_counter()))
+            except TimeoutError:
+                break
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self.task:
+            self.task.cancel()
+
+
+class RawHttp:
+    """A minimal HTTP/1.1 keep-alive client for the triggers: httpx cost the client process about 15
+    ms of CPU per request at 50 clients, on the same two cores as the servers it measures (the bare
+    Celery client pays only `apply_async`). One connection per request in flight, reused."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.port, self.token = port, token
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post_json(self, path: str, body: dict) -> tuple[int, bytes]:
+        if self.idle:
+            try:
+                return await self._post(path, body, self.idle.pop())
+            except (OSError, asyncio.IncompleteReadError):
+                pass  # the server closed that idle connection meanwhile: once more on a new one
+        return await self._post(path, body, await asyncio.open_connection("127.0.0.1", self.port))
+
+    async def _post(self, path: str, body: dict, conn: tuple) -> tuple[int, bytes]:
+        data = json.dumps(body).encode()
+        reader, writer = conn
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nAuthorization: Token {self.token}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+        status = int(head[9:12])
+        length = re.search(r"\r\ncontent-length: *(\d+)", head)
+        if length:
+            payload = await reader.readexactly(int(length.group(1)))
+        else:  # chunked
+            payload = b""
+            while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+                payload += await reader.readexactly(size + 2)
+            await reader.readuntil(b"\r\n")
+        if "connection: close" in head:
+            writer.close()
+        else:
+            self.idle.append(conn)
+        return status, payload
+
+    def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+
+
+async def trigger(http: RawHttp, kind: str, sent: dict, accepted: dict, errors: list) -> None:
+    t = time.perf_counter()
+    try:
+        status, payload = await http.post_json("/api/jobs/", {"kind": kind, "params": {}})
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        errors.append(f"{type(exc).__name__}: {exc}")
+        return
+    if status != 202:
+        errors.append(f"{status}: {payload[:200]!r}")
+        return
+    job = json.loads(payload)["id"]
+    sent[job] = t
+    accepted[job] = time.perf_counter() - t
+
+
+async def closed_loop(http: RawHttp, feed: Feed, jobs: int, clients: int, kind: str = KIND) -> dict:
+    sent: dict[str, float] = {}
+    accepted: dict[str, float] = {}
+    errors: list[str] = []
+    todo = iter(range(jobs))
+
+    async def client() -> None:
+        for _ in todo:
+            await trigger(http, kind, sent, accepted, errors)
+
+    cpu = cpu_now()
+    began = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(clients)])
+    triggered = time.perf_counter() - began
+    await feed.wait_for(set(sent), timeout=120)
+    return summarise(feed, sent, accepted, errors, began, clients=clients, jobs=jobs, trigger_seconds=triggered,
+                     cpu_ms_per_job=cpu_per_job(cpu, len(sent)))
+
+
+def summarise(feed: Feed, sent: dict, accepted: dict, errors: list, began: float, **extra) -> dict:
+    seen = [job for job in sent if job in feed.ends]
+    last = max((feed.ends[job] for job in seen), default=began)
+    statuses = Counter(feed.end_status[job] for job in seen)
+    return {
+        **extra, "started": len(sent), "ended_on_socket": len(seen), "statuses": dict(statuses),
+        "errors": len(errors), "error_examples": errors[:3],
+        "per_s": len(seen) / (last - began) if seen else 0.0, "seconds": last - began,
+        "trigger_202": stats(list(accepted.values())),
+        "trigger_done": stats([feed.ends[job] - sent[job] for job in seen]),
+    }
+
+
+async def open_loop(http: RawHttp, feed: Feed, rate: float, seconds: float) -> dict:
+    """Triggers at a fixed rate, each on its own, whatever the earlier ones are doing."""
+    sent: dict[str, float] = {}
+    accepted: dict[str, float] = {}
+    errors: list[str] = []
+    count = max(1, int(rate * seconds))
+    began = time.perf_counter()
+    tasks = []
+    for i in range(count):
+        delay = began + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(trigger(http, KIND, sent, accepted, errors)))
+    await asyncio.gather(*tasks)
+    await feed.wait_for(set(sent), timeout=120)
+    out = summarise(feed, sent, accepted, errors, began, rate=rate, jobs=count)
+    out["offered_per_s"] = rate
+    return out
+
+
+# --- cost per job -----------------------------------------------------------------------------------
+
+UUIDISH = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+MONITOR_LINE = re.compile(r'^\+?[\d.]+ \[\d+ ([^\]]+)\] (.*)$')
+QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def key_shape(args: list[str]) -> str:
+    """`COMMAND key` with ids and numbers replaced; scripts by their first key."""
+    command = args[0].upper()
+    if command in ("EVALSHA", "EVAL"):
+        arg = args[3] if len(args) > 3 and args[2] != "0" else None
+        command = "script"
+    else:
+        arg = args[1] if len(args) > 1 else None
+    if arg is None:
+        return command
+    shape = re.sub(r"\d+", "N", UUIDISH.sub("<id>", arg))
+    return f"{command} {shape[:60]}"
+
+
+class Monitor:
+    """Redis MONITOR in a thread: every command any client sends, and the ones Lua scripts run."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.lines: list[str] = []
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        connection = self.client.connection_pool.get_connection()
+        connection.send_command("MONITOR")
+        connection.read_response()
+        self.ready.set()
+        while not self.stop.is_set():
+            if connection.can_read(timeout=0.2):
+                line = connection.read_response()
+                self.lines.append(line.decode(errors="replace") if isinstance(line, bytes) else str(line))
+        connection.disconnect()
+
+    def __enter__(self) -> "Monitor":
+        self.thread.start()
+        self.ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)
+        self.stop.set()
+        self.thread.join(10)
+
+    def counts(self) -> tuple[Counter, Counter]:
+        """(round trips by command and key shape, commands run inside Lua scripts by the same)."""
+        trips, in_lua = Counter(), Counter()
+        for line in self.lines:
+            match = MONITOR_LINE.match(line)
+            if not match:
+                continue
+            source, rest = match.groups()
+            args = QUOTED.findall(rest)
+            if not args or args[0].upper() in ("MONITOR", "INFO", "PING"):
+                continue
+            (in_lua if source == "lua" else trips)[key_shape(args)] += 1
+        return trips, in_lua
+
+
+class WriteLog:
+    """A row-level trigger on every table logging each INSERT, UPDATE and DELETE in `bench_writes`."""
+
+    def __init__(self, database_url: str) -> None:
+        self.url = database_url
+        self.postgres = database_url.startswith("postgres")
+
+    def _connect(self):  # type: ignore[no-untyped-def]
+        if self.postgres:
+            import psycopg
+
+            return psycopg.connect(self.url, autocommit=True)
+        conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
+        return conn
+
+    def install(self) -> None:
+        conn = self._connect()
+        if self.postgres:
+            conn.execute("CREATE TABLE IF NOT EXISTS bench_writes (tbl text, op text)")
+            conn.execute("""CREATE OR REPLACE FUNCTION bench_log_write() RETURNS trigger AS $$
+                BEGIN INSERT INTO bench_writes VALUES (TG_TABLE_NAME, TG_OP); RETURN NULL; END $$ LANGUAGE plpgsql""")
+            tables = [row[0] for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'bench_writes'")]
+            for table in tables:
+                conn.execute(f'CREATE TRIGGER bench_log AFTER INSERT OR UPDATE OR DELETE ON "{table}" '
+                             "FOR EACH ROW EXECUTE FUNCTION bench_log_write()")
+        else:
+            conn.execute("CREATE TABLE IF NOT EXISTS bench_writes (tbl text, op text)")
+            tables = [row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+                "AND name <> 'bench_writes'")]
+            for table in tables:
+                for op in ("INSERT", "UPDATE", "DELETE"):
+                    conn.execute(f'CREATE TRIGGER "bench_{table}_{op}" AFTER {op} ON "{table}" '
+                                 f"BEGIN INSERT INTO bench_writes VALUES ('{table}', '{op}'); END")
+        conn.close()
+
+    def take(self) -> Counter:
+        conn = self._connect()
+        rows = list(conn.execute("SELECT tbl, op, count(*) FROM bench_writes GROUP BY tbl, op"))
+        conn.execute("DELETE FROM bench_writes")
+        conn.close()
+        return Counter({f"{op} {tbl}": n for tbl, op, n in rows})
+
+    def uninstall(self) -> None:
+        conn = self._connect()
+        if self.postgres:
+            tables = [row[0] for row in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'bench_writes'")]
+            for table in tables:
+                conn.execute(f'DROP TRIGGER IF EXISTS bench_log ON "{table}"')
+        else:
+            for (name,) in list(conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                             "AND name LIKE 'bench_%'")):
+                conn.execute(f'DROP TRIGGER "{name}"')
+        conn.close()
+
+
+def per_job(counter: Counter, jobs: int) -> dict[str, float]:
+    return {name: round(n / jobs, 2) for name, n in counter.most_common() if n / jobs >= 0.01}
+
+
+# --- the progress-heavy job ---------------------------------------------------------------------------
+
+def heavy_check(feed: Feed, jobs: list[str]) -> dict:
+    """Every job's last event is its job.done at 100%, and its progress never went back."""
+    ok, events = 0, []
+    for job in jobs:
+        seen = feed.events.get(job, [])
+        events.append(len(seen))
+        progress = [e.get("progress", 0) for e in seen]
+        if seen and seen[-1].get("type") == "job.done" and seen[-1].get("progress") == 100 \
+                and progress == sorted(progress):
+            ok += 1
+    return {"smooth_and_final": ok, "events_per_job": {"min": min(events, default=0),
+                                                       "max": max(events, default=0),
+                                                       "mean": sum(events) / max(1, len(events))}}
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+def database(kind: str, workdir: Path) -> tuple[dict[str, str], object | None]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = None
+    if kind == "postgres":
+        sys.path.insert(0, str(stack.BASE_DIR))
+        from tests.postgres import start_postgres
+
+        server = start_postgres()
+        url = server.create_database("bench_jobs")
+    else:
+        url = f"sqlite:///{workdir / 'db.sqlite3'}"
+    env = {"DATABASE_URL": url, "MEDIA_ROOT": str(workdir / "media")}
+    manage(env, "migrate", "--noinput", "-v0")
+    return env, server
+
+
+async def project(base_url: str, token: str, args: argparse.Namespace, database_url: str,
+                  redis_url: str) -> dict:
+    base_ws = base_url.replace("http://", "ws://")
+    out: dict = {"levels": []}
+    http = RawHttp(int(base_url.rsplit(":", 1)[1]), token)
+    feed = Feed(f"{base_ws}/ws/events/?token={token}", keep_events=True)
+    await feed.start()
+    warm = await closed_loop(http, feed, 20, 10)  # every path warm, connections open
+    print(f"  warm-up: {warm['ended_on_socket']} of 20 ended", flush=True)
+    feed.events.clear()
+    feed.keep_events = False
+    for clients in [int(c) for c in args.clients.split(",")]:
+        result = await closed_loop(http, feed, args.jobs, clients)
+        print(f"  project, {clients} clients: {result['per_s']:.1f} jobs/s, 202 p50/p99 "
+              f"{result['trigger_202']['p50_ms']:.0f}/{result['trigger_202']['p99_ms']:.0f} ms, done "
+              f"{result['trigger_done']['p50_ms']:.0f}/{result['trigger_done']['p99_ms']:.0f} ms, "
+              f"{result['ended_on_socket']}/{result['started']} ended, errors {result['errors']} "
+              f"{result['error_examples'][:1]}\n    CPU ms per job {result['cpu_ms_per_job']}", flush=True)
+        out["levels"].append(result)
+        await asyncio.sleep(1)
+    best = max(level["per_s"] for level in out["levels"])
+    if args.open_seconds > 0:
+        out["open_loop"] = await open_loop(http, feed, best * args.open_fraction, args.open_seconds)
+        o = out["open_loop"]
+        print(f"  open loop at {o['offered_per_s']:.1f}/s: 202 p50/p99 {o['trigger_202']['p50_ms']:.0f}/"
+              f"{o['trigger_202']['p99_ms']:.0f} ms, done {o['trigger_done']['p50_ms']:.0f}/"
+              f"{o['trigger_done']['p99_ms']:.0f} ms, {o['ended_on_socket']}/{o['started']} ended", flush=True)
+    if args.cost_jobs > 0:
+        writes = WriteLog(database_url)
+        writes.install()
+        await asyncio.sleep(0.5)
+        writes.take()
+        with Monitor(redis_url) as monitor:
+            cost = await closed_loop(http, feed, args.cost_jobs, 10)
+            await asyncio.sleep(0.5)
+        db = writes.take()
+        trips, in_lua = monitor.counts()
+        jobs = cost["ended_on_socket"] or 1
+        out["cost"] = {
+            "jobs": jobs,
+            "db_writes": per_job(db, jobs), "db_writes_total": round(sum(db.values()) / jobs, 2),
+            "redis_trips": per_job(trips, jobs), "redis_trips_total": round(sum(trips.values()) / jobs, 2),
+            "redis_in_lua": per_job(in_lua, jobs), "redis_in_lua_total": round(sum(in_lua.values()) / jobs, 2),
+        }
+        c = out["cost"]
+        print(f"  cost per job: {c['db_writes_total']} row writes {c['db_writes']}\n"
+              f"    {c['redis_trips_total']} Redis commands sent {c['redis_trips']}\n"
+              f"    {c['redis_in_lua_total']} run inside scripts", flush=True)
+        if args.heavy_jobs > 0:
+            feed.keep_events = True
+            await asyncio.sleep(0.5)
+            writes.take()
+            heavy = await closed_loop(http, feed, args.heavy_jobs, args.heavy_jobs, kind=HEAVY_KIND)
+            heavy_db = writes.take()
+            ids = [job for job in feed.events if feed.events[job][0].get("kind") == HEAVY_KIND]
+            heavy.update(heavy_check(feed, ids))
+            heavy["db_writes_total"] = sum(heavy_db.values())
+            heavy["db_writes"] = dict(heavy_db.most_common())
+            heavy["steps"] = args.heavy_steps
+            # the trivial job's rate with as many in flight (same clients, no write log? it is on for both)
+            writes.take()
+            trivial = await closed_loop(http, feed, args.heavy_jobs, args.heavy_jobs)
+            writes.take()
+            heavy["trivial_per_s_same_run"] = trivial["per_s"]
+            out["heavy"] = heavy
+            print(f"  progress-heavy: {heavy['per_s']:.1f} jobs/s (trivial {trivial['per_s']:.1f}), "
+                  f"{heavy['db_writes_total']} row writes for {args.heavy_jobs} x {args.heavy_steps} steps, "
+                  f"{heavy['smooth_and_final']}/{len(ids)} smooth and final, events/job "
+                  f"{heavy['events_per_job']}", flush=True)
+        writes.uninstall()
+    await feed.close()
+    http.close()
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--clients", default="10,50,200")
+    parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--open-fraction", type=float, default=0.5)
+    parser.add_argument("--open-seconds", type=float, default=20)
+    parser.add_argument("--cost-jobs", type=int, default=200)
+    parser.add_argument("--heavy-jobs", type=int, default=100)
+    parser.add_argument("--heavy-steps", type=int, default=1000)
+    parser.add_argument("--students", type=int, default=100)
+    parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for the project's worker only, e.g. DATABASE_POOL=1 (a variant to "
+                             "measure; repeatable)")
+    parser.add_argument("--profile", default="", help="folder: py-spy records Daphne and the worker there")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    raise_open_files_limit()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
+    redis_url = ensure_redis()
+    db_env, pg = database(args.database, workdir)
+    env = {
+        **db_env,
+        "REDIS_URL": redis_url,
+        "CHANNEL_PREFIX": f"jobs{os.getpid()}",
+        "LOG_LEVEL": "WARNING",
+        "LISTEN_LOOPBACK_ONLY": "1",
+        "DJANGO_SETTINGS_MODULE": "app.settings",
+        # One user starts every job: the per-user start budget and socket cap are raised for it.
+        "JOB_TRIGGER_RATE": "1000000/min",
+        "WS_MAX_PER_USER": "100000",
+        "JOB_KIND_EXTRA_MODULES": "bench.progress_kind",
+        "BENCH_PROGRESS_STEPS": str(args.heavy_steps),
+        **stack.fresh_metrics_dir(workdir / "metrics"),
+    }
+    os.environ["REDIS_URL"] = redis_url
+    token = manage(env, "create_api_user", "bench")
+    processes = []
+    result: dict = {"database": args.database, "jobs": args.jobs, "concurrency": 100}
+    try:
+        # 1. bare Celery, on its own worker, before the project's stack starts
+        bare_log = workdir / "bare.log"
+        bare = stack._spawn(bare_celery.worker_args(100, f"bare-{os.getpid()}@%h"),
+                            {"REDIS_URL": redis_url, "LOG_LEVEL": "INFO"}, bare_log)
+        stack.wait_for_text(bare_log, "ready.", process=bare)
+        bare_celery.app.conf.broker_url = redis_url
+        result["bare"] = []
+        for clients in [int(c) for c in args.clients.split(",")]:
+            run = bare_celery_run(redis_url, args.jobs, clients)
+            print(f"  bare Celery, {clients} clients: {run['per_s']:.1f} tasks/s, apply_async p50/p99 "
+                  f"{run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms", flush=True)
+            result["bare"].append(run)
+        stack.stop(bare)
+        # 2-5. the project
+        worker_log = workdir / "worker.log"
+        worker_env = dict(item.split("=", 1) for item in args.worker_env)
+        result["worker_env"] = worker_env
+        processes.append(stack.start_worker({**env, "LOG_LEVEL": "INFO", **worker_env}, concurrency=100, log=worker_log,
+                                            hostname=f"bench-jobs-{os.getpid()}@%h"))
+        stack.wait_for_text(worker_log, "ready.", process=processes[-1])
+        port = stack.free_port()
+        processes.append(stack.start_daphne(port, env, log=workdir / "daphne.log"))
+        base_url = f"http://127.0.0.1:{port}"
+        httpx.post(f"{base_url}/api/students/generate/", json={"count": args.students},
+                   headers={"Authorization": f"Token {token}"}, timeout=60).raise_for_status()
+        PIDS.update({"worker": processes[0].pid, "daphne": processes[1].pid, "bench client": os.getpid()})
+        if stack_redis := getattr(sys.modules["bench.common"], "_redis", None):
+            PIDS["redis"] = stack_redis.pid
+        spies = []
+        if args.profile:
+            import subprocess
+
+            folder = Path(args.profile)
+            folder.mkdir(parents=True, exist_ok=True)
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            for name, process in (("worker", processes[0]), ("daphne", processes[1])):
+                spies.append(subprocess.Popen([spy, "record", "-p", str(process.pid), "-r", "200", "-f", "raw",
+                                               "-o", str(folder / f"{name}.txt"), "--nonblocking", "--gil"],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url))
+        for spy in spies:
+            spy.send_signal(2)
+            spy.wait(30)
+    finally:
+        for process in reversed(processes):
+            stack.stop(process)
+        stop_redis()
+        if pg is not None:
+            from tests.postgres import stop_postgres
+
+            stop_postgres(pg)
+    bare50 = next((b for b in result["bare"] if b["clients"] == 50), result["bare"][0])
+    result["bare_per_s"] = bare50["per_s"]
+    for level, b in zip(result["project"]["levels"], result["bare"], strict=False):
+        level["vs_bare"] = level["per_s"] / b["per_s"] if b["per_s"] else 0.0
+        level["bare_per_s"] = b["per_s"]
+    print(f"\nJobs vs bare Celery ({args.database}, {args.jobs} each, gevent concurrency 100):")
+    for level in result["project"]["levels"]:
+        print(f"  {level['clients']:>4} clients: {level['per_s']:7.1f} jobs/s vs bare {level['bare_per_s']:7.1f} "
+              f"tasks/s: x{level['vs_bare']:.2f}")
+    write_result(result, ["--json", args.json] if args.json else [])
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
