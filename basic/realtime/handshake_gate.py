@@ -197,10 +197,12 @@ class HandshakeGateMiddleware:
                 holding = False
                 turns.leave()
 
-        async def send_releasing(message: dict) -> None:
-            if message.get("type") in ("websocket.accept", "websocket.close"):
+        def send_releasing(message: dict) -> Any:
+            # A plain function handing back the inner send's awaitable: this wraps every frame the
+            # socket ever sends, and a coroutine per frame showed in fan-out to 3,000 sockets.
+            if holding and message.get("type") in ("websocket.accept", "websocket.close"):
                 release()
-            await send(message)
+            return send(message)
 
         try:
             return await self.application(scope, receive, send_releasing)
