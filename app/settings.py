@@ -1,4 +1,5 @@
 """Settings, all read from the environment with safe defaults (see README: Configuration)."""
+import json
 import os
 from pathlib import Path
 
@@ -67,6 +68,20 @@ def env_bytes(name: str, default: int) -> int:
 
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_json_object(name: str) -> dict:
+    """A JSON object (unset or empty: {}); anything else stops start-up."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ImproperlyConfigured(f"{name} must be a JSON object, e.g. {{\"thumbnails\": {{\"time_limit\": 120}}}}.")
+    return parsed
 
 
 DEBUG = env_bool("DEBUG", False)
@@ -238,6 +253,29 @@ keep_private(dirs=[VAR_DIR, JOBS_DIR], sqlite_files=[_sqlite_file] if _sqlite_fi
 JOB_KIND_MODULES = env_list(
     "JOB_KIND_MODULES", "basic.kinds.students_by_age,basic.kinds.thumbnails,basic.kinds.page_fetch"
 ) + env_list("JOB_KIND_EXTRA_MODULES", "")
+
+# Job policies (basic/jobs/registry.py, README "Job policies"): how long a job may run unless its
+# kind says otherwise, and how long after that a CPU job that ignores the stop is killed.
+JOB_TIME_LIMIT_SECONDS = env_int("JOB_TIME_LIMIT_SECONDS", 3600)
+JOB_TIME_LIMIT_GRACE_SECONDS = env_int("JOB_TIME_LIMIT_GRACE_SECONDS", 30)
+# Per-deployment overrides of a kind's policies, a JSON object: {"thumbnails": {"time_limit": 120},
+# "page_fetch": {"queue": "cpu"}}. Checked against the kinds when they load (a typo stops start-up).
+JOB_KIND_POLICIES = env_json_object("JOB_KIND_POLICIES")
+# The CPU queue's prefork worker (`make run`, docker-compose.yml): processes (0: one per core) and
+# their niceness, so computing jobs yield the cores to the web process and the I/O worker.
+# The highest priority (0-9, 9 first) a caller who is not staff may give a job; the farthest ahead
+# a start may be delayed.
+JOB_PRIORITY_MAX_USER = env_int("JOB_PRIORITY_MAX_USER", 6)
+JOB_MAX_DELAY_DAYS = env_int("JOB_MAX_DELAY_DAYS", 30)
+if not 0 <= JOB_PRIORITY_MAX_USER <= 9 or JOB_MAX_DELAY_DAYS < 1:
+    raise ImproperlyConfigured("JOB_PRIORITY_MAX_USER must be 0-9 and JOB_MAX_DELAY_DAYS at least 1.")
+CPU_WORKER_CONCURRENCY = env_int("CPU_WORKER_CONCURRENCY", 0)
+CPU_WORKER_NICE = env_int("CPU_WORKER_NICE", 10)
+for _name in ("JOB_TIME_LIMIT_SECONDS", "JOB_TIME_LIMIT_GRACE_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 (seconds).")
+if CPU_WORKER_CONCURRENCY < 0 or not 0 <= CPU_WORKER_NICE <= 19:
+    raise ImproperlyConfigured("CPU_WORKER_CONCURRENCY must be >= 0 and CPU_WORKER_NICE 0-19.")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -419,6 +457,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 0.8,
     "socket_timeout": 5,
     "max_connections": env_int("CELERY_BROKER_MAX_CONNECTIONS", 50),
+    # A list per priority (jobs' 0-9, basic/jobs/services.py): workers take the highest first.
+    "priority_steps": list(range(10)),
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -445,3 +485,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"daphne": {"level": "WARNING"}},
 }
+
+# Idempotency keys (issue 20): basic/jobs/idempotency.py
+# A job start's `Idempotency-Key` answers with its first job for this many hours (a whole number
+# above 0; anything else stops start-up); older keys count as new and the retention sweep purges them.
+_idempotency_hours = env_str("JOB_IDEMPOTENCY_HOURS", "24").strip()
+if not (_idempotency_hours.isascii() and _idempotency_hours.isdigit() and int(_idempotency_hours) > 0):
+    raise ImproperlyConfigured(
+        f"JOB_IDEMPOTENCY_HOURS={_idempotency_hours!r} is not a number of hours (a whole number above 0).")
+JOB_IDEMPOTENCY_HOURS = int(_idempotency_hours)
+# Browsers on CORS_ALLOWED_ORIGINS may send the key and read whether an answer was a replay.
+CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "user-agent", "x-csrftoken",
+                      "x-requested-with", "idempotency-key")  # django-cors-headers' defaults, and the key
+CORS_EXPOSE_HEADERS = ["Location", "Idempotent-Replayed"]

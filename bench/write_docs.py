@@ -287,6 +287,30 @@ def push_section(push: dict) -> list[str]:
     return lines + [""]
 
 
+def _ms(seconds: float) -> str:
+    return fmt(seconds * 1000)
+
+
+def isolation_section(iso: dict) -> list[str]:
+    idle, cpu, gev = iso["idle"], iso["cpu_pool"], iso["gevent_pool"]
+    return [
+        "## CPU work off the gevent pool (`bench/bench_cpu_isolation.py`)", "",
+        f"A trivial page fetch (`POST /api/jobs/` -> the job row done), idle and while {cpu['heavy']} worst-case",
+        f"thumbnail jobs run (an all-zero 7000x7000 PNG of {iso['png_bytes'] / 1024:,.0f} KB, 8 sizes), on a",
+        f"{iso['cores']}-core machine: the thumbnails on the CPU queue's prefork worker (the default), then moved back",
+        "to the gevent worker with `JOB_KIND_POLICIES` (as before issue 20). Only fetches that ended while",
+        "every thumbnail job still ran count. Target: within 2x of idle.", "",
+        "| thumbnails run on | fetch p50 | max | vs idle | fetches counted | thumbnail jobs done, s |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| (idle) | {_ms(idle['p50_s'])} ms | {_ms(idle['max_s'])} ms | x1.00 | {idle['fetches']} | |",
+        f"| CPU queue, prefork | {_ms(cpu['p50_s'])} ms | {_ms(cpu['max_s'])} ms | {x(iso['ratio_cpu_pool'])} | "
+        f"{cpu['fetches']} | {cpu['heavy_done']} in {fmt(cpu['heavy_seconds'], 1)} |",
+        f"| gevent worker (before) | {_ms(gev['p50_s'])} ms | {_ms(gev['max_s'])} ms | {x(iso['ratio_gevent_pool'])} | "
+        f"{gev['fetches']} | {gev['heavy_done']} in {fmt(gev['heavy_seconds'], 1)} |",
+        "",
+    ]
+
+
 STORM_ROUTES = {"seed": "seed room `/chat/`", "chat": "signed-in chat", "events": "`/ws/events/`",
                 "job": "one job, every socket"}
 
@@ -385,6 +409,8 @@ def write_docs(results: dict, docs: Path) -> Path:
         lines += report_section(results["report"])
     if results.get("jobs"):
         lines += jobs_section(results["jobs"], docs)
+    if results.get("isolation"):
+        lines += isolation_section(results["isolation"])
     lines.append(profile)
     page.write_text("\n".join(lines).rstrip() + "\n")
     return page

@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from basic.jobs.context import JobContext, JobFailed
+from basic.jobs.context import JobContext, JobFailed, JobRetryable
 from basic.jobs.registry import JobKind, register
 
 NAME = "test_steps"
@@ -16,11 +16,19 @@ class StepsParams(serializers.Serializer):
     delay = serializers.FloatField(min_value=0, max_value=5, default=0)
     crash_at = serializers.IntegerField(required=False, help_text="Raise an unexpected error at this step.")
     refuse_at = serializers.IntegerField(required=False, help_text="Fail with a reason at this step.")
+    hang = serializers.FloatField(min_value=0, max_value=600, required=False,
+                                  help_text="Wait this long first, reporting nothing (a hung call).")
+    ignore_stop = serializers.BooleanField(required=False, help_text="Swallow the stop at the time limit.")
+    transient_until = serializers.IntegerField(min_value=1, required=False,
+                                               help_text="Fail with a transient error before this attempt.")
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     steps = ctx.params["steps"]
     with ctx.output("steps.txt").open("w") as out:
+        _hang(ctx.params.get("hang", 0), ctx.params.get("ignore_stop", False))
+        if ctx.attempt < ctx.params.get("transient_until", 0):
+            raise JobRetryable(f"Temporary trouble at attempt {ctx.attempt}.")
         for step in range(1, steps + 1):
             time.sleep(ctx.params["delay"])
             if step == ctx.params.get("crash_at"):
@@ -32,6 +40,18 @@ def run(ctx: JobContext) -> dict[str, Any]:
             ctx.progress(step, steps, f"Step {step} of {steps}", force=True)
     ctx.summary = f"{steps} steps done"
     return {"steps": steps}
+
+
+def _hang(seconds: float, ignore_stop: bool) -> None:
+    """Sleep without reporting; with `ignore_stop`, as a badly written body would, swallow whatever
+    interrupts the sleep (a time limit's stop) and sleep on."""
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            time.sleep(until - time.monotonic())
+        except BaseException:
+            if not ignore_stop:
+                raise
 
 
 register(JobKind(name=NAME, label="Test steps", params=StepsParams, run=run, media_type="text/plain",

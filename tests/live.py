@@ -48,6 +48,15 @@ class LiveStack:
         self.worker_log = log
         return process
 
+    def start_cpu_worker(self, tag: str = "cpu", concurrency: int = 1) -> subprocess.Popen:
+        """Start a prefork worker on the CPU queue (as `make run` does) and wait until it consumes."""
+        log = self.worker_log.with_name(f"worker-{tag}.log")
+        process = stack.start_cpu_worker({**self.env, "LOG_LEVEL": "INFO"}, concurrency=concurrency, log=log,
+                                         hostname=f"{tag}-{os.getpid()}@%h")
+        self.processes[f"worker-{tag}"] = process
+        stack.wait_for_text(log, "ready.", process=process)
+        return process
+
     def start_beat(self) -> subprocess.Popen:
         """Start `celery beat` (database scheduler) as `make run` does, and wait until it ticks."""
         log = self.worker_log.with_name("beat.log")
@@ -110,8 +119,9 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 @contextlib.contextmanager
 def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 100, own_redis: bool = False,
-               database: str | None = None, **extra_env: str) -> Iterator[LiveStack]:
-    """Start Daphne (and a worker) on a fresh database; stop them on exit. `own_redis` gives the
+               database: str | None = None, cpu_worker: bool = False, **extra_env: str) -> Iterator[LiveStack]:
+    """Start Daphne (and a worker) on a fresh database; stop them on exit. `cpu_worker` adds a
+    one-process prefork worker for the CPU queue (kinds such as thumbnails). `own_redis` gives the
     stack a private, restartable Redis instead of the test session's. `database`: "sqlite" or
     "postgres" (a new database on the session's server); by default TEST_DATABASE's."""
     workdir = root / name
@@ -152,6 +162,8 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
                 {**env, "LOG_LEVEL": "INFO"}, concurrency=concurrency, log=live.worker_log,
                 hostname=f"{name}-{os.getpid()}@%h")
             stack.wait_for_text(live.worker_log, "ready.", process=live.processes["worker"])
+        if cpu_worker:
+            live.start_cpu_worker()
         live.processes["daphne"] = stack.start_daphne(port, env, log=workdir / "daphne.log")
         yield live
     finally:

@@ -45,6 +45,17 @@ class BadRequest(APIException):
     default_code = "bad_request"
 
 
+class IdempotencyKeyReused(APIException):
+    """422: an Idempotency-Key sent again with a different request (basic/jobs/idempotency.py). The
+    body names the `code` too, so a client can tell it from a validation error."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__({"detail": detail, "code": self.default_code})
+
+
 # What a user reads: what failed and what to do. Never the exception's text, which names hosts,
 # ports and file paths; that goes to the log, with the request and the job id.
 REDIS_DOWN = "Redis or the job queue is unreachable right now; try again in a minute."

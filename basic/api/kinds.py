@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from basic.api.console import start_form
-from basic.jobs.registry import kinds
+from basic.jobs.registry import CELERY_QUEUES, JobKind, kinds, policy
 from basic.jobs.schedules import needs_upload
 
 
@@ -27,6 +27,16 @@ class KindFieldSerializer(serializers.Serializer):
     default = serializers.JSONField(required=False, help_text="The value used when it is left out.")
 
 
+class PolicySerializer(serializers.Serializer):
+    """How this deployment runs the kind (basic/jobs/registry.py; JOB_KIND_POLICIES overrides)."""
+
+    queue = serializers.ChoiceField(choices=list(CELERY_QUEUES),
+                                    help_text="io: the gevent pool (jobs that wait); cpu: the prefork pool.")
+    time_limit = serializers.IntegerField(help_text="Seconds a run may take before it fails as timed out.")
+    retries = serializers.IntegerField(help_text="Further attempts after a transient failure.")
+    retry_backoff = serializers.FloatField(help_text="Seconds before the first retry, doubled each time (jittered).")
+
+
 class KindSerializer(serializers.Serializer):
     kind = serializers.CharField()
     label = serializers.CharField()
@@ -34,11 +44,19 @@ class KindSerializer(serializers.Serializer):
     fields = KindFieldSerializer(many=True)
     multipart = serializers.BooleanField(help_text="Its parameters include a file: start it with a multipart form.")
     schedulable = serializers.BooleanField(help_text="It can be started by a schedule (no upload).")
+    policy = PolicySerializer()
 
 
 class KindListView(APIView):
     @extend_schema(responses={200: KindSerializer(many=True)}, summary="Job kinds and their parameters")
     def get(self, request: Request) -> Response:
         """Each kind: `kind`, `label`, `description`, `fields` (name, type, required, help, …),
-        `multipart` (it takes an upload) and `schedulable`."""
-        return Response([{**start_form(kind), "schedulable": not needs_upload(kind)} for kind in kinds()])
+        `multipart` (it takes an upload), `schedulable` and `policy` (its queue and time limit)."""
+        return Response([{**start_form(kind), "schedulable": not needs_upload(kind), "policy": policy_view(kind)}
+                         for kind in kinds()])
+
+
+def policy_view(kind: JobKind) -> dict[str, object]:
+    run_policy = policy(kind)
+    return {"queue": run_policy.queue, "time_limit": run_policy.time_limit, "retries": run_policy.retries,
+            "retry_backoff": run_policy.retry_backoff}

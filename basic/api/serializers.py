@@ -38,6 +38,7 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id", "kind", "status", "progress", "message", "error", "owner", "params", "result",
             "created", "started", "finished", "url", "events_url", "result_url", "output_bytes",
+            "attempt", "not_before",
         ]
         read_only_fields = fields
 

@@ -1,5 +1,6 @@
 """REST endpoints: thin viewsets over basic/jobs/services.py."""
 import mimetypes
+from functools import partial
 
 from django.http import FileResponse
 from drf_spectacular.utils import (
@@ -16,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from basic.api.errors import Conflict, ServiceUnavailable
+from basic.api.errors import BadRequest, Conflict, IdempotencyKeyReused, ServiceUnavailable
 from basic.api.serializers import (
     GeneratedStudentsSerializer,
     GenerateStudentsSerializer,
@@ -26,7 +27,8 @@ from basic.api.serializers import (
     validate_params,
 )
 from basic.api.throttles import SharedScopedRateThrottle
-from basic.jobs import files, services
+from basic.api.trigger_options import TRIGGER_OPTIONS_PARAMETERS, trigger_options
+from basic.jobs import files, idempotency, services
 from basic.jobs.registry import JobKind, get_kind, kind_choices, kinds
 from basic.jobs.schedules import needs_upload
 from basic.models import Job
@@ -49,21 +51,62 @@ def job_accepted(request: Request, job: Job) -> Response:
 
 
 def start(request: Request, kind: JobKind, data: dict) -> Response:
+    """Start `kind` with validated `data`: 202. With an `Idempotency-Key` the caller used before (same
+    request, within JOB_IDEMPOTENCY_HOURS), that request's job as it is now: 200 (basic/jobs/idempotency.py)."""
     try:
-        job = services.job_start(kind=kind, owner=request.user, data=data)
+        key = idempotency.key_from_header(request.headers.get(idempotency.HEADER))
+    except idempotency.InvalidKey as exc:
+        raise BadRequest(str(exc)) from exc
+    options = trigger_options(request)  # priority, run_at, delay_seconds: a 400 naming a bad one
+    start_job = partial(services.job_start, kind=kind, owner=request.user, data=data, priority=options.priority,
+                        not_before=options.not_before)
+    try:
+        if key is None:
+            return job_accepted(request, start_job())
+        started = idempotency.start_once(owner=request.user, key=key,
+                                         fingerprint=idempotency.fingerprint(kind.name, data, options.given),
+                                         start=start_job)
     except services.BrokerUnavailable as exc:
         raise ServiceUnavailable(str(exc)) from exc
     except services.QuotaExceeded as exc:
         raise Conflict(str(exc)) from exc
-    return job_accepted(request, job)
+    except idempotency.KeyReused as exc:
+        raise IdempotencyKeyReused(str(exc)) from exc
+    except idempotency.KeyInFlight as exc:
+        raise Conflict(str(exc)) from exc
+    response = job_accepted(request, started.job)
+    if started.replayed:
+        response.status_code = status.HTTP_200_OK
+        response[idempotency.REPLAYED_HEADER] = "true"
+    return response
 
 
 START_ERRORS = {
-    400: OpenApiResponse(description="An unknown kind or bad parameters, named by field."),
-    409: OpenApiResponse(description="Your jobs' stored output is at your quota (JOB_OUTPUT_QUOTA_MB)."),
+    400: OpenApiResponse(description="An unknown kind or bad parameters, named by field; or a bad Idempotency-Key."),
+    409: OpenApiResponse(description=(
+        "Your jobs' stored output is at your quota (JOB_OUTPUT_QUOTA_MB); or a request with the same "
+        "Idempotency-Key is still being processed (retry).")),
+    422: OpenApiResponse(description=(
+        "This Idempotency-Key was used with a different request within JOB_IDEMPOTENCY_HOURS: "
+        '`{"detail", "code": "idempotency_key_reused"}`.')),
     429: OpenApiResponse(description="Too many job starts; retry after the time given."),
     503: OpenApiResponse(description="The job queue is unreachable; the job is marked failed."),
 }
+# What every start answers (the view's, the by-age alias's and each kind route's).
+START_RESPONSES = {
+    202: JobSerializer,
+    200: OpenApiResponse(JobSerializer, description=(
+        "The job an earlier request with the same Idempotency-Key and body started, as it is now "
+        "(with `Location` and `Idempotent-Replayed: true`); nothing new is started.")),
+    **START_ERRORS,
+}
+IDEMPOTENCY_KEY = OpenApiParameter(
+    idempotency.HEADER, str, location=OpenApiParameter.HEADER, required=False,
+    pattern=r"^[ -~]{1,255}$",
+    description=("Optional, 1-255 printable ASCII characters (e.g. a UUID per start, reused on its retries). "
+                 "The same key and body from you within JOB_IDEMPOTENCY_HOURS (default 24) answer 200 with the first "
+                 "job instead of starting another; the same key with another body is a 422."),
+)
 
 
 def _start_request_schema() -> dict[str, serializers.Serializer]:
@@ -112,7 +155,7 @@ class StudentViewSet(viewsets.ModelViewSet):
         except students.StudentsFull as exc:
             raise Conflict(str(exc)) from exc
 
-    @extend_schema(request=None, responses={202: JobSerializer, **START_ERRORS})
+    @extend_schema(request=None, responses=START_RESPONSES, parameters=[IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS])
     @action(detail=False, methods=["post"], url_path="by-age-report",
             throttle_classes=[SharedScopedRateThrottle], throttle_scope="job_trigger")
     def by_age_report(self, request: Request) -> Response:
@@ -159,7 +202,8 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     def get_throttles(self):
         return [SharedScopedRateThrottle()] if self.action == "create" else super().get_throttles()
 
-    @extend_schema(request=_start_request_schema(), responses={202: JobSerializer, **START_ERRORS})
+    @extend_schema(request=_start_request_schema(), responses=START_RESPONSES,
+                   parameters=[IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS])
     def create(self, request: Request) -> Response:
         """Start a job of any registered kind: `{"kind": …, "params": {…}}` as JSON, or as a
         multipart form with `kind` and the parameters as fields (for uploads)."""
@@ -236,7 +280,8 @@ def kind_start_view(kind: JobKind) -> type[APIView]:
         "application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
 
     @extend_schema(request={body_type: kind.params for body_type in body_types},
-                   responses={202: JobSerializer, **START_ERRORS}, operation_id=f"{kind.name}_start",
+                   responses=START_RESPONSES, parameters=[IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS],
+                   operation_id=f"{kind.name}_start",
                    summary=f"Start: {kind.label}", description=kind.description, tags=["jobs"])
     def post(self: APIView, request: Request) -> Response:
         data = request.data.dict() if hasattr(request.data, "dict") else request.data

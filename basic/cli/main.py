@@ -32,7 +32,7 @@ from basic.cli.stream import follow_job, user_feed
 from basic.cli.views import JsonView, ProgressView, markup_text, styled_status, terminal_text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
+STATUSES = ("scheduled", "queued", "running", "done", "failed", "cancelled")
 NUMBER = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
 
 

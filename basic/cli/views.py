@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, Task, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-STATUS_STYLES = {"queued": "yellow", "running": "cyan", "done": "green", "failed": "red", "cancelled": "magenta"}
+STATUS_STYLES = {"scheduled": "blue", "queued": "yellow", "running": "cyan", "done": "green", "failed": "red",
+                 "cancelled": "magenta"}
 
 # What a terminal may execute or that may hide or reorder text: C0 controls (ESC starts CSI and OSC
 # sequences; BEL, BS, CR overwrite), DEL, C1 controls (0x9b is a one-byte CSI, 0x9d an OSC), bidi

@@ -8,12 +8,14 @@ are process globals; nothing here changes them. Our pixel limit is checked from 
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import tempfile
 import unicodedata
 import warnings
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -40,6 +42,18 @@ _EXTENSION_RE = re.compile(r"[a-z0-9]{1,10}")
 _STEM_MAX = 60
 # Members already compressed by their format: deflating them again costs CPU for nothing.
 _STORED_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
+
+
+INSPECT_DECODE_MAX_PIXELS = 2_000_000
+
+
+def _scaled_to(size: tuple[int, int], pixels: int) -> tuple[int, int]:
+    """`size` shrunk (aspect kept) to at most about `pixels`; unchanged if already smaller."""
+    width, height = size
+    if width * height <= pixels:
+        return size
+    factor = math.sqrt(pixels / (width * height))
+    return max(1, int(width * factor)), max(1, int(height * factor))
 
 
 class ImageRejected(ValueError):
@@ -167,7 +181,15 @@ def _inspect_open_file(fh: BinaryIO, max_bytes: int, max_pixels: int) -> ImageIn
             raise ImageRejected(DAMAGED) from exc
     with _open_header(fh, max_pixels) as im:
         try:
-            im.load()  # decodes the first frame of an animated GIF/WebP
+            # Decoded to find a truncated or corrupt file, but never more than ~2 megapixels of it:
+            # this runs in the web process, on the one thread every sync view shares (design.md
+            # traps 10 and 11; a whole 49-megapixel PNG took a second). A JPEG is decoded at a
+            # reduced scale; a larger image of another format is left to the job, which fails
+            # with the same sentence if it is damaged.
+            # (A JPEG's scales are powers of two: asking for a quarter lands at most on the max.)
+            im.draft(None, _scaled_to(im.size, INSPECT_DECODE_MAX_PIXELS // 4))
+            if im.size[0] * im.size[1] <= INSPECT_DECODE_MAX_PIXELS:
+                im.load()  # decodes the first frame of an animated GIF/WebP
         except Exception as exc:
             raise ImageRejected(DAMAGED) from exc
     return ImageInfo(format=fmt, width=width, height=height, extension=_EXTENSIONS[fmt])
@@ -220,14 +242,39 @@ def _check_box(box: tuple[int, int]) -> tuple[int, int]:
     return width, height
 
 
-def make_thumbnail(source: str | Path, box: tuple[int, int], dest: str | Path, *, max_pixels: int) -> tuple[int, int]:
-    """Write one thumbnail of `source` that fits inside `box`, so users get what they see, not what is stored.
+def fitted_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The size `Image.thumbnail` gives an image of `size` fitted in `box`: aspect kept (rounded the
+    way Pillow rounds it), never upscaled."""
+    width, height = size
+    x, y = box
+    if x >= width and y >= height:
+        return size
+    aspect = width / height
+
+    def round_aspect(number: float, key: Callable[[int], float]) -> int:
+        return max(min(math.floor(number), math.ceil(number), key=key), 1)
+
+    if x / y >= aspect:
+        x = round_aspect(y * aspect, key=lambda n: abs(aspect - n / y))
+    else:
+        y = round_aspect(x / aspect, key=lambda n: 0 if n == 0 else abs(aspect - x / n))
+    return x, y
+
+
+def make_thumbnails(source: str | Path, boxes: list[tuple[int, int]], dests: list[str | Path], *,
+                    max_pixels: int) -> Iterator[tuple[int, int]]:
+    """Write a thumbnail of `source` fitting each box to the matching dest, decoding the image once
+    for all of them (a 49-megapixel PNG decoded again per size cost 8x the CPU and memory); yields
+    each (width, height) written, in order, so the caller can report progress between sizes.
 
     Aspect ratio kept, EXIF orientation applied (metadata is not copied, which also drops GPS tags),
-    never upscaled, saved in the source's format (first frame only for animations). Returns the
-    (width, height) written. Raises ImageRejected if the source turns out unreadable.
+    never upscaled, saved in the source's format (first frame only for animations). A JPEG is
+    decoded at the smallest scale the largest box allows. Raises ImageRejected if the source turns
+    out unreadable.
     """
-    box = _check_box(box)
+    boxes = [_check_box(box) for box in boxes]
+    if len(boxes) != len(dests):
+        raise ValueError("make_thumbnails needs one destination per box")
     with open(source, "rb") as fh, _open_header(fh, max_pixels) as im:
         try:
             fmt = im.format or ""
@@ -238,22 +285,37 @@ def make_thumbnail(source: str | Path, box: tuple[int, int], dest: str | Path, *
                 orientation = im.getexif().get(_ORIENTATION_TAG)
             except Exception:  # unreadable EXIF is not a reason to refuse the picture
                 orientation = None
-            # Resize before rotating (cheaper, and lets JPEG decode at reduced scale), so a rotated
-            # image is fitted into the box with its sides swapped.
-            stored_box = (box[1], box[0]) if orientation in _ROTATED_ORIENTATIONS else box
-            thumb = _normalise_mode(im)  # a JPEG stays `im`, so thumbnail() can decode it at reduced scale
-            thumb.thumbnail(stored_box)
-            try:
-                thumb = ImageOps.exif_transpose(thumb)  # always a new, loaded image
-            except Exception:
-                thumb = thumb.copy()  # keep the stored orientation rather than fail the whole job
-            if fmt == "JPEG":
-                thumb = _for_jpeg(thumb)
+            # Fitted before rotating (cheaper), so a rotated image is fitted with its sides swapped.
+            stored_boxes = [(b[1], b[0]) if orientation in _ROTATED_ORIENTATIONS else b for b in boxes]
+            widest = (max(b[0] for b in stored_boxes) * _REDUCING_GAP, max(b[1] for b in stored_boxes) * _REDUCING_GAP)
+            full_size = im.size  # sizes are fitted from it, as Image.thumbnail does, not from the draft
+            im.draft(None, (int(widest[0]), int(widest[1])))  # JPEG only: decode at a reduced scale
+            base = _normalise_mode(im)
+            base.load()
         except ImageRejected:
             raise
         except Exception as exc:
             raise ImageRejected(DAMAGED) from exc
+        for box, dest in zip(stored_boxes, dests, strict=True):
+            yield _write_one(base, fitted_size(full_size, box), dest, fmt, icc_profile)
 
+
+_REDUCING_GAP = 2.0  # as Image.thumbnail: reduce by whole factors, then resample at most 2x
+
+
+def _write_one(base: Image.Image, size: tuple[int, int], dest: str | Path, fmt: str,
+               icc_profile: bytes | None) -> tuple[int, int]:
+    try:
+        thumb = (base.resize(size, Image.Resampling.BICUBIC, reducing_gap=_REDUCING_GAP)
+                 if size != base.size else base)
+        try:
+            thumb = ImageOps.exif_transpose(thumb)  # always a new, loaded image
+        except Exception:
+            thumb = thumb.copy()  # keep the stored orientation rather than fail the whole job
+        if fmt == "JPEG":
+            thumb = _for_jpeg(thumb)
+    except Exception as exc:
+        raise ImageRejected(DAMAGED) from exc
     options: dict[str, object] = {}
     if fmt == "JPEG":
         options = {"quality": _JPEG_QUALITY}
@@ -267,6 +329,11 @@ def make_thumbnail(source: str | Path, box: tuple[int, int], dest: str | Path, *
         Path(dest).unlink(missing_ok=True)  # no half-written thumbnail left behind
         raise
     return thumb.size
+
+
+def make_thumbnail(source: str | Path, box: tuple[int, int], dest: str | Path, *, max_pixels: int) -> tuple[int, int]:
+    """One thumbnail of `source` fitting `box` (make_thumbnails with one size)."""
+    return next(make_thumbnails(source, [box], [dest], max_pixels=max_pixels))
 
 
 def thumbnail_name(stem: str, box: tuple[int, int], extension: str) -> str:

@@ -48,6 +48,10 @@ JOBS_FINISHED = Counter("jobs_finished", "Jobs that ended, by kind and outcome (
                         ["kind", "outcome"])
 JOBS_RUNTIME = Histogram("jobs_runtime_seconds", "Time from a job's start to its end, by kind.", ["kind"],
                          buckets=RUNTIME_BUCKETS)
+JOBS_RETRIED = Counter("jobs_retried", "Runs that failed on a transient error and were queued again, by kind.",
+                       ["kind"])
+JOBS_TIMED_OUT = Counter("jobs_timed_out", "Jobs stopped at their kind's time limit (also counted as failed).",
+                         ["kind"])
 EVENTS_PUSHED = Counter("jobs_events_pushed", "Job events stored and published, by event type.", ["type"])
 EVENT_PUSH_FAILURES = Counter("jobs_event_push_failures", "Job events that could not be pushed, by type.",
                               ["type"])
@@ -100,6 +104,16 @@ def never_raises(function: Callable[..., None]) -> Callable[..., None]:
 @never_raises
 def job_started(kind: str) -> None:
     JOBS_STARTED.labels(kind=_label(kind)).inc()
+
+
+@never_raises
+def job_retried(kind: str) -> None:
+    JOBS_RETRIED.labels(kind=_label(kind)).inc()
+
+
+@never_raises
+def job_timed_out(kind: str) -> None:
+    JOBS_TIMED_OUT.labels(kind=_label(kind)).inc()
 
 
 @never_raises

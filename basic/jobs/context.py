@@ -18,6 +18,7 @@ from basic.jobs import events, files, transitions
 from basic.jobs.leases import JobLease
 from basic.jobs.models import Job
 from basic.jobs.publish import ProgressThrottle
+from basic.jobs.time_limits import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -26,13 +27,19 @@ class JobFailed(Exception):
     """Raised by a body to end the job as failed; str(exc) is shown to the user as the reason."""
 
 
+class JobRetryable(JobFailed):
+    """Raised by a body for a failure that may pass (a timeout, a refused connection): the job is
+    tried again if its kind's `retries` allow, else it fails with str(exc) as JobFailed does."""
+
+
 class JobCancelled(Exception):
     """Raised from `progress` when the job's cancel was requested; the body should not catch it."""
 
 
 class JobContext:
-    def __init__(self, job: Job, lease: JobLease) -> None:
+    def __init__(self, job: Job, lease: JobLease, deadline: Deadline | None = None) -> None:
         self.job = job
+        self._deadline = deadline
         self.params: dict[str, Any] = dict(job.params or {})
         self.summary = "Done"  # the message of the job.done event; a body may set it
         self._lease = lease
@@ -55,8 +62,14 @@ class JobContext:
     def job_id(self) -> str:
         return str(self.job.id)
 
+    @property
+    def attempt(self) -> int:
+        """1 for the first run; one more for each retry after a transient failure."""
+        return self.job.attempt
+
     def progress(self, done: int, total: int, message: str = "", *, force: bool = False) -> None:
-        """Report `done` of `total` steps. Raises JobCancelled if the job was cancelled.
+        """Report `done` of `total` steps. Raises JobCancelled if the job was cancelled, and
+        JobTimedOut past its kind's time limit (neither is for the body to catch).
 
         Updates reach sockets at most about 10 a second and the row about once a second unless
         `force` is set (for bodies with few, slow steps where each one matters). The lease is renewed
@@ -65,6 +78,8 @@ class JobContext:
         percent = min(99, done * 100 // total) if total > 0 else 0
         now = time.monotonic()
         send = force or self._throttle.should_send(percent)
+        if self._deadline is not None:
+            self._deadline.check()
         if send or self._checked_at is None or now - self._checked_at >= self._check_every:
             self._checked_at = now
             self._lease.renew()

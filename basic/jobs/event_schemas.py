@@ -36,6 +36,13 @@ class JobProgress(_JobEvent):
     pass
 
 
+class JobRetrying(_JobEvent):
+    attempt: int  # the attempt that will run next (2 for the first retry)
+    max_attempts: int  # 1 + the kind's retries
+    error: str  # why the last attempt failed, said to the user
+    retry_at: str  # ISO 8601, UTC: when the next attempt may start
+
+
 class JobDone(_JobEvent):
     result_url: str  # the download's path
     result: dict[str, Any]  # the body's JSON dict (Job.result)
@@ -74,6 +81,7 @@ SCHEMAS: dict[str, type] = {
     events.JOB_SNAPSHOT: JobSnapshot,
     events.JOB_STARTED: JobStarted,
     events.JOB_PROGRESS: JobProgress,
+    events.JOB_RETRYING: JobRetrying,
     events.JOB_DONE: JobDone,
     events.JOB_FAILED: JobFailed,
     events.JOB_CANCELLED: JobCancelled,

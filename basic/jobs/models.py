@@ -1,15 +1,18 @@
-"""Jobs (one row per long-running job, of any kind: the source of truth) and Schedules (a job started
-again and again by `celery beat`). App label `basic`; basic/models.py is the index of every model."""
+"""Jobs (one row per long-running job, of any kind: the source of truth), Schedules (a job started
+again and again by `celery beat`) and the Idempotency-Keys of job starts. App label `basic`;
+basic/models.py is the index of every model."""
 import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from basic.jobs.registry import kind_choices
 
 
 class Job(models.Model):
     class Status(models.TextChoices):
+        SCHEDULED = "scheduled"  # started with a delay (`run_at`, `delay_seconds`): waits for `not_before`
         QUEUED = "queued"
         RUNNING = "running"
         DONE = "done"
@@ -17,6 +20,8 @@ class Job(models.Model):
         CANCELLED = "cancelled"
 
     TERMINAL = (Status.DONE, Status.FAILED, Status.CANCELLED)
+    ACTIVE = (Status.SCHEDULED, Status.QUEUED, Status.RUNNING)
+    WAITING = (Status.SCHEDULED, Status.QUEUED)  # not started: cancelling ends it at once
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # Kinds are declared in the registry (basic/jobs/registry.py), not here.
@@ -41,6 +46,14 @@ class Job(models.Model):
     # job whose row still moves alone, even if Redis lost its lease.
     heartbeat = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # Which run this is (1 for the first; a retry of a transient failure adds one, a worker's crash
+    # does not) and, while a delayed start or a retry waits, when it may start (docs/design.md,
+    # "Job policies").
+    attempt = models.PositiveSmallIntegerField(default=1)
+    not_before = models.DateTimeField(null=True, blank=True)
+    # 0-9, 9 first: queued jobs of a higher priority are taken before lower ones (the kind's
+    # default, or the caller's choice within their allowance).
+    priority = models.PositiveSmallIntegerField(default=5)
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)
@@ -78,3 +91,27 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} schedule {self.pk} of {self.owner}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` on a job start (basic/jobs/idempotency.py): the same key from the
+    same owner within JOB_IDEMPOTENCY_HOURS answers with `job` instead of starting another. The
+    unique (owner, key) is what makes concurrent duplicates start one job: the second insert fails."""
+
+    # No index of its own: the unique constraint's index starts with owner.
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
+                              db_index=False)
+    key = models.CharField(max_length=255)
+    # sha256 (hex) of the kind and its validated parameters as canonical JSON (uploads by their bytes).
+    fingerprint = models.CharField(max_length=64)
+    # Null only inside the transaction that reserves the key and starts the job, so never seen by
+    # others; a deleted job takes its key with it (the key then starts a new job).
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_per_owner")]
+        indexes = [models.Index(fields=["created"], name="idempotency_key_created")]
+
+    def __str__(self) -> str:
+        return f"idempotency key {self.key!r} of {self.owner_id} -> {self.job_id}"

@@ -5,6 +5,7 @@ empty (docs/design.md trap 7), or reserved by a worker that died before it start
 queued (set when the job is sent) -> reserved (a worker received it; expires) -> gone (it started).
 A QUEUED job without a marker is sent again; the job's lease keeps a duplicate from running twice.
 """
+import math
 from uuid import UUID
 
 from django.conf import settings
@@ -21,9 +22,10 @@ def mark_queued(job_id: UUID | str) -> None:
     sync_redis().set(queued_key(job_id), QUEUED, ex=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
 
 
-def mark_reserved(job_id: UUID | str) -> None:
-    """A worker holds the message; if it dies before starting the job, the marker expires."""
-    sync_redis().set(queued_key(job_id), RESERVED, ex=settings.JOB_RESERVED_SECONDS)
+def mark_reserved(job_id: UUID | str, wait: float = 0.0) -> None:
+    """A worker holds the message; if it dies before starting the job, the marker expires. `wait`:
+    the seconds the worker holds it before its time comes (a retry's countdown)."""
+    sync_redis().set(queued_key(job_id), RESERVED, ex=settings.JOB_RESERVED_SECONDS + math.ceil(max(0.0, wait)))
 
 
 def clear(job_id: UUID | str) -> None:

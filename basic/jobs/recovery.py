@@ -4,6 +4,7 @@ import logging
 import random
 import threading
 import time
+from datetime import UTC, datetime
 
 from celery.signals import task_received, worker_ready
 from django.conf import settings
@@ -46,9 +47,23 @@ def mark_reserved(request: object = None, **kwargs: object) -> None:
     expires and the sweep sends the job again (basic/jobs/queue_markers.py)."""
     if getattr(request, "name", None) == RUN_JOB_TASK:
         try:
-            queue_markers.mark_reserved(request.id)
+            queue_markers.mark_reserved(request.id, wait=_seconds_until(getattr(request, "eta", None)))
         except Exception:  # Redis is down: the sweep errs on the side of sending it again
             logger.warning("could not mark job %s reserved", request.id, exc_info=True)
+
+
+def _seconds_until(eta: object) -> float:
+    """Seconds until a message's ETA (an ISO string or a datetime; None: due now)."""
+    if isinstance(eta, str):
+        try:
+            eta = datetime.fromisoformat(eta)
+        except ValueError:
+            return 0.0
+    if not isinstance(eta, datetime):
+        return 0.0
+    if eta.tzinfo is None:
+        eta = eta.replace(tzinfo=UTC)
+    return max(0.0, (eta - datetime.now(UTC)).total_seconds())
 
 
 def start_recovery_loop(**kwargs: object) -> None:

@@ -13,6 +13,17 @@ from rest_framework import serializers
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
+# Where a kind runs (docs/design.md, "Job policies"), and the Celery queue each place is.
+IO = "io"  # the gevent pool: jobs that mostly wait (network, disk, database); hundreds at once
+CPU = "cpu"  # the prefork pool: jobs that compute; one process per core, so they stall nobody
+CELERY_QUEUES = {IO: "default", CPU: "cpu"}
+POLICY_FIELDS = ("queue", "time_limit", "retries", "retry_backoff", "priority")  # JOB_KIND_POLICIES may set these
+PRIORITIES = range(10)  # a job's priority: 9 is taken first
+# What any trigger accepts beside a kind's parameters (basic/api/trigger_options.py): no kind may
+# have a parameter of these names.
+TRIGGER_OPTION_NAMES = ("priority", "run_at", "delay_seconds")
+RETRY_DELAY_MAX = 600.0  # seconds: the longest wait before a retry, however many came before
+
 
 class KindContext(Protocol):
     """What a body may use of the JobContext it is given (basic/jobs/context.py). Declared here, not
@@ -22,6 +33,9 @@ class KindContext(Protocol):
 
     @property
     def job_id(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
 
     def progress(self, done: int, total: int, message: str = "", *, force: bool = False) -> None: ...
 
@@ -42,6 +56,18 @@ class JobKind:
       validated data and the job's input folder (for uploads) and returns the JSON parameters
       to store. Without it the validated data is stored as it is.
     - `route`: optional path under /api/ of a kind-specific trigger (e.g. "thumbnails").
+
+    Policies (how it is run; a deployment overrides them in JOB_KIND_POLICIES, see `policy`):
+    - `queue`: IO (default) or CPU. A body that computes for more than a few milliseconds at a
+      time belongs on CPU: on the gevent pool it would stop every other job while it computes.
+    - `time_limit`: seconds a run may take before it ends failed ("timed out after N s");
+      None: JOB_TIME_LIMIT_SECONDS.
+    - `retries`: how many times a run that failed on a transient error is tried again (a worker's
+      crash is not the job's failure and is not counted), after `retry_backoff` seconds, doubled
+      each time, jittered, at most RETRY_DELAY_MAX. Transient: `JobRetryable` raised by the body,
+      or an exception of a type in `retry_on`.
+    - `priority`: 0-9, the default of its jobs (a caller may choose another within their
+      allowance, JOB_PRIORITY_MAX_USER); queued jobs of a higher priority are taken first.
     """
 
     name: str
@@ -52,6 +78,66 @@ class JobKind:
     description: str = ""
     prepare: Callable[[dict[str, Any], Path], dict[str, Any]] | None = None
     route: str | None = None
+    queue: str = IO
+    time_limit: int | None = None
+    retries: int = 0
+    retry_backoff: float = 2.0
+    retry_on: tuple[type[BaseException], ...] = ()
+    priority: int = 5
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A kind's policies as this deployment runs it: the kind's own, then JOB_KIND_POLICIES."""
+
+    queue: str
+    time_limit: int
+    retries: int = 0
+    retry_backoff: float = 2.0
+    priority: int = 5
+
+    def retry_delay(self, attempt: int, jitter: float) -> float:
+        """Seconds before the attempt after `attempt` (1-based), `jitter` in [0, 1]: between half and
+        all of retry_backoff * 2^(attempt-1), so retries of jobs that failed together spread out."""
+        ceiling = min(RETRY_DELAY_MAX, self.retry_backoff * 2 ** min(attempt - 1, 20))
+        return ceiling * (0.5 + jitter / 2)
+
+    @property
+    def celery_queue(self) -> str:
+        return CELERY_QUEUES[self.queue]
+
+
+def policy(kind: JobKind) -> Policy:
+    declared = {"queue": kind.queue, "time_limit": kind.time_limit or settings.JOB_TIME_LIMIT_SECONDS,
+                "retries": kind.retries, "retry_backoff": kind.retry_backoff, "priority": kind.priority}
+    return Policy(**{**declared, **settings.JOB_KIND_POLICIES.get(kind.name, {})})
+
+
+def _check_policy(where: str, queue: object, time_limit: object, retries: object = 0,
+                  retry_backoff: object = 1.0, priority: object = 5) -> None:
+    if queue not in CELERY_QUEUES:
+        raise ImproperlyConfigured(f"{where}: queue must be one of {', '.join(CELERY_QUEUES)}, not {queue!r}")
+    if time_limit is not None and (type(time_limit) is not int or time_limit < 1):
+        raise ImproperlyConfigured(f"{where}: time_limit must be a whole number of seconds >= 1, not {time_limit!r}")
+    if type(retries) is not int or not 0 <= retries <= 100:
+        raise ImproperlyConfigured(f"{where}: retries must be a whole number from 0 to 100, not {retries!r}")
+    if type(retry_backoff) not in (int, float) or not 0 < retry_backoff <= RETRY_DELAY_MAX:
+        raise ImproperlyConfigured(f"{where}: retry_backoff must be seconds above 0, at most {RETRY_DELAY_MAX:g}, "
+                                   f"not {retry_backoff!r}")
+    if type(priority) is not int or priority not in PRIORITIES:
+        raise ImproperlyConfigured(f"{where}: priority must be a whole number from 0 to 9, not {priority!r}")
+
+
+def check_policy_overrides() -> None:
+    """JOB_KIND_POLICIES names only loaded kinds and known policies with valid values."""
+    for name, overrides in settings.JOB_KIND_POLICIES.items():
+        where = f"JOB_KIND_POLICIES[{name!r}]"
+        if name not in _kinds:
+            raise ImproperlyConfigured(f"{where}: no job kind {name!r} is loaded (known: {', '.join(_kinds)})")
+        if not isinstance(overrides, dict) or set(overrides) - set(POLICY_FIELDS):
+            raise ImproperlyConfigured(f"{where} must be an object with some of: {', '.join(POLICY_FIELDS)}")
+        merged = policy(_kinds[name])
+        _check_policy(where, merged.queue, merged.time_limit, merged.retries, merged.retry_backoff, merged.priority)
 
 
 _kinds: dict[str, JobKind] = {}
@@ -60,6 +146,12 @@ _kinds: dict[str, JobKind] = {}
 def register(kind: JobKind) -> JobKind:
     if not re.match(NAME_PATTERN, kind.name):
         raise ImproperlyConfigured(f"job kind name {kind.name!r} must match {NAME_PATTERN}")
+    clashes = set(TRIGGER_OPTION_NAMES) & set(kind.params._declared_fields)
+    if clashes:
+        raise ImproperlyConfigured(f"job kind {kind.name!r}: {', '.join(sorted(clashes))} is a trigger option "
+                                   "(basic/api/trigger_options.py), not a name for a parameter")
+    _check_policy(f"job kind {kind.name!r}", kind.queue, kind.time_limit, kind.retries, kind.retry_backoff,
+                  kind.priority)
     existing = _kinds.get(kind.name)
     if existing is not None and existing.run is not kind.run:
         raise ImproperlyConfigured(f"job kind {kind.name!r} is registered twice")
@@ -71,6 +163,7 @@ def load_kinds() -> None:
     """Import every module named in JOB_KIND_MODULES (each registers its kinds on import)."""
     for module in settings.JOB_KIND_MODULES:
         importlib.import_module(module)
+    check_policy_overrides()
 
 
 def kinds() -> list[JobKind]:

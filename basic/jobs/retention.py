@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from basic.core.keys import lease_key, queued_key, seq_key, stream_key
 from basic.core.redis_clients import sync_redis
-from basic.jobs import files
+from basic.jobs import files, idempotency
 from basic.jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 BATCH = 500  # jobs, and folders, per call
 STALE_AFTER = timedelta(days=1)  # orphan folders and temp files younger than this are kept
 MIB = 1024 * 1024
-ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+ACTIVE = Job.ACTIVE
 
 
 # --- quota -------------------------------------------------------------------------------------------
@@ -211,6 +211,7 @@ class SweepResult:
 def sweep(now: datetime | None = None, batch: int = BATCH) -> SweepResult:
     jobs = sweep_expired_jobs(now, batch)
     folders, temp_files = sweep_job_folders(now, batch)
+    idempotency.purge_expired_keys(now)  # Idempotency-Keys past JOB_IDEMPOTENCY_HOURS (issue 20)
     return SweepResult(jobs=jobs, folders=folders, temp_files=temp_files, batch=batch)
 
 

@@ -5,6 +5,7 @@ live run holds the job's lease does nothing (docs/design.md, "Guarantees").
 """
 import json
 import logging
+import random
 from typing import Any
 from uuid import UUID
 
@@ -13,14 +14,17 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.outside_text import storable
-from basic.jobs import events, files, transitions
-from basic.jobs.context import JobCancelled, JobContext, JobFailed
+from basic.jobs import events, files, services, transitions
+from basic.jobs.context import JobCancelled, JobContext, JobFailed, JobRetryable
 from basic.jobs.leases import JobLease, LeaseLost
 from basic.jobs.models import Job
-from basic.jobs.registry import JobKind, get_kind
+from basic.jobs.registry import JobKind, Policy, get_kind, policy
+from basic.jobs.time_limits import Deadline, JobTimedOut, enforced, ran_past, timed_out_message
 
 logger = logging.getLogger(__name__)
 
+EARLY = timezone.timedelta(seconds=1)  # a countdown's slack before a delivery counts as early
+TRANSIENT_ERROR = "The run stopped on a temporary error ({name})."
 UNEXPECTED_ERROR = "The job stopped on an unexpected error. It has been logged; try again, or report the job id."
 NOT_SAVED = ("The job finished but its result could not be saved. It has been logged; try again, "
              "or report the job id.")
@@ -33,6 +37,10 @@ def run_job(job_id: UUID | str) -> None:
     kind = get_kind(job.kind)
     if kind is None:
         transitions.fail(job, f"This server no longer runs jobs of kind {job.kind!r}.")
+        return
+    if job.status in Job.WAITING and job.not_before and job.not_before > timezone.now() + EARLY:
+        # A delivery ahead of its time (its countdown lost): the sweep sends it again when due.
+        logger.warning("job %s arrived before its time (%s); dropping this delivery", job.id, job.not_before)
         return
     lease = JobLease(job.id)
     if not lease.acquire():  # taking the lease also clears the job's queue marker
@@ -65,13 +73,24 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
     if job.cancel_requested:
         transitions.cancel(job)
         return
+    run_policy = policy(kind)
+    limit = run_policy.time_limit
+    if job.status == Job.Status.RUNNING and ran_past(job.started, limit, timezone.now()):
+        # Its last run was stopped at the limit (a prefork child killed at the hard limit, whose
+        # message came back): running it again would only time out again.
+        if transitions.fail(job, timed_out_message(limit)):
+            files.remove_temp_files(job.id)
+        return
     if not _start(job):
         return
     transitions.push(job, events.JOB_STARTED)
     files.remove_temp_files(job.id)
-    ctx = JobContext(job, lease)
+    deadline = Deadline(limit)
+    ctx = JobContext(job, lease, deadline)
     try:
-        result = _json_safe(kind.run(ctx))
+        with enforced(deadline):
+            result = _json_safe(kind.run(ctx))
+        deadline.check()  # a body that swallowed the stop and went on has still run too long
     except JobCancelled:
         ctx.discard_outputs()
         transitions.cancel(job)
@@ -79,13 +98,31 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
     except LeaseLost:
         ctx.discard_outputs()
         raise
+    except JobTimedOut as exc:
+        _timed_out(job, ctx, exc)
+        return
     except JobFailed as exc:
         ctx.discard_outputs()
-        transitions.fail(job, str(exc) or "The job failed.")
+        if deadline.passed():  # the body caught the stop and reported it as its own failure
+            _timed_out(job, ctx, JobTimedOut(deadline.seconds))
+            return
+        reason = str(exc) or "The job failed."
+        if isinstance(exc, JobRetryable) and _retry_later(job, run_policy, reason):
+            return
+        transitions.fail(job, reason)
         return
-    except Exception:
-        logger.exception("job %s (%s) failed", job.id, job.kind)
+    except Exception as exc:
         ctx.discard_outputs()
+        if deadline.passed():
+            _timed_out(job, ctx, JobTimedOut(deadline.seconds))
+            return
+        if kind.retry_on and isinstance(exc, kind.retry_on):
+            logger.warning("job %s (%s): transient %s", job.id, job.kind, type(exc).__name__, exc_info=True)
+            reason = TRANSIENT_ERROR.format(name=type(exc).__name__)
+            if not _retry_later(job, run_policy, reason):
+                transitions.fail(job, reason)
+            return
+        logger.exception("job %s (%s) failed", job.id, job.kind)
         transitions.fail(job, UNEXPECTED_ERROR)
         return
     lease.renew()
@@ -101,6 +138,31 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
         job.refresh_from_db(fields=["status"])
         if job.status == Job.Status.CANCELLED:  # cancelled during the last step: no outputs
             ctx.discard_outputs(committed=True)
+
+
+def _retry_later(job: Job, run_policy: Policy, reason: str) -> bool:
+    """Queue the job's next attempt after a transient failure, if its kind allows one more: True if
+    the run is over (queued again, or cancelled meanwhile), False to fail it for good."""
+    if job.attempt > run_policy.retries:
+        return False
+    delay = run_policy.retry_delay(job.attempt, random.random())
+    if not transitions.retry_later(job, error=reason, delay=delay, max_attempts=run_policy.retries + 1):
+        job.refresh_from_db(fields=["status", "cancel_requested"])
+        if job.status == Job.Status.RUNNING and job.cancel_requested:
+            transitions.cancel(job)
+        return True
+    try:
+        services.enqueue(job, countdown=delay)
+    except Exception as exc:  # the broker is down: the recovery sweep sends it once it is due
+        logger.warning("job %s: queueing its next attempt failed (%s); the sweep will", job.id, exc)
+    return True
+
+
+def _timed_out(job: Job, ctx: JobContext, exc: JobTimedOut) -> None:
+    logger.warning("job %s (%s) passed its time limit of %s s", job.id, job.kind, exc.seconds)
+    metrics.job_timed_out(job.kind)
+    ctx.discard_outputs()
+    transitions.fail(job, str(exc))
 
 
 def _not_saved(job: Job, ctx: JobContext) -> None:

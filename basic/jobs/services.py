@@ -3,6 +3,7 @@ and who may see what. Running a job is the lifecycle's (basic/jobs/runner.py).""
 import json
 import logging
 import uuid
+from datetime import datetime
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -21,9 +22,10 @@ from redis import RedisError
 from basic.jobs import files, queue_markers, transitions
 from basic.jobs.leases import is_leased
 from basic.jobs.models import Job
-from basic.jobs.registry import JobKind
+from basic.jobs.registry import CELERY_QUEUES, IO, PRIORITIES, JobKind, get_kind, policy
 from basic.jobs.retention import QuotaExceeded as QuotaExceeded  # raised by job_start; views answer 409
 from basic.jobs.retention import check_quota, delete_job
+from basic.jobs.time_limits import ran_past, timed_out_message
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +63,24 @@ def job_visible_to(*, user: User, job_id: UUID | str) -> Job | None:
 
 # --- services ------------------------------------------------------------------------------
 
-def _enqueue(job: Job) -> None:
-    """Queue the run of the job under the job's id; fails fast (well under 2 s) if the broker is down."""
+def enqueue(job: Job, countdown: float | None = None) -> None:
+    """Queue the run of the job under the job's id, on its kind's queue, `countdown` seconds from
+    now if given (a retry's wait); fails fast (well under 2 s) if the broker is down. Celery's time
+    limits go with it: on the prefork pool the soft one stops the body, the hard one
+    (JOB_TIME_LIMIT_GRACE_SECONDS later) kills a child that ignored it; on the gevent pool the run
+    enforces its own (basic/jobs/time_limits.py)."""
+    kind = get_kind(job.kind)
+    run_policy = policy(kind) if kind else None  # an unknown kind is failed by the run, on any queue
     queue_markers.mark_queued(job.id)
     current_app.send_task(
         RUN_JOB_TASK,
         args=[str(job.id)],
         task_id=str(job.id),
+        queue=run_policy.celery_queue if run_policy else CELERY_QUEUES[IO],
+        soft_time_limit=run_policy.time_limit if run_policy else None,
+        time_limit=run_policy.time_limit + settings.JOB_TIME_LIMIT_GRACE_SECONDS if run_policy else None,
+        countdown=countdown,
+        priority=celery_priority(job.priority),
         retry=True,
         retry_policy={"max_retries": 1, "interval_start": 0.1, "interval_step": 0.1, "interval_max": 0.2},
         # No result is kept (CELERY_TASK_IGNORE_RESULT). Saying so here, and not building an
@@ -78,6 +91,11 @@ def _enqueue(job: Job) -> None:
     )
 
 
+def celery_priority(priority: int) -> int:
+    """Redis serves its lowest priority number first; ours (0-9) take 9 first."""
+    return max(PRIORITIES) - priority
+
+
 class _Sent:
     """What `send_task` returns here instead of an AsyncResult (nothing reads it)."""
 
@@ -85,8 +103,13 @@ class _Sent:
         self.id = task_id
 
 
-def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None) -> Job:
+def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None,
+              priority: int | None = None, not_before: datetime | None = None) -> Job:
     """Create the job row from validated parameters and queue it once the row is committed.
+
+    `priority` (0-9, checked by the caller against the owner's allowance): the kind's by default.
+    `not_before`: a delayed start; the job is `scheduled` until then and sent when it is due
+    (at once with a countdown if that is within SEND_AHEAD_SECONDS, else by the sweep).
 
     QuotaExceeded, before anything is stored, if the owner's jobs keep JOB_OUTPUT_QUOTA_MB already.
 
@@ -107,17 +130,36 @@ def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | 
     params = kind.prepare(data, files.input_dir(job_id)) if kind.prepare else data
     params = json.loads(json.dumps(params, cls=DjangoJSONEncoder))
     stored = files.stored_bytes(job_id) if kind.prepare else 0  # an upload counts toward the quota
-    job = Job.objects.create(id=job_id, kind=kind.name, owner=owner, params=params, message="Queued",
-                             output_bytes=stored)
-    transaction.on_commit(partial(_enqueue_or_fail, job), robust=False)
+    delayed = not_before is not None and not_before > timezone.now()
+    job = Job.objects.create(
+        id=job_id, kind=kind.name, owner=owner, params=params, output_bytes=stored,
+        priority=policy(kind).priority if priority is None else priority,
+        status=Job.Status.SCHEDULED if delayed else Job.Status.QUEUED,
+        not_before=not_before if delayed else None,
+        message=f"Scheduled for {not_before.isoformat(timespec='seconds')}" if delayed else "Queued")
+    if not delayed or _due_soon(job, timezone.now()):
+        transaction.on_commit(partial(_enqueue_or_fail, job), robust=False)
     return job
+
+
+SEND_AHEAD_SECONDS = 60.0  # a delayed job is sent with a countdown once it is due within this
+
+
+def _due_soon(job: Job, now: datetime) -> bool:
+    return job.not_before is None or (job.not_before - now).total_seconds() <= SEND_AHEAD_SECONDS
+
+
+def _countdown(job: Job, now: datetime) -> float | None:
+    if job.not_before is None or job.not_before <= now:
+        return None
+    return (job.not_before - now).total_seconds()
 
 
 def _enqueue_or_fail(job: Job) -> None:
     """Queue a committed job; if the broker cannot be reached, end it failed saying so and raise
     BrokerUnavailable."""
     try:
-        _enqueue(job)
+        enqueue(job, countdown=_countdown(job, timezone.now()))
     except (OperationalError, KombuError, CeleryError, RedisError, OSError) as exc:
         logger.error("queueing job %s failed: %s", job.id, exc)
         transitions.fail(job, BROKER_DOWN)
@@ -154,27 +196,58 @@ def recover_lost_jobs() -> list[UUID]:
     running = Job.objects.filter(Q(heartbeat__isnull=True) | Q(heartbeat__lt=stale_before),
                                  status=Job.Status.RUNNING, started__lt=stale_before)
     lost = [job for job in running[:1000] if not is_leased(job.id)]
+    lost = [job for job in lost if not _ended_past_time_limit(job, now)]
     waiting_since = now - timezone.timedelta(seconds=settings.JOB_REQUEUE_AFTER_SECONDS)
-    queued = list(Job.objects.filter(status=Job.Status.QUEUED, cancel_requested=False,
-                                     created__lt=waiting_since).only("id", "status")[:1000])
+    # A retry waiting for its time (`not_before`) is not lost until that time has also passed.
+    queued = list(Job.objects.filter(Q(not_before__isnull=True) | Q(not_before__lt=waiting_since),
+                                     status=Job.Status.QUEUED, cancel_requested=False,
+                                     created__lt=waiting_since).only("id", "status", "kind", "priority",
+                                                                     "not_before")[:1000])
     unmarked = set(queue_markers.unmarked([job.id for job in queued]))
     lost += [job for job in queued if job.id in unmarked]
     for job in lost:
         logger.warning("job %s (%s) lost its run; queueing it again", job.id, job.status)
-        _enqueue(job)
-    return [job.id for job in lost]
+        enqueue(job, countdown=_countdown(job, now))
+    return [job.id for job in lost] + send_due_scheduled(now)
+
+
+def send_due_scheduled(now: datetime) -> list[UUID]:
+    """Send the delayed jobs due within SEND_AHEAD_SECONDS that have no message yet, each with the
+    countdown to its time. Every worker's sweep does this, so a delayed job starts on time after a
+    worker or a Redis restart too; a duplicate message is harmless (the job's lease)."""
+    due = list(Job.objects.filter(status=Job.Status.SCHEDULED, cancel_requested=False,
+                                  not_before__lte=now + timezone.timedelta(seconds=SEND_AHEAD_SECONDS))
+               .only("id", "kind", "status", "priority", "not_before")[:1000])
+    unmarked = set(queue_markers.unmarked([job.id for job in due]))
+    sent = [job for job in due if job.id in unmarked]
+    for job in sent:
+        enqueue(job, countdown=_countdown(job, now))
+    return [job.id for job in sent]
+
+
+def _ended_past_time_limit(job: Job, now: datetime) -> bool:
+    """A lost run that had passed its kind's time limit (its worker was killed at the hard limit,
+    or died past it) is not run again: it ends failed as timed out, its partial outputs removed."""
+    kind = get_kind(job.kind)
+    limit = policy(kind).time_limit if kind else 0
+    if not kind or not ran_past(job.started, limit, now):
+        return False
+    logger.warning("job %s (%s) was lost past its time limit of %s s; ending it", job.id, job.kind, limit)
+    if transitions.fail(job, timed_out_message(limit)):
+        files.remove_temp_files(job.id)
+    return True
 
 
 def job_cancel(*, job: Job) -> bool:
-    """Cancel a queued or running job. A queued one ends now; a running one at its next step."""
+    """Cancel a scheduled, queued or running job. One not started ends now; a running one at its next step."""
     if job.is_terminal:
         return False
     Job.objects.filter(id=job.id).update(cancel_requested=True)
     job.cancel_requested = True
-    if job.status == Job.Status.QUEUED:
+    if job.status in Job.WAITING:
         _revoke_quietly(job.id)
         queue_markers.clear(job.id)
-        return transitions.cancel(job, from_statuses=(Job.Status.QUEUED,))
+        return transitions.cancel(job, from_statuses=Job.WAITING)
     return True
 
 

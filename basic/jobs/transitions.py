@@ -21,7 +21,7 @@ from basic.jobs.publish import push_job_event
 
 logger = logging.getLogger(__name__)
 
-ACTIVE = (Job.Status.QUEUED, Job.Status.RUNNING)
+ACTIVE = Job.ACTIVE
 MESSAGE_MAX, ERROR_MAX = 200, 2000  # Job.message is a CharField(200); Job.error a TextField
 OUTCOME_EVENTS = {
     Job.Status.DONE: events.JOB_DONE,
@@ -88,6 +88,30 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
     metrics.job_finished(job.kind, status, _duration(job))
     logger.info("job %s", status, extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,
                                          "outcome": status, "duration_s": _duration(job)})
+    return True
+
+
+def retry_later(job: Job, *, error: str, delay: float, max_attempts: int) -> bool:
+    """Put a running job that failed on a transient error back in the queue for its next attempt
+    after `delay` seconds, saying why and when (job.retrying). False if it is no longer running
+    (cancelled meanwhile): then nothing is pushed and it must not be sent again."""
+    error = outside_text(error, limit=ERROR_MAX, multiline=True)
+    retry_at = timezone.now() + timezone.timedelta(seconds=delay)
+    attempt = job.attempt + 1
+    message = outside_text(f"Retrying in {delay:.0f} s (attempt {attempt} of {max_attempts}): {error}",
+                           limit=MESSAGE_MAX)
+    moved = Job.objects.filter(id=job.id, status=Job.Status.RUNNING, cancel_requested=False).update(
+        status=Job.Status.QUEUED, attempt=attempt, not_before=retry_at, message=message, progress=0)
+    if not moved:
+        return False
+    job.status, job.attempt, job.not_before, job.message, job.progress = (
+        Job.Status.QUEUED, attempt, retry_at, message, 0)
+    push(job, events.JOB_RETRYING, attempt=attempt, max_attempts=max_attempts, error=error,
+         retry_at=retry_at.isoformat(timespec="milliseconds"))
+    Job.objects.filter(id=job.id, last_seq__lt=job.last_seq).update(last_seq=job.last_seq)
+    metrics.job_retried(job.kind)
+    logger.info("job retrying", extra={"job": str(job.id), "kind": job.kind, "attempt": attempt,
+                                       "delay_s": round(delay, 3)})
     return True
 
 

@@ -14,7 +14,7 @@ from basic.core import fetch as safe_fetch
 from basic.core.keys import page_cache_key
 from basic.core.outside_text import outside_text
 from basic.core.redis_clients import sync_redis
-from basic.jobs.kind_api import JobContext, JobFailed, JobKind, register
+from basic.jobs.kind_api import JobContext, JobFailed, JobKind, JobRetryable, register
 
 NAME = "page_fetch"
 # Found in two bounded steps, the opening tag then the first closing one after it: one pattern
@@ -96,7 +96,9 @@ def _fetch(url: str) -> tuple[bytes, dict[str, Any]]:
         page = safe_fetch.fetch_public(url, max_bytes=settings.PAGE_FETCH_MAX_BYTES,
                                        timeout=settings.PAGE_FETCH_TIMEOUT_SECONDS,
                                        allowed_hosts=allowed_hosts())
-    except (safe_fetch.FetchRefused, safe_fetch.FetchFailed) as exc:
+    except safe_fetch.FetchFailed as exc:  # a timeout or a refused connection is tried again (`retries`)
+        raise (JobRetryable if exc.transient else JobFailed)(outside_text(str(exc), limit=2000)) from exc
+    except safe_fetch.FetchRefused as exc:
         raise JobFailed(outside_text(str(exc), limit=2000)) from exc
     now = datetime.now(UTC)
     meta = clean_meta({
@@ -134,4 +136,7 @@ register(JobKind(
     run=run,
     media_type=None,  # each result names its page's content type
     route="pages",
+    retries=2,  # a timeout or a refused connection: tried again after ~2 s, then ~4 s
+    retry_backoff=2.0,
+    time_limit=300,
 ))

@@ -1,6 +1,7 @@
 """Thumbnails: one per requested size (EXIF orientation applied, aspect kept), then a zip of the
 original and every thumbnail. Bad images are refused with a 400 before any job starts."""
 import re
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -8,7 +9,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from basic.core import images
-from basic.jobs.kind_api import JobContext, JobFailed, JobKind, register
+from basic.jobs.kind_api import CPU, JobContext, JobFailed, JobKind, register
 
 NAME = "thumbnails"
 
@@ -56,16 +57,18 @@ def run(ctx: JobContext) -> dict[str, Any]:
     boxes = [tuple(box) for box in ctx.params["sizes"]]
     steps = len(boxes) + 1
     made, members = [], [(source.name, source)]
-    for number, box in enumerate(boxes, start=1):
-        name = images.thumbnail_name(stem, box, extension)
-        try:
-            width, height = images.make_thumbnail(source, box, ctx.output(name),
-                                                  max_pixels=settings.THUMBNAIL_MAX_PIXELS)
-        except images.ImageRejected as exc:
-            raise JobFailed(str(exc)) from exc
-        made.append({"name": name, "box": f"{box[0]}x{box[1]}", "width": width, "height": height})
-        members.append((name, ctx.output(name)))
-        ctx.progress(number, steps, f"Made {name} ({width}x{height})", force=True)
+    names = [images.thumbnail_name(stem, box, extension) for box in boxes]
+    written = images.make_thumbnails(source, boxes, [ctx.output(name) for name in names],
+                                     max_pixels=settings.THUMBNAIL_MAX_PIXELS)  # decoded once for all sizes
+    with closing(written):  # the source is closed even if the job is cancelled between sizes
+        for number, (box, name) in enumerate(zip(boxes, names, strict=True), start=1):
+            try:
+                width, height = next(written)
+            except images.ImageRejected as exc:
+                raise JobFailed(str(exc)) from exc
+            made.append({"name": name, "box": f"{box[0]}x{box[1]}", "width": width, "height": height})
+            members.append((name, ctx.output(name)))
+            ctx.progress(number, steps, f"Made {name} ({width}x{height})", force=True)
     archive = f"thumbnails-{ctx.job_id}.zip"
     images.write_zip(ctx.output(archive, download=True), members)
     ctx.summary = f"{len(made)} thumbnail{'s' if len(made) != 1 else ''} ready"
@@ -81,4 +84,6 @@ register(JobKind(
     media_type="application/zip",
     prepare=prepare,
     route="thumbnails",
+    queue=CPU,  # decoding and resizing compute: on the gevent pool they would stall every other job
+    time_limit=600,
 ))

@@ -100,6 +100,23 @@ def start_worker(env: dict[str, str], concurrency: int = 100, log: Path | None =
     return _spawn(worker_args(concurrency, hostname), env, log)
 
 
+def cpu_worker_args(concurrency: int = 0, hostname: str = "cpu@%h") -> list[str]:
+    """`celery worker --pool=prefork` for the CPU queue (kinds with `queue=CPU`, basic/jobs/registry.py):
+    one process per core by default (`concurrency` 0), no gevent, so a job that computes has a core
+    of its own instead of stopping every greenlet of the I/O worker. Its processes lower their
+    priority (CPU_WORKER_NICE, app/celery.py)."""
+    return [
+        python_bin(), "-m", "celery", "-A", "app", "worker", "--pool=prefork",
+        f"--concurrency={concurrency or os.cpu_count() or 1}", "-Q", "cpu", "-l", "info", "-n", hostname,
+        "--without-gossip", "--without-mingle",
+    ]
+
+
+def start_cpu_worker(env: dict[str, str], concurrency: int = 0, log: Path | None = None,
+                     hostname: str = "cpu@%h") -> subprocess.Popen:
+    return _spawn(cpu_worker_args(concurrency, hostname), env, log)
+
+
 def beat_args() -> list[str]:
     """`celery beat` with django-celery-beat's database scheduler (basic/jobs/schedules.py). Run exactly
     one per deployment: two would start every scheduled job twice. No gevent: beat only sends."""

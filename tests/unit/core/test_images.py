@@ -451,3 +451,77 @@ def test_write_zip_missing_member_leaves_no_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_zip(tmp_path / "x.zip", [("gone.jpg", tmp_path / "gone.jpg")])
     assert list(tmp_path.iterdir()) == []
+
+
+# --- make_thumbnails: every size from one decode ---------------------------------------------------
+
+ODD_SIZES = [(16, 16), (100, 33), (128, 128), (333, 77), (640, 640), (1000, 1000)]
+
+
+@pytest.mark.parametrize("fmt, size", [("JPEG", (1001, 667)), ("PNG", (999, 101)), ("WEBP", (77, 770))])
+def test_make_thumbnails_writes_what_pillows_thumbnail_would_for_every_size(tmp_path, fmt, size):
+    from basic.core.images import make_thumbnails
+
+    source = save(tmp_path / f"source.{fmt.lower()}", size=size, fmt=fmt)
+    dests = [tmp_path / f"out-{w}x{h}.{fmt.lower()}" for w, h in ODD_SIZES]
+    written = list(make_thumbnails(source, ODD_SIZES, dests, max_pixels=25_000_000))
+    for box, dest, got in zip(ODD_SIZES, dests, written, strict=True):
+        with Image.open(source) as reference:
+            reference.thumbnail(box)
+            assert got == reference.size, box
+        with Image.open(dest) as image:
+            assert image.size == got and image.format == fmt
+
+
+def test_make_thumbnails_decodes_the_source_once(tmp_path, monkeypatch):
+    """A 49-megapixel PNG with 8 sizes was decoded 8 times (issue 20: 18 s of a worker, 560 MB)."""
+    from basic.core import images
+
+    source = save(tmp_path / "big.png", size=(1200, 900), fmt="PNG")
+    from PIL import ImageFile
+
+    decodes = []  # load() calls that still have tiles to decode, i.e. real decodes
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load",
+                        lambda self: (decodes.append(self.size) if self.tile else None) or real_load(self))
+    opened = []
+    real_open = images._open_header
+    monkeypatch.setattr(images, "_open_header", lambda fh, limit: opened.append(1) or real_open(fh, limit))
+    boxes = [(64, 64), (128, 128), (256, 256), (512, 512)]
+    dests = [tmp_path / f"t{n}.png" for n in range(len(boxes))]
+    assert len(list(images.make_thumbnails(source, boxes, dests, max_pixels=25_000_000))) == 4
+    assert len(opened) == 1
+    assert decodes == [(1200, 900)]
+
+
+def test_make_thumbnails_rotates_each_size_by_the_exif_orientation(tmp_path):
+    from basic.core.images import make_thumbnails
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    source = tmp_path / "rotated.jpg"
+    Image.new("RGB", (400, 200), (10, 200, 10)).save(source, format="JPEG", exif=exif)
+    dests = [tmp_path / "a.jpg", tmp_path / "b.jpg"]
+    assert list(make_thumbnails(source, [(100, 100), (50, 300)], dests, max_pixels=10**6)) == [(50, 100), (50, 100)]
+
+
+def test_the_upload_check_decodes_at_most_two_megapixels(tmp_path, monkeypatch):
+    """It runs in the web process, on the thread every sync view shares (trap 10): a whole
+    49-megapixel PNG cost it a second. Big PNGs are only verified (structure and CRCs; a truncated
+    one is still refused), big JPEGs decoded at a reduced scale."""
+    from PIL import ImageFile
+
+    decodes = []
+    real_load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load",
+                        lambda self: (decodes.append(self.size) if self.tile else None) or real_load(self))
+    big_png = save(tmp_path / "big.png", size=(3000, 3000), fmt="PNG")
+    big_jpeg = save(tmp_path / "big.jpg", size=(4000, 3000), fmt="JPEG")
+    small = save(tmp_path / "small.png", size=(1000, 1000), fmt="PNG")
+    for path in (big_png, big_jpeg, small):
+        inspect_image(path, **LIMITS)
+    assert decodes[0] == (1000, 750) and decodes[1:] == [(1000, 1000)]  # the JPEG at 1/4; the PNG not at all
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(big_png.read_bytes()[: big_png.stat().st_size // 2])
+    with pytest.raises(ImageRejected, match="damaged or truncated"):
+        inspect_image(cut, **LIMITS)

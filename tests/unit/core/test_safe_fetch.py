@@ -380,8 +380,9 @@ def test_gzip_is_decoded_and_bombs_are_capped(server: _Server) -> None:
     result = fetch_public(server.url("/gzip"), max_bytes=LIMIT, timeout=5, allowed_hosts=server.allowed)
     assert result.body == b"squeezed " * 100
     assert server.seen[0]["headers"]["Accept-Encoding"] == "identity"
-    with pytest.raises(FetchFailed, match="larger than"):
+    with pytest.raises(FetchFailed, match="larger than") as info:
         fetch_public(server.url("/gzip-bomb"), max_bytes=LIMIT, timeout=5, allowed_hosts=server.allowed)
+    assert not info.value.transient  # the same page will be as large next time
 
 
 def test_connection_refused_fails() -> None:
@@ -389,6 +390,7 @@ def test_connection_refused_fails() -> None:
     with pytest.raises(FetchFailed) as info:
         fetch_public(f"http://127.0.0.1:{port}/", max_bytes=LIMIT, timeout=5, allowed_hosts={f"127.0.0.1:{port}"})
     assert str(info.value) == "Could not connect to 127.0.0.1."
+    assert info.value.transient  # the page_fetch kind tries it again
 
 
 def test_dns_failure_fails(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -455,10 +457,11 @@ def silent_port() -> Iterator[int]:
 
 def test_server_that_never_answers_fails_within_the_deadline(silent_port: int) -> None:
     start = time.monotonic()
-    with pytest.raises(FetchFailed, match=r"took too long to load \(limit: 1 s\)"):
+    with pytest.raises(FetchFailed, match=r"took too long to load \(limit: 1 s\)") as info:
         fetch_public(
             f"http://127.0.0.1:{silent_port}/", max_bytes=LIMIT, timeout=1.0, allowed_hosts={f"127.0.0.1:{silent_port}"}
         )
+    assert info.value.transient
     assert time.monotonic() - start < 2.5
 
 

@@ -12,11 +12,12 @@ import { el, clock, duration, notify } from "./ui.js";
 import { StartForms } from "./start-forms.js";
 import { downloadText, resultNodes, subjectText } from "./results.js";
 
-const ACTIVE = new Set(["queued", "running"]);
+const ACTIVE = new Set(["scheduled", "queued", "running"]);
 // A finished job's Delete button asks once more, this long, before it deletes.
 const CONFIRM_MS = 5000;
 const TERMINAL_EVENTS = new Set(["job.done", "job.failed", "job.cancelled"]);
 const STATUS_TEXT = {
+  scheduled: "Scheduled",
   queued: "Queued",
   running: "Running",
   done: "Done",
