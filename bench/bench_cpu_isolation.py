@@ -8,8 +8,8 @@ a freshly migrated SQLite database; a local HTTP server serves the page (PAGE_FE
 1. **Idle**: `--fetches` page fetches one after another; each is `POST /api/jobs/` -> the job row
    done (polled every 10 ms); a new URL each time, so the page cache never answers.
 2. **With the CPU queue** (the default policy): `--heavy` thumbnail jobs of the worst case the
-   issue found (an all-zero 7000x7000 PNG, 190 KB, 8 sizes) are started; once all are running,
-   the same fetches, each while they still run.
+   issue found (an all-zero 7000x7000 PNG, 190 KB, 8 sizes) are started; once they compute (as
+   many at once as the pool has processes), the same fetches, each started before any has ended.
 3. **Before** (thumbnails moved back to the gevent pool with JOB_KIND_POLICIES): the same.
 
 The figure is each loaded p50 over the idle p50 (the issue's target: within 2x).
@@ -83,23 +83,24 @@ def start_heavy(http: httpx.Client, png: bytes, count: int) -> list[str]:
         assert response.status_code == 202, response.text
         ids.append(response.json()["id"])
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # all computing (or, on the gevent pool, taken in)
-        if all(http.get(f"/api/jobs/{i}/").json()["status"] == "running" for i in ids):
+    while time.monotonic() < deadline:  # computing: as many as the pool takes at once
+        if any(http.get(f"/api/jobs/{i}/").json()["status"] == "running" for i in ids):
             return ids
         time.sleep(0.05)
-    raise TimeoutError("the thumbnail jobs did not all start")
+    raise TimeoutError("the thumbnail jobs did not start")
 
 
 def measure(http: httpx.Client, page: str, fetches: int, heavy: int, png: bytes, offset: int) -> dict:
-    """Fetches while `heavy` thumbnail jobs run (0: idle); only fetches that ended while every heavy
-    job was still running count."""
+    """Fetches while `heavy` thumbnail jobs are in hand (0: idle); a fetch counts if it was started
+    while one of them was running and none had ended yet."""
     heavy_ids = start_heavy(http, png, heavy) if heavy else []
     times, started = [], time.monotonic()
     for n in range(fetches):
-        seconds = fetch_seconds(http, page, offset + n)
-        if heavy_ids and any(http.get(f"/api/jobs/{i}/").json()["status"] != "running" for i in heavy_ids):
-            break
-        times.append(seconds)
+        if heavy_ids:
+            states = [http.get(f"/api/jobs/{i}/").json()["status"] for i in heavy_ids]
+            if "running" not in states or any(state not in ACTIVE for state in states):
+                break
+        times.append(fetch_seconds(http, page, offset + n))
     heavy_jobs = [wait_done(http, i) for i in heavy_ids]
     return {
         "fetches": len(times), "p50_s": statistics.median(times) if times else float("nan"),
