@@ -35,6 +35,11 @@ class PolicySerializer(serializers.Serializer):
     time_limit = serializers.IntegerField(help_text="Seconds a run may take before it fails as timed out.")
     retries = serializers.IntegerField(help_text="Further attempts after a transient failure.")
     retry_backoff = serializers.FloatField(help_text="Seconds before the first retry, doubled each time (jittered).")
+    concurrency = serializers.IntegerField(allow_null=True,
+                                           help_text="At most this many of its jobs run at once; null: no cap.")
+    per_user_concurrency = serializers.IntegerField(allow_null=True,
+                                                    help_text="At most this many of one user's run at once; null: "
+                                                              "no cap.")
 
 
 class KindSerializer(serializers.Serializer):
@@ -59,4 +64,5 @@ class KindListView(APIView):
 def policy_view(kind: JobKind) -> dict[str, object]:
     run_policy = policy(kind)
     return {"queue": run_policy.queue, "time_limit": run_policy.time_limit, "retries": run_policy.retries,
-            "retry_backoff": run_policy.retry_backoff}
+            "retry_backoff": run_policy.retry_backoff, "concurrency": run_policy.concurrency,
+            "per_user_concurrency": run_policy.per_user_concurrency}

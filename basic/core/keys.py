@@ -1,5 +1,5 @@
-"""The one place for Redis key names: job event streams and counters, leases, queue markers, the page
-cache, chat history and the socket limits.
+"""The one place for Redis key names: job event streams and counters, leases, queue markers, concurrency
+slots, the page cache, chat history and the socket limits.
 
 Keys that deployments sharing a Redis must not share carry REDIS_KEY_PREFIX; job keys are named by
 the job's UUID, which no other deployment has.
@@ -28,6 +28,15 @@ def lease_key(job_id: UUID | str) -> str:
 def queued_key(job_id: UUID | str) -> str:
     """A job whose broker message is still waiting (basic/jobs/queue_markers.py)."""
     return f"jobs:{job_id}:queued"
+
+
+def slot_keys(kind: str, owner_id: int | str | None = None) -> tuple[str, str, str]:
+    """One concurrency cap of a kind (basic/jobs/slots.py): the whole deployment's, or one owner's.
+    Three sorted sets: holders (job id -> expiry), waiters (job id -> arrival) and when each waiter
+    last asked (job id -> time). Namespaced by REDIS_KEY_PREFIX: kinds and user ids repeat across
+    deployments sharing a Redis."""
+    cap = f"{settings.REDIS_KEY_PREFIX}:slots:{kind}" + ("" if owner_id is None else f":user:{owner_id}")
+    return f"{cap}:holders", f"{cap}:waiters", f"{cap}:seen"
 
 
 def chat_history_key(room: str) -> str:

@@ -4,6 +4,7 @@ It makes the task safe to deliver twice (a duplicate finds the lease taken and d
 live workers find jobs whose worker was killed (RUNNING, but no lease) and run them again.
 """
 import logging
+import time
 import uuid
 from typing import Any
 from uuid import UUID
@@ -13,6 +14,7 @@ from django.conf import settings
 
 from basic.core.keys import lease_key, queued_key
 from basic.core.redis_clients import sync_redis
+from basic.jobs import slots
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +57,16 @@ class JobLease:
         self.key = lease_key(job_id)
         self.seconds = seconds or settings.JOB_LEASE_SECONDS
         self.holder = uuid.uuid4().hex
+        # The concurrency slots the run holds (basic/jobs/slots.py): renewed with the lease, at most
+        # every sixth of it (one more round trip, not one per progress event).
+        self.slots: list[slots.Cap] = []
+        self._slots_renewed_at = 0.0
 
     def acquire(self) -> bool:
         """Take the lease if it is free. Taking it also clears the job's queue marker (its message
         has been received: basic/jobs/queue_markers.py), in the same round trip."""
-        job_id = self.key.split(":")[1]
-        return bool(_script(_ACQUIRE_AND_CLEAR)(keys=[self.key, queued_key(job_id)], args=[self.holder, self.seconds]))
+        return bool(_script(_ACQUIRE_AND_CLEAR)(keys=[self.key, queued_key(self.job_id)],
+                                                 args=[self.holder, self.seconds]))
 
     def renew(self) -> None:
         """Extend the lease (or take it back if it vanished); LeaseLost if another run holds it. A
@@ -73,6 +79,21 @@ class JobLease:
             return
         if not renewed:
             raise LeaseLost(self.key)
+        now = time.monotonic()
+        if self.slots and now - self._slots_renewed_at >= self.seconds / 6:
+            try:
+                slots.renew(self.job_id, self.slots, self.seconds)
+                self._slots_renewed_at = now
+            except redis.RedisError as exc:
+                logger.warning("could not renew the slots of job %s: %s", self.job_id, exc)
+
+    def hold_slots(self, caps: list[slots.Cap]) -> None:
+        """The run took these slots (just now): renew them with the lease from here on."""
+        self.slots, self._slots_renewed_at = caps, time.monotonic()
+
+    @property
+    def job_id(self) -> str:
+        return self.key.split(":")[1]
 
     def release(self) -> None:
         try:

@@ -17,12 +17,14 @@ NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 IO = "io"  # the gevent pool: jobs that mostly wait (network, disk, database); hundreds at once
 CPU = "cpu"  # the prefork pool: jobs that compute; one process per core, so they stall nobody
 CELERY_QUEUES = {IO: "default", CPU: "cpu"}
-POLICY_FIELDS = ("queue", "time_limit", "retries", "retry_backoff", "priority")  # JOB_KIND_POLICIES may set these
+POLICY_FIELDS = ("queue", "time_limit", "retries", "retry_backoff", "priority", "concurrency",
+                 "per_user_concurrency")  # JOB_KIND_POLICIES may set these (null removes a cap)
 PRIORITIES = range(10)  # a job's priority: 9 is taken first
 # What any trigger accepts beside a kind's parameters (basic/api/trigger_options.py): no kind may
 # have a parameter of these names.
 TRIGGER_OPTION_NAMES = ("priority", "run_at", "delay_seconds")
 RETRY_DELAY_MAX = 600.0  # seconds: the longest wait before a retry, however many came before
+CONCURRENCY_MAX = 10000  # the largest cap a kind may set on its running jobs
 
 
 class KindContext(Protocol):
@@ -68,6 +70,9 @@ class JobKind:
       or an exception of a type in `retry_on`.
     - `priority`: 0-9, the default of its jobs (a caller may choose another within their
       allowance, JOB_PRIORITY_MAX_USER); queued jobs of a higher priority are taken first.
+    - `concurrency`: at most this many of its jobs run at once in the whole deployment, and
+      `per_user_concurrency` at most this many of one user's; None: no cap. A job over a cap waits
+      `queued`, saying why, and starts in its turn when a slot frees (basic/jobs/slots.py).
     """
 
     name: str
@@ -84,6 +89,8 @@ class JobKind:
     retry_backoff: float = 2.0
     retry_on: tuple[type[BaseException], ...] = ()
     priority: int = 5
+    concurrency: int | None = None
+    per_user_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,8 @@ class Policy:
     retries: int = 0
     retry_backoff: float = 2.0
     priority: int = 5
+    concurrency: int | None = None
+    per_user_concurrency: int | None = None
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
         """Seconds before the attempt after `attempt` (1-based), `jitter` in [0, 1]: between half and
@@ -109,12 +118,14 @@ class Policy:
 
 def policy(kind: JobKind) -> Policy:
     declared = {"queue": kind.queue, "time_limit": kind.time_limit or settings.JOB_TIME_LIMIT_SECONDS,
-                "retries": kind.retries, "retry_backoff": kind.retry_backoff, "priority": kind.priority}
+                "retries": kind.retries, "retry_backoff": kind.retry_backoff, "priority": kind.priority,
+                "concurrency": kind.concurrency, "per_user_concurrency": kind.per_user_concurrency}
     return Policy(**{**declared, **settings.JOB_KIND_POLICIES.get(kind.name, {})})
 
 
 def _check_policy(where: str, queue: object, time_limit: object, retries: object = 0,
-                  retry_backoff: object = 1.0, priority: object = 5) -> None:
+                  retry_backoff: object = 1.0, priority: object = 5, concurrency: object = None,
+                  per_user_concurrency: object = None) -> None:
     if queue not in CELERY_QUEUES:
         raise ImproperlyConfigured(f"{where}: queue must be one of {', '.join(CELERY_QUEUES)}, not {queue!r}")
     if time_limit is not None and (type(time_limit) is not int or time_limit < 1):
@@ -126,6 +137,10 @@ def _check_policy(where: str, queue: object, time_limit: object, retries: object
                                    f"not {retry_backoff!r}")
     if type(priority) is not int or priority not in PRIORITIES:
         raise ImproperlyConfigured(f"{where}: priority must be a whole number from 0 to 9, not {priority!r}")
+    for name, cap in (("concurrency", concurrency), ("per_user_concurrency", per_user_concurrency)):
+        if cap is not None and (type(cap) is not int or not 1 <= cap <= CONCURRENCY_MAX):
+            raise ImproperlyConfigured(f"{where}: {name} must be null or a whole number from 1 to {CONCURRENCY_MAX}, "
+                                       f"not {cap!r}")
 
 
 def check_policy_overrides() -> None:
@@ -137,7 +152,8 @@ def check_policy_overrides() -> None:
         if not isinstance(overrides, dict) or set(overrides) - set(POLICY_FIELDS):
             raise ImproperlyConfigured(f"{where} must be an object with some of: {', '.join(POLICY_FIELDS)}")
         merged = policy(_kinds[name])
-        _check_policy(where, merged.queue, merged.time_limit, merged.retries, merged.retry_backoff, merged.priority)
+        _check_policy(where, merged.queue, merged.time_limit, merged.retries, merged.retry_backoff, merged.priority,
+                      merged.concurrency, merged.per_user_concurrency)
 
 
 _kinds: dict[str, JobKind] = {}
@@ -151,7 +167,7 @@ def register(kind: JobKind) -> JobKind:
         raise ImproperlyConfigured(f"job kind {kind.name!r}: {', '.join(sorted(clashes))} is a trigger option "
                                    "(basic/api/trigger_options.py), not a name for a parameter")
     _check_policy(f"job kind {kind.name!r}", kind.queue, kind.time_limit, kind.retries, kind.retry_backoff,
-                  kind.priority)
+                  kind.priority, kind.concurrency, kind.per_user_concurrency)
     existing = _kinds.get(kind.name)
     if existing is not None and existing.run is not kind.run:
         raise ImproperlyConfigured(f"job kind {kind.name!r} is registered twice")

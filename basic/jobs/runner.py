@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.outside_text import storable
-from basic.jobs import events, files, services, transitions
+from basic.jobs import events, files, queue_markers, services, slots, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed, JobRetryable
 from basic.jobs.leases import JobLease, LeaseLost
 from basic.jobs.models import Job
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 EARLY = timezone.timedelta(seconds=1)  # a countdown's slack before a delivery counts as early
 TRANSIENT_ERROR = "The run stopped on a temporary error ({name})."
 UNEXPECTED_ERROR = "The job stopped on an unexpected error. It has been logged; try again, or report the job id."
+SLOT_ASK_SECONDS = 1.0  # a job waiting for a slot of its kind's caps asks again after 0.5-1.5 times this
 NOT_SAVED = ("The job finished but its result could not be saved. It has been logged; try again, "
              "or report the job id.")
 
@@ -81,6 +82,52 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
         if transitions.fail(job, timed_out_message(limit)):
             files.remove_temp_files(job.id)
         return
+    caps = slots.caps_of(kind, job.owner_id)
+    if caps:
+        wait = slots.acquire(job.id, job.created.timestamp(), caps, lease.seconds)
+        if wait is not None:
+            _wait_for_slot(job, kind, caps, wait)
+            return
+        lease.hold_slots(caps)
+    taken_over = False
+    try:
+        _run_body(job, kind, lease, run_policy)
+    except LeaseLost:
+        taken_over = True  # the run that took the job over holds its slots now
+        raise
+    finally:
+        if caps and not taken_over:
+            slots.release(job.id, caps)
+
+
+def _wait_for_slot(job: Job, kind: JobKind, caps: list[slots.Cap], wait: slots.Wait) -> None:
+    """The job is over a concurrency cap: say why, and ask again in a second or so (the message
+    goes back to the queue; its queue marker with it, so the recovery sweep leaves it be)."""
+    if not transitions.wait_for_slot(job, wait.message(kind.label)):
+        slots.release(job.id, caps)  # cancelled meanwhile: out of the line
+        job.refresh_from_db(fields=["status", "cancel_requested"])
+        if job.status == Job.Status.RUNNING and job.cancel_requested:
+            transitions.cancel(job)
+        return
+    _send_again(job, SLOT_ASK_SECONDS * random.uniform(0.5, 1.5), "its next ask for a slot")
+
+
+def _send_again(job: Job, countdown: float, what: str) -> None:
+    """Send a queued job's task again after `countdown`. If the broker is down, drop the queue
+    marker `enqueue` set first, so the recovery sweep sees the job has no message and sends it once
+    it is due (the marker would otherwise hide it for the broker's visibility timeout)."""
+    try:
+        services.enqueue(job, countdown=countdown)
+    except Exception as exc:
+        logger.warning("job %s: queueing %s failed (%s); the sweep will", job.id, what, exc)
+        try:
+            queue_markers.clear(job.id)
+        except Exception:
+            logger.warning("job %s: could not clear its queue marker", job.id, exc_info=True)
+
+
+def _run_body(job: Job, kind: JobKind, lease: JobLease, run_policy: Policy) -> None:
+    limit = run_policy.time_limit
     if not _start(job):
         return
     transitions.push(job, events.JOB_STARTED)
@@ -151,10 +198,7 @@ def _retry_later(job: Job, run_policy: Policy, reason: str) -> bool:
         if job.status == Job.Status.RUNNING and job.cancel_requested:
             transitions.cancel(job)
         return True
-    try:
-        services.enqueue(job, countdown=delay)
-    except Exception as exc:  # the broker is down: the recovery sweep sends it once it is due
-        logger.warning("job %s: queueing its next attempt failed (%s); the sweep will", job.id, exc)
+    _send_again(job, delay, "its next attempt")
     return True
 
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 from redis import RedisError
 
-from basic.jobs import files, queue_markers, transitions
+from basic.jobs import files, queue_markers, slots, transitions
 from basic.jobs.leases import is_leased
 from basic.jobs.models import Job
 from basic.jobs.registry import CELERY_QUEUES, IO, PRIORITIES, JobKind, get_kind, policy
@@ -247,7 +247,11 @@ def job_cancel(*, job: Job) -> bool:
     if job.status in Job.WAITING:
         _revoke_quietly(job.id)
         queue_markers.clear(job.id)
-        return transitions.cancel(job, from_statuses=Job.WAITING)
+        cancelled = transitions.cancel(job, from_statuses=Job.WAITING)
+        kind = get_kind(job.kind)
+        if cancelled and kind:  # out of its caps' lines now, not when it would have stopped asking
+            slots.release(job.id, slots.caps_of(kind, job.owner_id))
+        return cancelled
     return True
 
 

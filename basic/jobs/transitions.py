@@ -115,6 +115,24 @@ def retry_later(job: Job, *, error: str, delay: float, max_attempts: int) -> boo
     return True
 
 
+def wait_for_slot(job: Job, message: str) -> bool:
+    """Say why a job waits for a slot of its kind's concurrency caps (basic/jobs/slots.py): its
+    message, and one job.progress event, only when the message changes. A run that was lost and
+    must wait for a slot again goes back to `queued` (it is not running). False if it is no longer
+    waiting or running (cancelled or ended meanwhile): then it must not be sent again."""
+    message = outside_text(message, limit=MESSAGE_MAX)
+    if job.message == message and job.status == Job.Status.QUEUED:
+        return Job.objects.filter(id=job.id, status=Job.Status.QUEUED, cancel_requested=False).exists()
+    moved = Job.objects.filter(id=job.id, status__in=(Job.Status.QUEUED, Job.Status.RUNNING),
+                               cancel_requested=False).update(status=Job.Status.QUEUED, message=message, progress=0)
+    if not moved:
+        return False
+    job.status, job.message, job.progress = Job.Status.QUEUED, message, 0
+    push(job, events.JOB_PROGRESS)
+    Job.objects.filter(id=job.id, last_seq__lt=job.last_seq).update(last_seq=job.last_seq)
+    return True
+
+
 def fail(job: Job, reason: str) -> bool:
     return finish(job, Job.Status.FAILED, error=reason, message="Failed")
 

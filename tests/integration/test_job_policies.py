@@ -1,7 +1,11 @@
 """Job policies on real workers (issue 20): a CPU kind runs on the prefork pool, never on the gevent
 one; a kind's time limit stops a job that keeps reporting, one that hangs, and (prefork) one that
-ignores the stop, on both pools, removing its partial output and freeing the worker's slot."""
+ignores the stop, on both pools, removing its partial output and freeing the worker's slot; a
+kind's concurrency caps hold across workers and after one is killed."""
 import json
+import signal
+import time
+import uuid
 from datetime import datetime
 
 import httpx
@@ -87,8 +91,10 @@ def test_kinds_show_their_queue_and_time_limit(io_live, cpu_live):
     for live, queue in ((io_live, "io"), (cpu_live, "cpu")):
         with client(live) as http:
             listed = {kind["kind"]: kind["policy"] for kind in http.get("/api/kinds/").json()}
-        assert listed["test_steps"] == {"queue": queue, "time_limit": LIMIT, **RETRIES}
-        assert listed["thumbnails"] == {"queue": "cpu", "time_limit": 600, "retries": 0, "retry_backoff": 2.0}
+        no_caps = {"concurrency": None, "per_user_concurrency": None}
+        assert listed["test_steps"] == {"queue": queue, "time_limit": LIMIT, **RETRIES, **no_caps}
+        assert listed["thumbnails"] == {"queue": "cpu", "time_limit": 600, "retries": 0, "retry_backoff": 2.0,
+                                        **no_caps}
         assert listed["page_fetch"]["retries"] == 2
         assert listed["page_fetch"]["queue"] == "io"
 
@@ -212,3 +218,98 @@ def start_with(live: LiveStack, params: dict, **options) -> str:
         response = http.post("/api/jobs/", json={"kind": "test_steps", "params": params, **options})
     assert response.status_code == 202, response.text
     return response.json()["id"]
+
+
+# --- concurrency caps (the gevent pool, ten slots a worker) -----------------------------------------
+
+def capped_stack(stack_root, name: str, **caps):
+    # A short lease (a killed worker's job and slot lapse within seconds) and a quick sweep of
+    # queued jobs whose message went down with a killed worker.
+    return live_stack(stack_root, name, concurrency=10, JOB_KIND_POLICIES=json.dumps({"test_steps": caps}),
+                      JOB_LEASE_SECONDS="3", JOB_RESERVED_SECONDS="5", JOB_REQUEUE_AFTER_SECONDS="5")
+
+
+def start_as(live: LiveStack, token: str, **params) -> str:
+    with httpx.Client(base_url=live.base_url, headers={"Authorization": f"Token {token}"}, timeout=30) as http:
+        response = http.post("/api/jobs/", json={"kind": "test_steps", "params": params})
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def watch_rows(live: LiveStack, job_ids: list[str], timeout: float = 60) -> list[list[tuple]]:
+    """(id, owner, status, message) of the jobs, read from the database every 50 ms until all have
+    ended: a sample per read."""
+    marks = ", ".join(["%s"] * len(job_ids))
+    ids = {uuid.UUID(job_id).hex: job_id for job_id in job_ids}
+    samples = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = live.query(f"SELECT id, owner_id, status, message FROM basic_job WHERE id IN ({marks})",
+                          *(uuid.UUID(job_id) for job_id in job_ids))
+        samples.append([(ids.get(str(row[0]).replace("-", ""), str(row[0])), *row[1:]) for row in rows])
+        if all(row[2] in ("done", "failed", "cancelled") for row in rows):
+            return samples
+        time.sleep(0.05)
+    raise AssertionError(f"jobs still active after {timeout} s: {samples[-1]}")
+
+
+def most_running(samples: list[list[tuple]], owner: object = None) -> int:
+    return max(sum(1 for row in sample if row[2] == "running" and owner in (None, row[1])) for sample in samples)
+
+
+def test_a_kind_cap_runs_its_jobs_two_at_a_time_in_the_order_they_came(stack_root):
+    with capped_stack(stack_root, "policies-cap2", concurrency=2) as live:
+        job_ids = [start(live, steps=4, delay=0.3) for _ in range(5)]
+        samples = watch_rows(live, job_ids)
+        assert most_running(samples) == 2
+        waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
+        assert "waiting: 2 of 2 Test steps jobs running" in waiting, waiting
+        states = [job(live, job_id) for job_id in job_ids]
+        assert [state["status"] for state in states] == ["done"] * 5, states
+        assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
+        events = watch(live, job_ids[-1])
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert [e["type"] for e in events if e["type"] in TERMINAL] == ["job.done"]
+
+
+def test_a_per_user_cap_runs_one_users_jobs_one_at_a_time_beside_anothers(stack_root):
+    with capped_stack(stack_root, "policies-user-cap", per_user_concurrency=1) as live:
+        bob = live.user_token("bob")
+        alices = [start(live, steps=4, delay=0.3) for _ in range(2)]
+        bobs = start_as(live, bob, steps=4, delay=0.3)
+        samples = watch_rows(live, [*alices, bobs])
+        alice_id = next(row[1] for row in samples[-1] if row[0] == alices[0])
+        assert most_running(samples, owner=alice_id) == 1
+        assert most_running(samples) == 2  # bob's job ran beside one of alice's
+        waiting = {row[3] for sample in samples for row in sample if row[0] == alices[1] and row[2] == "queued"}
+        assert "waiting: 1 of 1 of your Test steps jobs running" in waiting, waiting
+        assert all(job(live, job_id)["status"] == "done" for job_id in alices)
+
+
+def test_a_cap_holds_across_two_workers(stack_root):
+    with capped_stack(stack_root, "policies-cap-two-workers", concurrency=1) as live:
+        live.start_worker("second", concurrency=10)
+        job_ids = [start(live, steps=3, delay=0.2) for _ in range(4)]
+        samples = watch_rows(live, job_ids)
+        assert most_running(samples) == 1
+        assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
+
+
+def test_a_killed_workers_slot_is_not_leaked(stack_root):
+    with capped_stack(stack_root, "policies-cap-kill", concurrency=1) as live:
+        holder = start(live, steps=20, delay=0.3)
+        wait_for(lambda: job(live, holder)["progress"] >= 10, 20, "the holder to run")
+        queued = start(live, steps=1)
+        wait_for(lambda: job(live, queued)["message"].startswith("waiting: 1 of 1"), 20, "the second to wait")
+        live.processes["worker"].send_signal(signal.SIGKILL)
+        live.processes["worker"].wait()
+        assert job(live, holder)["status"] == "running"
+
+        live.start_worker("second", concurrency=10)
+        first, second = ended(live, holder, timeout=60), ended(live, queued, timeout=60)
+        assert (first["status"], second["status"]) == ("done", "done"), (first, second)
+        # One at a time, whichever took the slot first once the killed worker's had lapsed.
+        assert at(second["started"]) >= at(first["finished"]) or at(first["started"]) >= at(second["finished"])
+        assert [e["type"] for e in watch(live, holder)].count("job.started") == 2  # recovered, run again
+        after = start(live, steps=1)  # the slot is free: nothing leaked
+        assert ended(live, after, timeout=20)["status"] == "done"

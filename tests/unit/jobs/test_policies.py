@@ -30,6 +30,16 @@ def test_a_kind_declares_its_own_and_a_deployment_overrides_them(settings):
     assert policy(declared) == registry.Policy(queue=IO, time_limit=60)
 
 
+def test_concurrency_caps_are_declared_or_overridden_and_null_removes_one(settings):
+    assert (policy(kind()).concurrency, policy(kind()).per_user_concurrency) == (None, None)
+    capped = kind(concurrency=4, per_user_concurrency=2)
+    assert (policy(capped).concurrency, policy(capped).per_user_concurrency) == (4, 2)
+    settings.JOB_KIND_POLICIES = {"policy_probe": {"concurrency": None, "per_user_concurrency": 1}}
+    assert (policy(capped).concurrency, policy(capped).per_user_concurrency) == (None, 1)
+    settings.JOB_KIND_POLICIES = {"thumbnails": {"concurrency": 2, "per_user_concurrency": None}}
+    check_policy_overrides()  # valid: no error
+
+
 def test_the_built_in_thumbnails_compute_on_the_cpu_queue():
     assert policy(get_kind("thumbnails")).queue == CPU
     assert policy(get_kind("page_fetch")).queue == IO
@@ -39,6 +49,8 @@ def test_the_built_in_thumbnails_compute_on_the_cpu_queue():
     ({"queue": "gpu"}, "queue must be one of io, cpu"),
     ({"time_limit": 0}, "time_limit must be a whole number"),
     ({"time_limit": 1.5}, "time_limit must be a whole number"),
+    ({"concurrency": True}, "concurrency must be null or a whole number"),
+    ({"per_user_concurrency": -1}, "per_user_concurrency must be null or a whole number"),
 ])
 def test_a_kind_with_a_bad_policy_is_refused_when_registered(declared, message):
     with pytest.raises(ImproperlyConfigured, match=message):
@@ -47,7 +59,10 @@ def test_a_kind_with_a_bad_policy_is_refused_when_registered(declared, message):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"no_such_kind": {"queue": "cpu"}}, "no job kind 'no_such_kind' is loaded"),
-    ({"thumbnails": {"concurrency": 3}}, "must be an object with some of: queue, time_limit"),
+    ({"thumbnails": {"parallelism": 3}}, "must be an object with some of: queue, time_limit"),
+    ({"thumbnails": {"concurrency": 0}}, "concurrency must be null or a whole number from 1 to 10000"),
+    ({"thumbnails": {"per_user_concurrency": "2"}}, "per_user_concurrency must be null or a whole number"),
+    ({"thumbnails": {"concurrency": 10001}}, "concurrency must be null or a whole number from 1 to 10000"),
     ({"thumbnails": {"priority": 10}}, "priority must be a whole number from 0 to 9"),
     ({"thumbnails": ["cpu"]}, "must be an object"),
     ({"thumbnails": {"queue": "CPU"}}, "queue must be one of"),
