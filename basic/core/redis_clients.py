@@ -1,5 +1,6 @@
 """The process's Redis clients for everything but the broker and the channel layer (those bring their own):
-job events, leases, queue markers, the page cache, chat history and socket limits.
+job events, leases, queue markers, the page cache, chat history and socket limits. They connect to
+REDIS_URL's server, or to the master REDIS_SENTINELS name (basic/core/redis_target.py).
 
 Short timeouts and a few retries: a Redis outage must turn into a clean 503 or close 1013 within
 seconds, never a hang (docs/design.md trap 5).
@@ -13,6 +14,8 @@ import redis.asyncio as aioredis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from basic.core import redis_target
 
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 15}
 
@@ -36,10 +39,9 @@ def sync_redis() -> redis.Redis:
     """
     global _sync_client
     if _sync_client is None:
-        pool = redis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, **_options(Retry(ExponentialBackoff(cap=1), 3))
-        )
-        _sync_client = redis.Redis(connection_pool=pool)
+        _sync_client = redis_target.sync_client(
+            settings.REDIS_URL, settings.REDIS_SENTINELS, pool_class=redis.BlockingConnectionPool,
+            **_options(Retry(ExponentialBackoff(cap=1), 3)))
     return _sync_client
 
 
@@ -50,9 +52,8 @@ def async_redis() -> aioredis.Redis:
     if client is None:
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, **_options(AsyncRetry(ExponentialBackoff(cap=1), 3))
-        )
-        client = aioredis.Redis(connection_pool=pool)
+        client = redis_target.async_client(
+            settings.REDIS_URL, settings.REDIS_SENTINELS, pool_class=aioredis.BlockingConnectionPool,
+            **_options(AsyncRetry(ExponentialBackoff(cap=1), 3)))
         _async_clients[loop] = client
     return client

@@ -5,6 +5,8 @@ Celery worker answers a ping through the broker. The checks run at once, each in
 and whatever has not answered by the deadline counts as down, so /readyz answers within about
 READYZ_TIMEOUT (at most 1.8 s) even when a dependency hangs. Bodies name the check and say what
 is wrong in a fixed sentence: no host names, addresses or exception text (those go to the log).
+The one address a check tells, the Redis master the sentinels name (REDIS_SENTINELS), is shown
+only to trusted callers (`readiness(trusted=True)`: loopback or the metrics token, basic/ops/views.py).
 
 django-health-check was considered: it runs its checks in a thread pool but waits for every one
 of them without a deadline, so a hanging Redis hangs the probe, and its messages carry exception
@@ -25,6 +27,8 @@ from kombu.pidbox import Mailbox
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from basic.core import redis_target
+
 logger = logging.getLogger(__name__)
 
 
@@ -44,11 +48,32 @@ def check_database(timeout: float) -> None:
         connections.close_all()  # this thread's connections only
 
 
-def check_redis(timeout: float) -> None:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout,
-                                  retry=Retry(NoBackoff(), 0))
+def check_redis(timeout: float) -> dict[str, str] | None:
+    """PING Redis; with sentinels, the master they name now, which must say it is the master
+    (a demoted one still answers PING). Returns {"master": "host:port"} with sentinels."""
+    sentinels = settings.REDIS_SENTINELS
+    options = {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+    master = None
     try:
-        client.ping()
+        if sentinels is None:
+            client = redis_target.sync_client(settings.REDIS_URL, None, **options)
+        else:
+            master = redis_target.master_address(sentinels, timeout)
+            host, _, port = master.rpartition(":")
+            client = redis_target.client_at(settings.REDIS_URL, host.strip("[]"), int(port), **options)
+    except redis.RedisError as exc:
+        logger.warning("readiness: no Redis master found: %r", exc)
+        raise CheckFailed("The sentinels name no Redis master.") from exc
+    try:
+        if master is None:
+            client.ping()
+            return None
+        if client.role()[0] not in (b"master", "master"):
+            logger.warning("readiness: %s, named by the sentinels, is not a master", master)
+            raise CheckFailed("The Redis master is changing over.")
+        return {"master": master}
+    except CheckFailed:
+        raise
     except redis.TimeoutError as exc:
         logger.warning("readiness: Redis did not answer: %r", exc)
         raise CheckFailed("Redis did not answer in time.") from exc
@@ -113,24 +138,28 @@ def check_workers(timeout: float) -> None:
         connection.release()
 
 
-CHECKS: dict[str, Callable[[float], None]] = {
+# A check raises CheckFailed, or returns None or details to add to its result (PRIVATE_DETAILS
+# only for trusted callers).
+Check = Callable[[float], dict[str, Any] | None]
+PRIVATE_DETAILS = ("master",)
+
+CHECKS: dict[str, Check] = {
     "database": check_database,
     "redis": check_redis,
     "workers": check_workers,
 }
 
 
-def run_checks(checks: dict[str, Callable[[float], None]], timeout: float) -> dict[str, dict[str, Any]]:
+def run_checks(checks: dict[str, Check], timeout: float) -> dict[str, dict[str, Any]]:
     """Run every check at once in a daemon thread; a check still running at the deadline is down.
     Returns {name: {"ok": bool, "ms": float} (+ "error": reason when not ok)}."""
     results: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
 
-    def run(name: str, check: Callable[[float], None]) -> None:
+    def run(name: str, check: Check) -> None:
         started = time.perf_counter()
         try:
-            check(timeout)
-            result: dict[str, Any] = {"ok": True}
+            result: dict[str, Any] = {"ok": True, **(check(timeout) or {})}
         except CheckFailed as exc:
             result = {"ok": False, "error": str(exc)}
         except Exception:  # a bug in a check must still give an answer
@@ -162,8 +191,12 @@ def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-def readiness() -> tuple[bool, dict[str, Any]]:
-    """(ready, body): body is {"status": "ok" | "unavailable", "checks": {...}}."""
+def readiness(trusted: bool = False) -> tuple[bool, dict[str, Any]]:
+    """(ready, body): body is {"status": "ok" | "unavailable", "checks": {...}}; addresses (the Redis
+    master's) only for a `trusted` caller."""
     checks = run_checks(CHECKS, settings.READYZ_TIMEOUT)
+    if not trusted:
+        checks = {name: {key: value for key, value in result.items() if key not in PRIVATE_DETAILS}
+                  for name, result in checks.items()}
     ready = all(check["ok"] for check in checks.values())
     return ready, {"status": "ok" if ready else "unavailable", "checks": checks}

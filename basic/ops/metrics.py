@@ -10,7 +10,6 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from django.conf import settings
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess as _multiprocess
@@ -19,7 +18,7 @@ from prometheus_client.registry import Collector
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from basic.core import metrics
+from basic.core import metrics, redis_target
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +35,8 @@ class QueueDepthCollector(Collector):
     def _redis(self) -> Any:
         url = settings.CELERY_BROKER_URL
         if self._client is None or self._client_url != url:
-            QueueDepthCollector._client = redis.Redis.from_url(
-                url, socket_connect_timeout=self.TIMEOUT, socket_timeout=self.TIMEOUT,
+            QueueDepthCollector._client = redis_target.broker_client(
+                url, settings.REDIS_SENTINELS, socket_connect_timeout=self.TIMEOUT, socket_timeout=self.TIMEOUT,
                 retry=Retry(NoBackoff(), 0))
             QueueDepthCollector._client_url = url
         return self._client

@@ -30,7 +30,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @never_cache
 def readyz(request: HttpRequest) -> HttpResponse:
-    ready, body = health.readiness()
+    ready, body = health.readiness(trusted=is_loopback_client(request) or has_metrics_token(request))
     response = JsonResponse(body, status=200 if ready else 503)
     # basic.ops.health already logs what is down (WARNING); skip Django's ERROR line for every probe.
     response._has_been_logged = True  # type: ignore[attr-defined]
@@ -52,6 +52,13 @@ def _refuse(status: int, detail: str, **headers: str) -> HttpResponse:
     for name, value in headers.items():
         response[name.replace("_", "-")] = value
     return response
+
+
+def has_metrics_token(request: HttpRequest) -> bool:
+    """The request carries METRICS_TOKEN (set): it may see what only operators should."""
+    token = settings.METRICS_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 @never_cache

@@ -1,0 +1,39 @@
+"""Django's Redis cache, connected through Redis Sentinel (selected by basic/core/redis_target.py's
+`cache_settings` when REDIS_SENTINELS is set): the same client and serializer, but its connection
+pool asks the sentinels for the master instead of using LOCATION's host and port.
+
+Django makes a cache object per thread (and per request context under ASGI), each with its own
+pool; here the process shares one per master, so a request does not also pay for asking a
+sentinel where the master is."""
+import threading
+from typing import Any
+
+import redis
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+from basic.core import redis_target
+
+_pools: dict[tuple[str, redis_target.Sentinels], redis.ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+class SentinelRedisCacheClient(RedisCacheClient):
+    def __init__(self, servers: list[str], sentinels: redis_target.Sentinels, **options: Any) -> None:
+        super().__init__(servers, **options)
+        self._sentinels = sentinels
+
+    def _get_connection_pool(self, write: bool) -> redis.ConnectionPool:
+        """One server (the master), so one pool: every read and write goes to it."""
+        key = (self._servers[0], self._sentinels)
+        with _pools_lock:
+            pool = _pools.get(key)
+            if pool is None:
+                client = redis_target.sync_client(self._servers[0], self._sentinels, **self._pool_options)
+                pool = _pools[key] = client.connection_pool
+        return pool
+
+
+class SentinelRedisCache(RedisCache):
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._class = SentinelRedisCacheClient
