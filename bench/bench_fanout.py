@@ -11,6 +11,9 @@ Servers, each its own process for its run, stopped after it:
 - project_job: the same Daphne's `/ws/jobs/<id>/?token=`, one job watched by every socket; the
   sender is the project's own pusher (`basic.jobs.publish.push_job_event`) in its own process
   (`bench/fanout_pusher.py`).
+- project_chat_2web, project_job_2web: the same two, served by two Daphne processes on one port
+  (`basic.ops.web_pool.WebPool`, as `make run` with WEB_PROCESSES=2); their ratio to the one-process
+  run at the same size is `vs_one_web` (issue 21: at least x1.3 at 5,000 sockets).
 
 Between runs the bench rests (`rest_after`): a run right after an overloaded one measured slower.
 
@@ -45,6 +48,7 @@ import psutil
 from websockets.asyncio.client import connect
 
 from basic.ops import stack
+from basic.ops.web_pool import WebPool
 from bench.common import (
     ensure_redis,
     manage,
@@ -55,13 +59,16 @@ from bench.common import (
     write_result,
 )
 
-VARIANTS = ("bare", "tutorial", "project_chat", "project_seed", "project_job")
+VARIANTS = ("bare", "tutorial", "project_chat", "project_seed", "project_job", "project_chat_2web", "project_job_2web")
+TWO_WEB = "_2web"  # a variant served by two web processes; its one-process twin is the name without it
 LABELS = {
     "bare": "bare websockets (ceiling)",
     "tutorial": "Channels tutorial consumer",
     "project_chat": "project chat /ws/chat/",
     "project_seed": "project seed /chat/",
     "project_job": "project job /ws/jobs/{id}/",
+    "project_chat_2web": "project chat, 2 web processes",
+    "project_job_2web": "project job, 2 web processes",
 }
 # Targets from the issue, against the bare server in the same run.
 TARGET_P50_RATIO = 3.0
@@ -99,8 +106,25 @@ class Bench:
         }
 
 
-def start_server(bench: Bench, variant: str, log: Path) -> tuple[subprocess.Popen, int, dict[str, str]]:
+class PoolServer:
+    """Two web processes on one port where a run expects one server process."""
+
+    def __init__(self, pool: WebPool) -> None:
+        self.pool = pool
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {f"server{i or ''}": pid for i, pid in enumerate(self.pool.pids())}
+
+
+def start_server(bench: Bench, variant: str, log: Path) -> tuple[subprocess.Popen | PoolServer, int, dict[str, str]]:
     port = stack.free_port()
+    if variant.endswith(TWO_WEB):
+        env = bench.project_env()
+        pool = WebPool(port, 2, env, log_dir=log.parent / log.stem)
+        log.parent.joinpath(log.stem).mkdir(exist_ok=True)
+        pool.start()
+        return PoolServer(pool), port, env
     if variant.startswith("project"):
         env = bench.project_env()
         return stack.start_daphne(port, env, log=log), port, env
@@ -211,12 +235,13 @@ async def run(bench: Bench, variant: str, sockets: int, messages: int, rate: flo
               drain: float) -> dict:
     log = bench.workdir / f"{variant}-{sockets}.log"
     server, port, env = start_server(bench, variant, log)
-    sender = PusherSender() if variant == "project_job" else WebSocketSender()
+    base_variant = variant.removesuffix(TWO_WEB)
+    sender = PusherSender() if base_variant == "project_job" else WebSocketSender()
     fleet: list[Client] = []
     try:
         path = {"bare": "/", "tutorial": "/ws/chat/bench/", "project_chat": f"/ws/chat/bench/?token={bench.token}",
-                "project_seed": "/chat/"}.get(variant)
-        if variant == "project_job":
+                "project_seed": "/chat/"}.get(base_variant)
+        if base_variant == "project_job":
             job = await sender.prepare(env, bench.token)
             path = f"/ws/jobs/{job}/?token={bench.token}"
         url = f"ws://127.0.0.1:{port}{path}"
@@ -243,7 +268,7 @@ async def run(bench: Bench, variant: str, sockets: int, messages: int, rate: flo
                 break
         await asyncio.sleep(0.5)  # let the last warm-up copies drain before the clock starts
 
-        pids = {"server": server.pid}
+        pids = server.pids if isinstance(server, PoolServer) else {"server": server.pid}
         if bench_redis_pid() is not None:
             pids["redis"] = bench_redis_pid()
         pids.update({f"client{i}": c.process.pid for i, c in enumerate(fleet)})
@@ -261,13 +286,21 @@ async def run(bench: Bench, variant: str, sockets: int, messages: int, rate: flo
         results = await asyncio.gather(*[c.ask({"cmd": "collect", "until": last_send + drain}, drain + 120)
                                          for c in fleet])
         cpu_after = cpu_seconds(pids)
+        if isinstance(server, PoolServer):  # "server": every web process together
+            for name in [n for n in pids if n.startswith("server") and n != "server"]:
+                cpu_before["server"] += cpu_before.pop(name)
+                cpu_after["server"] += cpu_after.pop(name)
+                pids.pop(name)
     finally:
         await asyncio.gather(*[c.quit() for c in fleet], return_exceptions=True)
         try:
             await sender.close()
         except Exception:
             pass
-        stack.stop(server)
+        if isinstance(server, PoolServer):
+            server.pool.stop()
+        else:
+            stack.stop(server)
 
     latencies = array("d")
     for result in results:
@@ -374,6 +407,11 @@ def ratios(runs: list[dict]) -> None:
         r["meets_target"] = (r["p50_x"] <= TARGET_P50_RATIO and r["rate_x"] >= TARGET_RATE_RATIO
                              and r["delivered_pct"] >= 100.0)
         r["target_applies"] = r["sockets"] >= TARGET_FROM_SOCKETS
+    one_web = {(r["variant"], r["sockets"]): r for r in runs}
+    for r in runs:
+        twin = one_web.get((r["variant"].removesuffix(TWO_WEB), r["sockets"]))
+        if r["variant"].endswith(TWO_WEB) and twin and twin["deliveries_per_s"]:
+            r["vs_one_web"] = r["deliveries_per_s"] / twin["deliveries_per_s"]
 
 
 def print_run(r: dict) -> None:
@@ -396,6 +434,9 @@ def print_table(runs: list[dict]) -> None:
         p50, p99, rate = (f"x{r[key]:.2f}" for key in ("p50_x", "p99_x", "rate_x"))
         print(f"  {LABELS[r['variant']]:<30} {r['sockets']:>7} {p50:>9} {p99:>9} {rate:>9} "
               f"{r['delivered_pct']:>9.2f}%  {target}")
+    for r in runs:
+        if "vs_one_web" in r:
+            print(f"  {LABELS[r['variant']]}, {r['sockets']} sockets: x{r['vs_one_web']:.2f} the deliveries/s of one")
 
 
 async def main_async(args: argparse.Namespace) -> dict:

@@ -44,6 +44,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from basic.ops import stack
+from basic.ops.web_pool import WebPool
 from bench import bare_celery
 from bench.common import ensure_redis, manage, percentile, raise_open_files_limit, stop_redis, write_result
 
@@ -521,6 +522,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="extra environment for the project's worker only, e.g. DATABASE_POOL=1 (a variant to "
                              "measure; repeatable)")
     parser.add_argument("--profile", default="", help="folder: py-spy records Daphne and the worker there")
+    parser.add_argument("--web-processes", type=int, default=1,
+                        help="Daphne processes serving the port (basic/ops/web_pool.py, as WEB_PROCESSES)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     raise_open_files_limit()
@@ -544,7 +547,9 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ["REDIS_URL"] = redis_url
     token = manage(env, "create_api_user", "bench")
     processes = []
-    result: dict = {"database": args.database, "jobs": args.jobs, "concurrency": 100}
+    result: dict = {"database": args.database, "jobs": args.jobs, "concurrency": 100,
+                    "web_processes": args.web_processes}
+    pool: WebPool | None = None
     try:
         # 1. bare Celery, on its own worker, before the project's stack starts
         bare_log = workdir / "bare.log"
@@ -567,11 +572,18 @@ def main(argv: list[str] | None = None) -> dict:
                                             hostname=f"bench-jobs-{os.getpid()}@%h"))
         stack.wait_for_text(worker_log, "ready.", process=processes[-1])
         port = stack.free_port()
-        processes.append(stack.start_daphne(port, env, log=workdir / "daphne.log"))
+        if args.web_processes > 1:
+            pool = WebPool(port, args.web_processes, env, log_dir=workdir)
+            pool.start()
+            web_pids = pool.pids()
+        else:
+            processes.append(stack.start_daphne(port, env, log=workdir / "daphne.log"))
+            web_pids = [processes[1].pid]
         base_url = f"http://127.0.0.1:{port}"
         httpx.post(f"{base_url}/api/students/generate/", json={"count": args.students},
                    headers={"Authorization": f"Token {token}"}, timeout=60).raise_for_status()
-        PIDS.update({"worker": processes[0].pid, "daphne": processes[1].pid, "bench client": os.getpid()})
+        PIDS.update({"worker": processes[0].pid, "bench client": os.getpid(),
+                     **{f"daphne{i + 1 if i else ''}": pid for i, pid in enumerate(web_pids)}})
         if stack_redis := getattr(sys.modules["bench.common"], "_redis", None):
             PIDS["redis"] = stack_redis.pid
         spies = []
@@ -581,8 +593,8 @@ def main(argv: list[str] | None = None) -> dict:
             folder = Path(args.profile)
             folder.mkdir(parents=True, exist_ok=True)
             spy = str(Path(sys.executable).with_name("py-spy"))
-            for name, process in (("worker", processes[0]), ("daphne", processes[1])):
-                spies.append(subprocess.Popen([spy, "record", "-p", str(process.pid), "-r", "200", "-f", "raw",
+            for name, pid in (("worker", processes[0].pid), ("daphne", web_pids[0])):
+                spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-f", "raw",
                                                "-o", str(folder / f"{name}.txt"), "--nonblocking", "--gil"],
                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url))
@@ -590,6 +602,8 @@ def main(argv: list[str] | None = None) -> dict:
             spy.send_signal(2)
             spy.wait(30)
     finally:
+        if pool is not None:
+            pool.stop()
         for process in reversed(processes):
             stack.stop(process)
         stop_redis()

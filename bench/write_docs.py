@@ -138,6 +138,12 @@ def fanout_section(fan: dict, docs: Path) -> list[str]:
     if runs:
         made = charts(runs, docs, fan["rate"])
         lines += [" ".join(f"![{name}]({name})" for name in made), ""]
+    two_web = [r for r in runs if "vs_one_web" in r]
+    if two_web:
+        lines.append("Two web processes on one port (`basic/ops/web_pool.py`, WEB_PROCESSES=2) against one, same "
+                     "run, deliveries/s (issue 21's target: x1.3 at 5,000 sockets): " + "; ".join(
+                         f"{LABELS[r['variant']]} at {r['sockets']:,}: {x(r['vs_one_web'])}" for r in two_web) + ".")
+        lines.append("")
     odd = [r for r in runs if r["opened"] < r["sockets"] or r.get("closed_early")]
     if odd:
         lines.append("Sockets that failed to open or closed early: " + "; ".join(

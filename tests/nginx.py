@@ -40,8 +40,23 @@ def render(max_body_bytes: int, upstream: str | None = None, listen: str | None 
     return text
 
 
-def write_config(workdir: Path, site: str) -> Path:
-    """A main nginx.conf around `site` (the image's own holds little more), every path in `workdir`."""
+# How docs/deploy.md's upstream lines take a web process out of rotation: after 3 failed attempts
+# within 5 s, for 5 s. nginx's default (1 failure, 10 s) took the survivor of a kill out too, on
+# one reset connection during the reconnect storm, and answered every request 502 for 10 s.
+UPSTREAM_SERVER_PARAMS = "max_fails=3 fail_timeout=5s"
+
+
+def render_balancer(max_body_bytes: int, backends: list[str], listen: str) -> str:
+    """The template in front of several web processes: docs/deploy.md's recipe, an `upstream` group
+    with a line per process, which the template's `$web` then names (nginx looks a proxy_pass
+    variable up among its upstream groups before asking the resolver)."""
+    servers = "".join(f"    server {backend} {UPSTREAM_SERVER_PARAMS};\n" for backend in backends)
+    return f"upstream jobs_web {{\n{servers}}}\n\n" + render(max_body_bytes, "http://jobs_web", listen)
+
+
+def write_config(workdir: Path, site: str, worker_connections: int = 256) -> Path:
+    """A main nginx.conf around `site` (the image's own holds little more), every path in `workdir`.
+    A proxied socket takes two connections (the client's and Daphne's): 1,000 sockets need 2,000."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "site.conf").write_text(site)
     temp = "\n".join(f"    {kind}_temp_path {workdir / kind};" for kind in
@@ -50,9 +65,10 @@ def write_config(workdir: Path, site: str) -> Path:
     config.write_text(f"""{"user root;" if os.geteuid() == 0 else ""}
 daemon off;
 worker_processes 1;
+worker_rlimit_nofile {worker_connections * 2};
 pid {workdir / "nginx.pid"};
 error_log {workdir / "error.log"} warn;
-events {{ worker_connections 256; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     access_log off;
 {temp}

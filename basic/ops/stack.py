@@ -71,16 +71,23 @@ def python_bin() -> str:
     return sys.executable
 
 
-def start_daphne(port: int, env: dict[str, str], log: Path | None = None) -> subprocess.Popen:
-    # Daphne with a bound on each socket's unsent data (basic/realtime/server.py); same arguments.
-    args = [python_bin(), "-m", "basic.realtime.server", "-b", "127.0.0.1", "-p", str(port), "app.asgi:application"]
+def start_daphne(port: int, env: dict[str, str], log: Path | None = None, fd: int | None = None,
+                 extra_args: list[str] | None = None, loopback_only: bool = True) -> subprocess.Popen:
+    """Daphne with a bound on each socket's unsent data (basic/realtime/server.py; same arguments),
+    on 127.0.0.1:port, or serving the socket `fd` that is bound to `port` already (a web pool's,
+    basic/ops/web_pool.py: then it returns without waiting, the pool waits). `loopback_only=False`
+    for a pool's socket bound beyond 127.0.0.1 (compose): no LISTEN_LOOPBACK_ONLY promise then."""
+    listen = ["--fd", str(fd)] if fd is not None else ["-b", "127.0.0.1", "-p", str(port)]
+    args = [python_bin(), "-m", "basic.realtime.server", *listen, *(extra_args or []), "app.asgi:application"]
     if {**os.environ, **env}.get("LOG_FORMAT", "").strip().lower() == "json":
         # Daphne's access log is plain text on stdout; the app logs each request itself (JSON).
         args[3:3] = ["-v", "0"]
     # On PostgreSQL, web processes take connections from a pool (settings: DATABASE_POOL).
     # PORT: settings derive the default socket Origin list from the port pages are served on.
-    process = _spawn(args, {"DATABASE_POOL": "1", **env, "PORT": str(port)}, log)
-    wait_for_port(port, process=process)
+    process = _spawn(args, {"DATABASE_POOL": "1", **env, "PORT": str(port)}, log,
+                     pass_fds=(fd,) if fd is not None else (), loopback_only=loopback_only)
+    if fd is None:
+        wait_for_port(port, process=process)
     return process
 
 
@@ -137,15 +144,16 @@ def fresh_metrics_dir(path: Path) -> dict[str, str]:
     return {"PROMETHEUS_MULTIPROC_DIR": str(path)}
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path | None) -> subprocess.Popen:
+def _spawn(args: list[str], env: dict[str, str], log: Path | None, pass_fds: tuple[int, ...] = (),
+           loopback_only: bool = True) -> subprocess.Popen:
     """Children get their own session, so a terminal's Ctrl-C reaches only the parent, which then
     stops them in order (web, worker, then Redis) instead of all at once. Every server started here
     binds 127.0.0.1 only, which LISTEN_LOOPBACK_ONLY tells settings (the built-in SECRET_KEY is
-    then allowed)."""
+    then allowed), except a web pool told to bind beyond it (`loopback_only=False`: compose)."""
     out = log.open("ab") if log else None
-    env = {**os.environ, "LISTEN_LOOPBACK_ONLY": "1", **env}
-    return subprocess.Popen(args, cwd=BASE_DIR, env=env, stdout=out,
-                            stderr=subprocess.STDOUT if out else None, start_new_session=True)
+    env = {**os.environ, **({"LISTEN_LOOPBACK_ONLY": "1"} if loopback_only else {}), **env}
+    return subprocess.Popen(args, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
+                            start_new_session=True, pass_fds=pass_fds)
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:

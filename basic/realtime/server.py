@@ -15,6 +15,7 @@ basic/realtime/body_limit.py).
 import json
 import logging
 import resource
+import socket
 import time
 from collections import OrderedDict
 from http import HTTPStatus
@@ -276,10 +277,26 @@ LISTEN_BACKLOG = 4096  # capped by net.core.somaxconn; Twisted's default of 50 d
 
 
 def with_backlog(endpoint: str) -> str:
-    """A Twisted `tcp:`/`unix:` endpoint description with a listen backlog, unless it names one."""
-    if endpoint.split(":", 1)[0] in ("tcp", "tcp6", "unix") and "backlog=" not in endpoint:
+    """A Twisted `tcp:`/`unix:` endpoint description with a listen backlog, unless it names one.
+    An inherited socket (`fd:fileno=N`, `--fd`) starts listening here, with that backlog."""
+    kind = endpoint.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "unix") and "backlog=" not in endpoint:
         return f"{endpoint}:backlog={LISTEN_BACKLOG}"
+    if kind == "fd":
+        listen_on_inherited(int(endpoint.split("fileno=", 1)[1].split(":", 1)[0]))
     return endpoint
+
+
+def listen_on_inherited(fileno: int) -> None:
+    """Make an inherited bound socket listen, now that the application is loaded: a web pool
+    (basic/ops/web_pool.py) binds a socket per process with SO_REUSEPORT, and the kernel gives
+    connections only to sockets that listen, so none waits on a process that is still starting.
+    (On a socket already listening, listen() only sets the backlog.)"""
+    sock = socket.socket(fileno=fileno)
+    try:
+        sock.listen(LISTEN_BACKLOG)
+    finally:
+        sock.detach()  # the descriptor stays open for Twisted to adopt
 
 
 class BoundedServer(Server):

@@ -66,9 +66,16 @@ def test_nginx_passes_sockets_and_sets_the_client_address_itself():
     template = "\n".join(line.split("#")[0] for line in nginx.TEMPLATE.read_text().splitlines())
     ws = template[template.index("location /ws/"):]
     ws = ws[:ws.index("}")]
-    assert "proxy_set_header Upgrade $http_upgrade;" in ws
-    assert "proxy_set_header Connection $connection_upgrade;" in ws
     assert re.search(r"proxy_read_timeout\s+1h;", ws)
+    # Every header is set at server level and no location sets one: a location with a single
+    # proxy_set_header inherits none of the server's (nginx), so Host would be the upstream's name
+    # and a client's own X-Forwarded-For would pass. tests/integration/test_load_balancer.py runs it.
+    server = template[template.index("server {"):template.index("location")]
+    assert "proxy_set_header Upgrade $http_upgrade;" in server
+    assert "proxy_set_header Connection $connection_upgrade;" in server
+    assert "proxy_set_header Host $http_host;" in server
+    locations = template[template.index("location"):]
+    assert "proxy_set_header" not in locations
     # Daphne takes the FIRST X-Forwarded-For address; appending ($proxy_add_x_forwarded_for) would
     # let a client pick its own address, and with it a fresh sign-in budget.
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in template
@@ -82,3 +89,31 @@ def test_nginx_accepts_the_config(tmp_path):
     done = nginx.check(binary, config)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "test is successful" in done.stderr
+
+
+def test_nginx_answers_a_clean_json_503_when_no_web_process_does(tmp_path):
+    """The deploy recipe (an upstream line per web process) with every process down: nginx's own
+    answer is a 503 a client retries (JSON, Retry-After), not a 502, and comes at once."""
+    import httpx
+
+    binary = nginx.require_nginx()
+    port = stack.free_port()
+    site = nginx.render_balancer(settings.REQUEST_MAX_BODY_BYTES, [f"127.0.0.1:{stack.free_port()}"] * 2,
+                                 listen=f"127.0.0.1:{port}")
+    with nginx.running(binary, nginx.write_config(tmp_path, site), port):
+        for path in ("/api/jobs/", "/ws/jobs/1/"):
+            answer = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert answer.status_code == 503, (path, answer.status_code)
+            assert answer.headers["content-type"] == "application/json" and answer.headers["retry-after"] == "5"
+            assert answer.json() == {"detail": "The web server is unavailable right now; try again in a minute."}
+
+
+def test_the_deploy_recipe_is_the_template_with_the_upstream_the_tests_run():
+    """docs/deploy.md's nginx recipe: this template, `$web` naming an upstream group whose lines
+    take a process out of rotation as tests/nginx.py's do (what test_load_balancer runs)."""
+    recipe = (stack.BASE_DIR / "docs" / "deploy.md").read_text()
+    assert "deploy/nginx.conf.template" in recipe and "set $web http://jobs_web;" in recipe
+    servers = re.findall(r"^\s*server (\S+) ([^;]*);", recipe, flags=re.MULTILINE)
+    assert servers and all(params == nginx.UPSTREAM_SERVER_PARAMS for _, params in servers), servers
+    assert "upstream jobs_web {" in nginx.render_balancer(1, ["127.0.0.1:1"], "127.0.0.1:2")
+    assert "set $web http://web:8000;" in nginx.TEMPLATE.read_text()  # what the recipe replaces

@@ -146,7 +146,7 @@ def test_the_stack_tells_daphne_its_port(monkeypatch):
     """`manage.py runstack` and the test stacks start Daphne through stack.start_daphne: its settings
     must know the port it serves on, or the default Origin list would name the wrong one."""
     spawned = {}
-    monkeypatch.setattr(stack, "_spawn", lambda args, env, log: spawned.update(args=args, env=env))
+    monkeypatch.setattr(stack, "_spawn", lambda args, env, log, **kwargs: spawned.update(args=args, env=env))
     monkeypatch.setattr(stack, "wait_for_port", lambda *args, **kwargs: None)
     stack.start_daphne(8765, {"PORT": "1"})
     assert spawned["env"]["PORT"] == "8765" and spawned["args"][spawned["args"].index("-p") + 1] == "8765"
