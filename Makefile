@@ -35,12 +35,14 @@ lint: setup
 # Everything on SQLite (and test_two_machines on PostgreSQL), then again on PostgreSQL what its
 # database decides: the REST layer, unit tests of SQL, and the integration tests where the
 # database is busy (README: Tests). Without DATABASE_URL a private PostgreSQL is started. The
-# unit tests of core, realtime, cli and the layers touch no database: they run in the first pass only.
+# unit tests of core, realtime, cli and the layers touch no database, and test_kinds (a kind's
+# lifecycle) and runstack's supervision are not decided by it: they run in the first pass only.
 PG_TESTS := tests/api tests/unit/jobs tests/unit/students tests/unit/accounts tests/unit/api \
 	tests/integration/test_pipeline.py tests/integration/test_resilience.py \
-	tests/integration/test_kinds.py tests/integration/test_schedules.py tests/integration/test_socket_storm.py \
+	tests/integration/test_schedules.py tests/integration/test_socket_storm.py \
 	tests/integration/test_api_contract.py tests/integration/test_hostile_pages.py tests/integration/test_schedules_race.py \
-	--deselect tests/integration/test_pipeline.py::test_the_naive_async_to_sync_helper_fails_the_same_load
+	--deselect tests/integration/test_pipeline.py::test_the_naive_async_to_sync_helper_fails_the_same_load \
+	--deselect tests/integration/test_schedules.py::test_runstack_starts_one_beat_beside_the_workers_and_stops_it_on_ctrl_c
 
 test: setup lint
 	$(PY) -m pytest

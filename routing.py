@@ -5,6 +5,7 @@ from basic.realtime import consumers
 
 websocket_urlpatterns = [
     re_path(r"^ws/jobs/(?P<job_id>[^/]{1,64})/$", consumers.JobEventsConsumer.as_asgi()),
+    re_path(r"^ws/batches/(?P<batch_id>[^/]{1,64})/$", consumers.BatchEventsConsumer.as_asgi()),
     path("ws/events/", consumers.UserEventsConsumer.as_asgi()),
     re_path(r"^ws/chat/(?P<room>[^/]{1,200})/$", consumers.ChatConsumer.as_asgi()),
     path("chat/", consumers.SeedChatConsumer.as_asgi()),

@@ -7,6 +7,7 @@ import dj_database_url
 from django.conf import global_settings
 from django.core.exceptions import ImproperlyConfigured
 
+from basic.core import redis_target
 from basic.core.private_files import keep_private, sqlite_path
 from basic.realtime.origins import origins_from_allowed_hosts, parse_allowed_origins
 
@@ -146,6 +147,13 @@ METRICS_TOKEN = env_str("METRICS_TOKEN", "")
 
 # The embedded Redis (make run, make test) exports REDIS_URL for every process it starts.
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Redis Sentinel (README: Redis Sentinel): with REDIS_SENTINELS ("host:port,…") every Redis client
+# connects to the master the sentinels name; REDIS_URL then gives only the database, password and
+# options, and CELERY_BROKER_URL must be unset or kombu's sentinel:// form (basic/core/redis_target.py).
+REDIS_SENTINELS = redis_target.parse_sentinels(
+    env_str("REDIS_SENTINELS", ""), env_str("REDIS_SENTINEL_MASTER", "mymaster"),
+    env_str("REDIS_SENTINEL_PASSWORD", ""))
+redis_target.check_url(REDIS_URL, REDIS_SENTINELS)
 
 INSTALLED_APPS = [
     "daphne",
@@ -276,6 +284,11 @@ for _name in ("JOB_TIME_LIMIT_SECONDS", "JOB_TIME_LIMIT_GRACE_SECONDS"):
         raise ImproperlyConfigured(f"{_name} must be at least 1 (seconds).")
 if CPU_WORKER_CONCURRENCY < 0 or not 0 <= CPU_WORKER_NICE <= 19:
     raise ImproperlyConfigured("CPU_WORKER_CONCURRENCY must be >= 0 and CPU_WORKER_NICE 0-19.")
+# Daphne processes serving the one web port under `make run` and compose's `web` (basic/ops/web_pool.py):
+# one per core by default, since a Daphne process runs on one core.
+WEB_PROCESSES = env_int("WEB_PROCESSES", os.cpu_count() or 1)
+if not 1 <= WEB_PROCESSES <= 256:
+    raise ImproperlyConfigured(f"WEB_PROCESSES={WEB_PROCESSES} must be 1-256.")
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -348,8 +361,7 @@ REDIS_KEY_PREFIX = env_str("CHANNEL_PREFIX", "jobs")
 # Shared by every web process, so per-user throttles hold across a scaled-out deployment.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        **redis_target.cache_settings(REDIS_URL, REDIS_SENTINELS),
         "KEY_PREFIX": REDIS_KEY_PREFIX,
     }
 }
@@ -369,7 +381,7 @@ CHANNEL_LAYER_BACKENDS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": CHANNEL_LAYER_BACKENDS[env_str("CHANNEL_LAYER", "resilient")],
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": REDIS_KEY_PREFIX},
+        "CONFIG": {"hosts": [redis_target.channel_layer_host(REDIS_URL, REDIS_SENTINELS)], "prefix": REDIS_KEY_PREFIX},
     }
 }
 
@@ -443,7 +455,7 @@ CHAT_HISTORY_MAXLEN = env_int("CHAT_HISTORY_MAXLEN", 500)
 CHAT_HISTORY_TTL_SECONDS = env_int("CHAT_HISTORY_TTL_SECONDS", 3600)
 
 # Celery: the job table is the source of truth, so results are not stored.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = redis_target.broker_url(env_str("CELERY_BROKER_URL", ""), REDIS_URL, REDIS_SENTINELS)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ACKS_LATE = True
@@ -459,6 +471,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "max_connections": env_int("CELERY_BROKER_MAX_CONNECTIONS", 50),
     # A list per priority (jobs' 0-9, basic/jobs/services.py): workers take the highest first.
     "priority_steps": list(range(10)),
+    **redis_target.broker_transport_options(REDIS_SENTINELS),
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -494,6 +507,14 @@ if not (_idempotency_hours.isascii() and _idempotency_hours.isdigit() and int(_i
     raise ImproperlyConfigured(
         f"JOB_IDEMPOTENCY_HOURS={_idempotency_hours!r} is not a number of hours (a whole number above 0).")
 JOB_IDEMPOTENCY_HOURS = int(_idempotency_hours)
+
+# Batches (basic/jobs/batches.py): at most this many jobs in one `POST /api/batches/` (or one
+# multi-image thumbnails form), 1-1000; more is a 400. A batch counts as one start against
+# JOB_TRIGGER_RATE, so this bounds what one start can queue.
+_batch_max_jobs = env_str("BATCH_MAX_JOBS", "100").strip()
+if not (_batch_max_jobs.isascii() and _batch_max_jobs.isdigit() and 1 <= int(_batch_max_jobs) <= 1000):
+    raise ImproperlyConfigured(f"BATCH_MAX_JOBS={_batch_max_jobs!r} is not a whole number from 1 to 1000.")
+BATCH_MAX_JOBS = int(_batch_max_jobs)
 # Browsers on CORS_ALLOWED_ORIGINS may send the key and read whether an answer was a replay.
 CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "user-agent", "x-csrftoken",
                       "x-requested-with", "idempotency-key")  # django-cors-headers' defaults, and the key

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from basic.accounts.login_throttle import ThrottledLoginView, ThrottledObtainAuthToken, throttled_sign_in
+from basic.api.batches import BatchViewSet
 from basic.api.console import console
 from basic.api.kinds import KindListView
 from basic.api.schedules import ScheduleViewSet
@@ -18,6 +19,7 @@ from basic.ops import views as ops_views
 router = DefaultRouter()
 router.register("students", StudentViewSet, basename="student")
 router.register("jobs", JobViewSet, basename="job")
+router.register("batches", BatchViewSet, basename="batch")  # basic/jobs/batches.py
 router.register("schedules", ScheduleViewSet, basename="schedule")  # basic/jobs/schedules.py
 
 # A URL under /api/ that matches no route is a JSON 404 like any other (basic/api/errors.py).

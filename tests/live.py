@@ -119,11 +119,13 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 @contextlib.contextmanager
 def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 100, own_redis: bool = False,
-               database: str | None = None, cpu_worker: bool = False, **extra_env: str) -> Iterator[LiveStack]:
+               database: str | None = None, cpu_worker: bool = False, redis_env: dict[str, str] | None = None,
+               **extra_env: str) -> Iterator[LiveStack]:
     """Start Daphne (and a worker) on a fresh database; stop them on exit. `cpu_worker` adds a
     one-process prefork worker for the CPU queue (kinds such as thumbnails). `own_redis` gives the
-    stack a private, restartable Redis instead of the test session's. `database`: "sqlite" or
-    "postgres" (a new database on the session's server); by default TEST_DATABASE's."""
+    stack a private, restartable Redis instead of the test session's; `redis_env`, Redis settings of
+    its own (a Redis Sentinel set's: tests/sentinel.py). `database`: "sqlite" or "postgres" (a new
+    database on the session's server); by default TEST_DATABASE's."""
     workdir = root / name
     workdir.mkdir(parents=True, exist_ok=True)
     if (database or databases.chosen_database()) == "postgres":
@@ -137,6 +139,8 @@ def live_stack(root: Path, name: str, worker: bool = True, concurrency: int = 10
         redis_port = stack.free_port()
         redis_process = stack.start_redis(redis_port, workdir / "redis", appendfsync="always")
         extra_env = {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", **extra_env}
+    elif redis_env is not None:
+        extra_env = {**redis_env, **extra_env}
     else:
         extra_env = {"CELERY_BROKER_URL": private_broker_url(os.environ["REDIS_URL"]), **extra_env}
     env = {

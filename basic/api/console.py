@@ -41,8 +41,10 @@ def form_field(name: str, field: serializers.Field) -> dict[str, Any]:
 def start_form(kind: JobKind) -> dict[str, Any]:
     """A kind's start control, generated from its registry entry."""
     fields = [form_field(name, field) for name, field in kind.params().fields.items() if not field.read_only]
+    multipart = any(field["type"] == "file" for field in fields)
+    # A kind with an upload and a route of its own takes several files at once there: one batch.
     return {"kind": kind.name, "label": kind.label, "description": kind.description, "fields": fields,
-            "multipart": any(field["type"] == "file" for field in fields)}
+            "multipart": multipart, "batch_url": f"/api/{kind.route}/" if multipart and kind.route else None}
 
 
 @login_required
@@ -56,6 +58,7 @@ def console(request: HttpRequest) -> HttpResponse:
             "students": reverse("student-list"),
             "generate": reverse("student-generate"),
             "jobs": reverse("job-list"),
+            "batches": reverse("batch-list"),
         },
         "chat": {"room": DEFAULT_CHAT_ROOM, "maxBytes": settings.CHAT_MAX_MESSAGE_BYTES},
     }

@@ -49,6 +49,8 @@ class KindSerializer(serializers.Serializer):
     fields = KindFieldSerializer(many=True)
     multipart = serializers.BooleanField(help_text="Its parameters include a file: start it with a multipart form.")
     schedulable = serializers.BooleanField(help_text="It can be started by a schedule (no upload).")
+    batch_url = serializers.CharField(allow_null=True, help_text=(
+        "Its own route, where a form with several files starts a batch (one job per file); null: none."))
     policy = PolicySerializer()
 
 
@@ -56,7 +58,8 @@ class KindListView(APIView):
     @extend_schema(responses={200: KindSerializer(many=True)}, summary="Job kinds and their parameters")
     def get(self, request: Request) -> Response:
         """Each kind: `kind`, `label`, `description`, `fields` (name, type, required, help, …),
-        `multipart` (it takes an upload), `schedulable` and `policy` (its queue and time limit)."""
+        `multipart` (it takes an upload), `schedulable`, `batch_url` (several uploads at once) and
+        `policy` (its queue and time limit)."""
         return Response([{**start_form(kind), "schedulable": not needs_upload(kind), "policy": policy_view(kind)}
                          for kind in kinds()])
 

@@ -6,6 +6,18 @@ from basic.jobs.registry import get_kind, kind_choices, validate_params
 from basic.models import Job, Student
 
 
+def absolute_url(context: dict, path: str) -> str:
+    """`path` on the host the request came to (as it is, without a request)."""
+    request = context.get("request")
+    return request.build_absolute_uri(path) if request else path
+
+
+def socket_url(context: dict, path: str) -> str:
+    """`absolute_url` for a socket path: ws:// (wss:// behind TLS)."""
+    http_url = absolute_url(context, path)
+    return "ws" + http_url[4:] if http_url.startswith("http") else http_url
+
+
 class StudentSerializer(serializers.ModelSerializer):
     name = serializers.CharField(min_length=1, max_length=100)
     age = serializers.IntegerField(min_value=0, max_value=150)
@@ -38,25 +50,20 @@ class JobSerializer(serializers.ModelSerializer):
         fields = [
             "id", "kind", "status", "progress", "message", "error", "owner", "params", "result",
             "created", "started", "finished", "url", "events_url", "result_url", "output_bytes",
-            "attempt", "not_before",
+            "attempt", "not_before", "batch",
         ]
         read_only_fields = fields
 
-    def _absolute(self, path: str) -> str:
-        request = self.context.get("request")
-        return request.build_absolute_uri(path) if request else path
-
     def get_url(self, job: Job) -> str:
-        return self._absolute(reverse("job-detail", kwargs={"pk": job.id}))
+        return absolute_url(self.context, reverse("job-detail", kwargs={"pk": job.id}))
 
     def get_events_url(self, job: Job) -> str:
-        http_url = self._absolute(f"/ws/jobs/{job.id}/")
-        return "ws" + http_url[4:] if http_url.startswith("http") else http_url
+        return socket_url(self.context, f"/ws/jobs/{job.id}/")
 
     def get_result_url(self, job: Job) -> str | None:
         if job.status != Job.Status.DONE:
             return None
-        return self._absolute(reverse("job-download", kwargs={"pk": job.id}))
+        return absolute_url(self.context, reverse("job-download", kwargs={"pk": job.id}))
 
     def get_owner(self, job: Job) -> str | None:
         return job.owner.get_username() if job.owner_id else None

@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from basic.api.batches import BatchSerializer, member_requests, start_batch
 from basic.api.errors import BadRequest, Conflict, IdempotencyKeyReused, ServiceUnavailable
 from basic.api.serializers import (
     GeneratedStudentsSerializer,
@@ -272,6 +273,12 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         return response
 
 
+def upload_field(kind: JobKind) -> str | None:
+    """The name of the kind's file field, if it takes an upload."""
+    return next((name for name, field in kind.params._declared_fields.items()
+                 if isinstance(field, serializers.FileField)), None)
+
+
 def kind_start_view(kind: JobKind) -> type[APIView]:
     """`POST /api/<route>/`: start `kind` with its parameters as the request body (JSON or form)."""
 
@@ -279,12 +286,26 @@ def kind_start_view(kind: JobKind) -> type[APIView]:
     body_types = ["multipart/form-data"] if needs_upload(kind) else [
         "application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
 
+    upload = upload_field(kind)
+    responses = START_RESPONSES if upload is None else {**START_RESPONSES, 202: OpenApiResponse(
+        PolymorphicProxySerializer(component_name=f"{kind.name.title().replace('_', '')}Started",
+                                   serializers=[JobSerializer, BatchSerializer], resource_type_field_name=None),
+        description=f"The job; or, with several `{upload}` files in one form, a batch of one job per file "
+                    "(see /api/batches/).")}
+
     @extend_schema(request={body_type: kind.params for body_type in body_types},
-                   responses=START_RESPONSES, parameters=[IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS],
+                   responses=responses, parameters=[IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS],
                    operation_id=f"{kind.name}_start",
-                   summary=f"Start: {kind.label}", description=kind.description, tags=["jobs"])
+                   summary=f"Start: {kind.label}", description=kind.description + (
+                       f" Several `{upload}` files in one form start a batch, one job per file." if upload else ""),
+                   tags=["jobs"])
     def post(self: APIView, request: Request) -> Response:
         data = request.data.dict() if hasattr(request.data, "dict") else request.data
+        uploads = request.FILES.getlist(upload) if upload else []
+        if len(uploads) > 1:  # one job per file, started as one batch
+            items = [{**data, upload: one} for one in uploads]
+            members = member_requests(request, items, trigger_options(request), kind=kind)
+            return start_batch(request, members)
         return start(request, kind, validate_params(kind, data, {"request": request}))
 
     return type(f"{kind.name.title().replace('_', '')}StartView", (APIView,), {

@@ -112,6 +112,9 @@ class Api:
     def job_path(self, job_id: str) -> str:
         return f"/api/jobs/{quote(job_id.strip(), safe='')}/"
 
+    def batch_path(self, batch_id: str) -> str:
+        return f"/api/batches/{quote(batch_id.strip(), safe='')}/"
+
     # --- endpoints -----------------------------------------------------------------------------
 
     def kinds(self) -> list[dict[str, Any]]:
@@ -168,11 +171,15 @@ class Api:
         return [job for job in rows if (not status or job["status"] == status) and (not kind or job["kind"] == kind)]
 
     def job(self, job_id: str) -> dict[str, Any]:
+        return self.get_one(self.job_path(job_id), f"No job {job_id} (or it is not yours).")
+
+    def get_one(self, path: str, not_found: str) -> dict[str, Any]:
+        """GET one job or batch; a 404 says `not_found`."""
         try:
-            return self.request("GET", self.job_path(job_id)).json()
+            return self.request("GET", path).json()
         except CliError as exc:
             if exc.message.startswith("Not found"):
-                raise CliError(f"No job {job_id} (or it is not yours).") from None
+                raise CliError(not_found) from None
             raise
 
     def cancel(self, job_id: str) -> dict[str, Any]:
@@ -182,9 +189,57 @@ class Api:
     def download(self, job_id: str) -> tuple[str, Iterator[bytes], httpx.Response]:
         self.job(job_id)
         response = self.request("GET", self.job_path(job_id) + "download/", stream=True)
-        found = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', response.headers.get("content-disposition", ""))
-        name = Path(found.group(1)).name if found else f"job-{job_id}.out"
-        return name, response.iter_bytes(), response
+        return attachment_name(response, "job.out"), response.iter_bytes(), response
+
+    # --- batches --------------------------------------------------------------------------------
+
+    def start_batch(self, kind: str, params: dict[str, Any], files: list[Path], count: int = 1) -> dict[str, Any]:
+        """One job per file (the kind's own route takes them in one form), or `count` jobs of `params`."""
+        if not files:
+            jobs = [{"kind": kind, "params": params}] * count
+            try:
+                return self.request("POST", "/api/batches/", json={"jobs": jobs}).json()
+            except CliError as exc:
+                raise self.start_error(kind, exc) from None
+        described = {entry["kind"]: entry for entry in self.kinds()}
+        route = (described.get(kind) or {}).get("batch_url")
+        if not route:
+            raise CliError(f"Jobs of kind {kind!r} take no files at once; give --count instead of --file.")
+        field = self.file_field(kind)
+        fields = {name: form_value(value) for name, value in params.items()}
+        try:
+            uploads = [(field, (path.name, path.read_bytes())) for path in files]
+        except OSError as exc:
+            raise CliError(f"Cannot read a file: {exc.strerror or exc}") from exc
+        try:
+            return self.request("POST", route, data=fields, files=uploads).json()
+        except CliError as exc:
+            raise self.start_error(kind, exc) from None
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        return self.get_one(self.batch_path(batch_id), f"No job {batch_id}, nor a batch (or it is not yours).")
+
+    def job_or_batch(self, some_id: str) -> tuple[str, dict[str, Any]]:
+        """("job", job) or ("batch", batch): the commands that take an id take either."""
+        try:
+            return "job", self.job(some_id)
+        except CliError as exc:
+            if not exc.message.startswith("No job"):
+                raise
+        return "batch", self.batch(some_id)
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return self.request("POST", self.batch_path(batch_id) + "cancel/").json()
+
+    def download_batch(self, batch_id: str) -> tuple[str, Iterator[bytes], httpx.Response]:
+        response = self.request("GET", self.batch_path(batch_id) + "download/", stream=True)
+        return attachment_name(response, "batch.zip"), response.iter_bytes(), response
+
+
+def attachment_name(response: httpx.Response, fallback: str) -> str:
+    """The file name the server gave the download (a plain name, never a path)."""
+    found = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', response.headers.get("content-disposition", ""))
+    return (Path(found.group(1)).name if found else "") or fallback
 
 
 def form_value(value: Any) -> str:

@@ -1,10 +1,11 @@
 """`jobs`: start, list, watch, cancel and download jobs of a running server from a terminal.
 
     jobs start KIND [-p key=value …] [--file PATH] [--follow] [--cancel-on-interrupt] [--json]
+    jobs batch KIND [-p key=value …] [--file PATH …] [--count N] [--follow] [--json]
     jobs list [--status S] [--kind K] [--limit N] [--json]
-    jobs watch ID [--cancel-on-interrupt] [--json]
-    jobs cancel ID
-    jobs download ID [-o FILE]
+    jobs watch ID [--cancel-on-interrupt] [--json]      (a job's ID or a batch's)
+    jobs cancel ID                                      (a whole batch too)
+    jobs download ID [-o FILE]                          (a batch: a zip of every member's output)
     jobs events [--kind K] [--status S] [--json]
 
 Server and token: --url / JOBS_URL (default http://127.0.0.1:8000), --token / JOBS_TOKEN.
@@ -17,6 +18,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,8 +30,8 @@ from rich.table import Table
 from rich.text import Text
 
 from basic.cli.api import INTERRUPTED, JOB_NOT_DONE, OK, UNREACHABLE, USAGE, Api, CliError
-from basic.cli.stream import follow_job, user_feed
-from basic.cli.views import JsonView, ProgressView, markup_text, styled_status, terminal_text
+from basic.cli.stream import follow_batch, follow_job, user_feed
+from basic.cli.views import BatchProgressView, JsonView, ProgressView, markup_text, styled_status, terminal_text
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 STATUSES = ("scheduled", "queued", "running", "done", "failed", "cancelled")
@@ -87,6 +89,16 @@ def build_parser(prog: str = "jobs") -> argparse.ArgumentParser:
     start.add_argument("--file", type=Path, help="the upload, for kinds that take a file")
     start.add_argument("-f", "--follow", action="store_true", help="show its progress until it ends")
     start.add_argument("--cancel-on-interrupt", action="store_true", help="with --follow: Ctrl-C cancels the job")
+
+    batch = commands.add_parser("batch", parents=[common], help="start several jobs as one batch")
+    batch.add_argument("kind", help="the job kind, e.g. thumbnails")
+    batch.add_argument("-p", "--param", dest="params", action="append", type=param, default=[], metavar="KEY=VALUE",
+                       help="a parameter of every job (true/false and numbers are typed); repeat for more")
+    batch.add_argument("--file", dest="files", action="append", type=Path, default=[],
+                       help="an upload: one job per file; repeat for more")
+    batch.add_argument("--count", type=int, default=None, help="without --file: this many jobs of the parameters")
+    batch.add_argument("-f", "--follow", action="store_true", help="show its progress until it ends")
+    batch.add_argument("--cancel-on-interrupt", action="store_true", help="with --follow: Ctrl-C cancels the batch")
 
     listing = commands.add_parser("list", parents=[common], help="your jobs, newest first")
     listing.add_argument("--status", choices=STATUSES)
@@ -160,8 +172,59 @@ def cmd_start(api: Api, args: argparse.Namespace, err: Console) -> int:
     return follow(api, job, args, err, from_start=True)
 
 
+def cmd_batch(api: Api, args: argparse.Namespace, err: Console) -> int:
+    if args.files and args.count is not None:
+        raise CliError("Give --file (one job per file) or --count, not both.")
+    for path in args.files:
+        if not path.is_file():
+            raise CliError(f"No such file: {path}")
+    batch = api.start_batch(args.kind, dict(args.params), args.files, 1 if args.count is None else args.count)
+    batch_id = terminal_text(batch["id"])
+    if not args.follow:
+        if args.json:
+            print(json.dumps(batch), flush=True)
+        else:
+            print(batch_id, flush=True)
+            err.print(Text(f"Started a batch of {batch['total']} {terminal_text(args.kind)} jobs: {batch_id}. "
+                           f"Watch it: jobs watch {batch_id}"))
+        return OK
+    return follow_the_batch(api, batch, args, err, from_start=True)
+
+
+def follow_the_batch(api: Api, batch: dict[str, Any], args: argparse.Namespace, err: Console,
+                     from_start: bool) -> int:
+    """The batch's bar from its socket, its members' bars refreshed from its row at most every second."""
+    batch_id = str(batch["id"])
+    view = JsonView(err) if args.json else BatchProgressView(err, batch)
+    refreshed = [0.0]
+
+    def show(frame: dict[str, Any]) -> None:
+        view.show(frame)
+        if isinstance(view, BatchProgressView) and time.monotonic() - refreshed[0] >= 1:
+            refreshed[0] = time.monotonic()
+            view.members(api.batch(batch_id).get("members") or [])
+
+    try:
+        with view:
+            final = follow_batch(api, batch_id, show, view.note, patience=args.reconnect_timeout,
+                                 from_start=from_start)
+            if isinstance(view, BatchProgressView):
+                view.members(api.batch(batch_id).get("members") or [])
+            view.finish(final, batch_id)
+    except KeyboardInterrupt:
+        if getattr(args, "cancel_on_interrupt", False):
+            api.cancel_batch(batch_id)
+            err.print(Text(f"Cancel requested for batch {terminal_text(batch_id)}."))
+        else:
+            err.print(Text(f"Stopped watching; batch {terminal_text(batch_id)} goes on."))
+        return INTERRUPTED
+    return OK if final.get("status") == "done" else JOB_NOT_DONE
+
+
 def cmd_watch(api: Api, args: argparse.Namespace, err: Console) -> int:
-    job = api.job(args.id)
+    what, job = api.job_or_batch(args.id)
+    if what == "batch":
+        return follow_the_batch(api, job, args, err, from_start=job["status"] not in ("done", "failed", "cancelled"))
     # A finished job: its final state at once. A live one: every event so far, then live.
     return follow(api, job, args, err, from_start=job["status"] not in ("done", "failed", "cancelled"))
 
@@ -215,6 +278,14 @@ def cmd_list(api: Api, args: argparse.Namespace, err: Console) -> int:
 
 
 def cmd_cancel(api: Api, args: argparse.Namespace, err: Console) -> int:
+    what, _ = api.job_or_batch(args.id)
+    if what == "batch":
+        batch = api.cancel_batch(args.id)
+        if args.json:
+            print(json.dumps(batch), flush=True)
+        else:
+            err.print(Text(f"Batch {terminal_text(batch['id'])}: cancel requested ({terminal_text(batch['status'])})."))
+        return OK
     job = api.cancel(args.id)
     if args.json:
         print(json.dumps(job), flush=True)
@@ -226,7 +297,8 @@ def cmd_cancel(api: Api, args: argparse.Namespace, err: Console) -> int:
 
 
 def cmd_download(api: Api, args: argparse.Namespace, err: Console) -> int:
-    name, chunks, response = api.download(args.id)
+    what, _ = api.job_or_batch(args.id)
+    name, chunks, response = api.download_batch(args.id) if what == "batch" else api.download(args.id)
     target = args.output or name
     size = 0
     try:
@@ -265,6 +337,8 @@ def cmd_events(api: Api, args: argparse.Namespace, err: Console) -> int:
     def kind_of(event: dict[str, Any]) -> str | None:
         if event.get("kind"):
             return event["kind"]
+        if event.get("batch"):
+            return "batch"
         job_id = str(event.get("job"))
         if job_id not in kinds:
             try:
@@ -282,7 +356,7 @@ def cmd_events(api: Api, args: argparse.Namespace, err: Console) -> int:
         if args.json:
             print(json.dumps({**event, "kind": kind} if kind else event), flush=True)
             return
-        line = (f"{short_time(event.get('ts'))}  {event.get('type', ''):<13} {event.get('job')}  "
+        line = (f"{short_time(event.get('ts'))}  {event.get('type', ''):<13} {event.get('job') or event.get('batch')}  "
                 f"{kind or '?':<16} {event.get('status', ''):<9} {event.get('progress', 0):>3}%  "
                 f"{event.get('error') or event.get('message') or ''}")
         out.print(Text(terminal_text(line)), soft_wrap=True)
@@ -305,7 +379,7 @@ def short_time(value: Any, fmt: str = "%H:%M:%S") -> str:
         return str(value or "")
 
 
-COMMANDS = {"start": cmd_start, "list": cmd_list, "watch": cmd_watch, "cancel": cmd_cancel,
+COMMANDS = {"start": cmd_start, "batch": cmd_batch, "list": cmd_list, "watch": cmd_watch, "cancel": cmd_cancel,
             "download": cmd_download, "events": cmd_events}
 
 

@@ -1,5 +1,5 @@
-"""The client's sockets: one job's events (gapless, resumed with `after=` after any drop) and the
-user's live feed. Both reconnect with backoff while the server is away (e.g. restarting)."""
+"""The client's sockets: one job's or one batch's events (gapless, resumed with `after=` after any
+drop) and the user's live feed. Both reconnect with backoff while the server is away (e.g. restarting)."""
 import json
 import random
 import time
@@ -12,10 +12,11 @@ from websockets.sync.client import ClientConnection, connect
 from basic.cli.api import UNREACHABLE, USAGE, Api, CliError
 from basic.cli.views import terminal_text
 
-TERMINAL_EVENTS = {"job.done", "job.failed", "job.cancelled"}
+TERMINAL_EVENTS = {"job.done", "job.failed", "job.cancelled", "batch.done", "batch.failed", "batch.cancelled"}
+SNAPSHOTS = {"job.snapshot", "batch.snapshot"}
 TERMINAL_STATUSES = {"done", "failed", "cancelled"}
 CLOSE_REASONS = {4401: "the server refused the token: check --token or JOBS_TOKEN",
-                 4404: "no such job (or it is not yours)", 4400: "the server refused the request"}
+                 4404: "no such job or batch (or it is not yours)", 4400: "the server refused the request"}
 FINAL_CLOSES = set(CLOSE_REASONS)  # anything else (a restart, 4429 too many sockets, 1011) is retried
 
 Note = Callable[[str], None]
@@ -23,7 +24,7 @@ Note = Callable[[str], None]
 
 def is_terminal(frame: dict[str, Any]) -> bool:
     return frame.get("type") in TERMINAL_EVENTS or (
-        frame.get("type") == "job.snapshot" and frame.get("status") in TERMINAL_STATUSES)
+        frame.get("type") in SNAPSHOTS and frame.get("status") in TERMINAL_STATUSES)
 
 
 RETRY_BASE_SECONDS = 0.2
@@ -109,6 +110,17 @@ def follow_job(api: Api, job_id: str, show: Callable[[dict[str, Any]], None], no
     """Every event of the job from the first (or, without `from_start`, a snapshot of where it is
     now), each once and in order, then live until it ends; returns the terminal frame. A dropped
     socket resumes with `after=<last seq shown>`."""
+    return _follow(api, f"/ws/jobs/{job_id}/", "job.", show, note, patience, from_start)
+
+
+def follow_batch(api: Api, batch_id: str, show: Callable[[dict[str, Any]], None], note: Note,
+                 patience: float = 300.0, from_start: bool = True) -> dict[str, Any]:
+    """`follow_job` for a batch's aggregate events (`/ws/batches/{id}/`)."""
+    return _follow(api, f"/ws/batches/{batch_id}/", "batch.", show, note, patience, from_start)
+
+
+def _follow(api: Api, path: str, prefix: str, show: Callable[[dict[str, Any]], None], note: Note,
+            patience: float, from_start: bool) -> dict[str, Any]:
     last_seq: int | None = 0 if from_start else None
     retry = Reconnecting(patience, note)
     while True:
@@ -116,7 +128,7 @@ def follow_job(api: Api, job_id: str, show: Callable[[dict[str, Any]], None], no
         close_code: int | None = None
         try:
             query = {} if last_seq is None else {"after": last_seq}
-            with _open(api.ws_url(f"/ws/jobs/{job_id}/", **query)) as socket:
+            with _open(api.ws_url(path, **query)) as socket:
                 retry.connected()
                 for frame in frames(socket):
                     kind = str(frame.get("type", ""))
@@ -126,9 +138,9 @@ def follow_job(api: Api, job_id: str, show: Callable[[dict[str, Any]], None], no
                     seq = frame.get("seq") or 0
                     if not isinstance(seq, int) or isinstance(seq, bool):
                         continue  # not a frame our server sends: never worth a crash
-                    if kind == "job.snapshot":
+                    if kind == f"{prefix}snapshot":
                         last_seq = max(last_seq or 0, seq)
-                    elif kind.startswith("job."):
+                    elif kind.startswith(prefix):
                         if last_seq is not None and seq <= last_seq:
                             continue  # already shown before a reconnect
                         last_seq = seq
@@ -170,7 +182,7 @@ def user_feed(api: Api, show: Callable[[dict[str, Any]], None], note: Note, pati
                 for frame in frames(socket):
                     if frame.get("type") == "error":
                         error = frame
-                    elif str(frame.get("type", "")).startswith("job."):
+                    elif str(frame.get("type", "")).startswith(("job.", "batch.")):
                         show(frame)
                 close_code = socket.close_code
         except ConnectionClosed as exc:

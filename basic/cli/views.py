@@ -143,3 +143,54 @@ class ProgressView:
 def _percent(value: object) -> float:
     """A frame's progress as a number for the bar (a server's odd value draws 0, never a crash)."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+class BatchProgressView(ProgressView):
+    """One bar for a batch (its aggregate), and under it a bar per member: the batch's own socket
+    moves the first, its members' rows as the server lists them move the others (`members`)."""
+
+    def __init__(self, err: Console, batch: dict[str, Any]) -> None:
+        super().__init__(err, {"id": batch["id"], "kind": f"batch of {batch.get('total', '?')}",
+                               "progress": batch.get("progress"), "status": batch.get("status"),
+                               "message": _counts_text(batch.get("counts") or {})})
+        self.member_tasks: dict[str, Any] = {}
+        self.members(batch.get("members") or [])
+
+    def show(self, frame: dict[str, Any]) -> None:
+        status = frame.get("status") or ""
+        fields: dict[str, Any] = {"status": styled_status(str(status))} if status else {}
+        if status in StateColumn.MARKS:
+            fields["ended"] = status
+        self.progress.update(self.task, completed=_percent(frame.get("progress")),
+                             description=terminal_text(frame.get("message") or _counts_text(frame)), **fields)
+        if isinstance(frame.get("members"), list):  # a snapshot lists them
+            self.members([{"id": m.get("job"), **m} for m in frame["members"] if isinstance(m, dict)])
+
+    def members(self, members: list[dict[str, Any]]) -> None:
+        """Add or move the member bars (indented under the batch's)."""
+        for member in members:
+            member_id = str(member.get("id"))
+            status = str(member.get("status") or "queued")
+            fields = {"status": styled_status(status), "ended": status if status in StateColumn.MARKS else ""}
+            progress = 100 if status == "done" else _percent(member.get("progress"))
+            message = terminal_text(member.get("error") or member.get("message") or "")
+            task = self.member_tasks.get(member_id)
+            if task is None:
+                self.member_tasks[member_id] = self.progress.add_task(
+                    message, total=100, completed=progress, kind="  " + terminal_text(member.get("kind") or "job"),
+                    **fields)
+            else:
+                self.progress.update(task, completed=progress, description=message, **fields)
+
+    def finish(self, frame: dict[str, Any], job_id: str) -> None:
+        self.progress.stop()
+        status = frame.get("status")
+        style = {"done": "green", "failed": "red"}.get(str(status), "magenta")
+        hint = f" Download: jobs download {terminal_text(job_id)}" if frame.get("done") else ""
+        self.err.print(Text.assemble((str(status or "ended").capitalize(), style), ": ",
+                                     terminal_text(frame.get("message") or ""), f".{hint}"))
+
+
+def _counts_text(counts: dict[str, Any]) -> str:
+    return ", ".join(f"{counts[name]} {name}" for name in ("done", "running", "queued", "failed", "cancelled")
+                     if isinstance(counts.get(name), int) and counts[name])

@@ -1,5 +1,5 @@
-"""The one place for Redis key names: job event streams and counters, leases, queue markers, concurrency
-slots, the page cache, chat history and the socket limits.
+"""The one place for Redis key names: job and batch event streams and counters, batch aggregates,
+leases, queue markers, concurrency slots, the page cache, chat history and the socket limits.
 
 Keys that deployments sharing a Redis must not share carry REDIS_KEY_PREFIX; job keys are named by
 the job's UUID, which no other deployment has.
@@ -18,6 +18,26 @@ def stream_key(job_id: UUID | str) -> str:
 def seq_key(job_id: UUID | str) -> str:
     """A job's last event seq (integer)."""
     return f"jobs:{job_id}:seq"
+
+
+def batch_stream_key(batch_id: UUID | str) -> str:
+    """A batch's event history (stream, entry ids `0-<seq>`; basic/jobs/batches.py)."""
+    return f"batches:{batch_id}:events"
+
+
+def batch_seq_key(batch_id: UUID | str) -> str:
+    """A batch's last event seq (integer)."""
+    return f"batches:{batch_id}:seq"
+
+
+def batch_members_key(batch_id: UUID | str) -> str:
+    """What a batch's aggregate last heard of each member (hash: job id -> "status:percent")."""
+    return f"batches:{batch_id}:members"
+
+
+def batch_aggregate_key(batch_id: UUID | str) -> str:
+    """The batch's last aggregate sent ("last") and whether its end was sent ("closed") (hash)."""
+    return f"batches:{batch_id}:aggregate"
 
 
 def lease_key(job_id: UUID | str) -> str:

@@ -68,7 +68,8 @@ REDIS_RECONNECTS = Counter("redis_reconnects", "Reconnections to Redis after los
                            ["component"])
 
 # Socket paths (routing.py) to route names: the label never carries a job id or room name.
-_ROUTES = (("/ws/jobs/", "jobs"), ("/ws/events/", "events"), ("/ws/chat/", "chat"), ("/chat/", "seed_chat"))
+_ROUTES = (("/ws/jobs/", "jobs"), ("/ws/batches/", "batches"), ("/ws/events/", "events"), ("/ws/chat/", "chat"),
+           ("/chat/", "seed_chat"))
 
 
 def route_of(path: str) -> str:

@@ -77,6 +77,60 @@ class JobSnapshot(TypedDict):
     result_url: NotRequired[str]  # only when the job is done
 
 
+class _BatchEvent(TypedDict):
+    """What every batch event carries (basic/jobs/batches.py): the aggregate over its members. The
+    counts add up to `total`; `progress` is the members' mean (an ended member counts 100), never
+    going back."""
+
+    type: str
+    batch: str  # the batch's UUID
+    seq: int  # the batch's own stream
+    status: str  # a Batch.Status value
+    progress: int  # 0..100
+    message: str
+    total: int
+    queued: int  # scheduled or queued (a retry waits queued)
+    running: int
+    done: int
+    failed: int
+    cancelled: int
+    ts: str
+
+
+class BatchProgress(_BatchEvent):
+    pass
+
+
+class BatchDone(_BatchEvent):
+    download_url: str  # the zip of every member's output
+
+
+class BatchFailed(_BatchEvent):
+    download_url: str  # members that did finish are still in the zip
+
+
+class BatchCancelled(_BatchEvent):
+    download_url: str
+
+
+class BatchMember(TypedDict):
+    job: str
+    kind: str
+    status: str
+    progress: int
+    message: str
+
+
+class BatchSnapshot(_BatchEvent):
+    """The batch's rows as they are, sent first on a batch socket (and when history cannot be replayed)."""
+
+    owner: str
+    created: str
+    finished: str | None
+    members: list[BatchMember]
+    download_url: str
+
+
 SCHEMAS: dict[str, type] = {
     events.JOB_SNAPSHOT: JobSnapshot,
     events.JOB_STARTED: JobStarted,
@@ -85,6 +139,11 @@ SCHEMAS: dict[str, type] = {
     events.JOB_DONE: JobDone,
     events.JOB_FAILED: JobFailed,
     events.JOB_CANCELLED: JobCancelled,
+    events.BATCH_SNAPSHOT: BatchSnapshot,
+    events.BATCH_PROGRESS: BatchProgress,
+    events.BATCH_DONE: BatchDone,
+    events.BATCH_FAILED: BatchFailed,
+    events.BATCH_CANCELLED: BatchCancelled,
 }
 
 

@@ -1,4 +1,5 @@
-"""Jobs (one row per long-running job, of any kind: the source of truth), Schedules (a job started
+"""Jobs (one row per long-running job, of any kind: the source of truth), Batches (jobs started
+together and watched as one), Schedules (a job started
 again and again by `celery beat`) and the Idempotency-Keys of job starts. App label `basic`;
 basic/models.py is the index of every model."""
 import uuid
@@ -10,14 +11,52 @@ from django.utils import timezone
 from basic.jobs.registry import kind_choices
 
 
+class RunStatus(models.TextChoices):
+    """Where a job (or a batch) is."""
+
+    SCHEDULED = "scheduled"  # started with a delay (`run_at`, `delay_seconds`): waits for `not_before`
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Batch(models.Model):
+    """Jobs started together by one request (basic/jobs/batches.py): one aggregate progress, one end,
+    one cancel and one zip. Its members are the jobs whose `batch` is this; the row is the truth
+    about the end (`finished` is set once, by a conditional update) and keeps the last `seq` of the
+    batch's own event stream."""
+
+    # A batch's status, in a job's words: scheduled while every member waits for a delayed start,
+    # running from its first member's start, then done (every member done), failed (a member
+    # failed) or cancelled (the batch, or with none failed a member, was cancelled).
+    Status = RunStatus
+    TERMINAL = (Status.DONE, Status.FAILED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)  # members, fixed at the start
+    cancel_requested = models.BooleanField(default=False)
+    last_seq = models.PositiveBigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["owner", "-created"], name="batch_owner_created")]
+
+    def __str__(self) -> str:
+        return f"batch {self.id} of {self.total} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+
 class Job(models.Model):
-    class Status(models.TextChoices):
-        SCHEDULED = "scheduled"  # started with a delay (`run_at`, `delay_seconds`): waits for `not_before`
-        QUEUED = "queued"
-        RUNNING = "running"
-        DONE = "done"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    Status = RunStatus
 
     TERMINAL = (Status.DONE, Status.FAILED, Status.CANCELLED)
     ACTIVE = (Status.SCHEDULED, Status.QUEUED, Status.RUNNING)
@@ -54,6 +93,8 @@ class Job(models.Model):
     # 0-9, 9 first: queued jobs of a higher priority are taken before lower ones (the kind's
     # default, or the caller's choice within their allowance).
     priority = models.PositiveSmallIntegerField(default=5)
+    # The batch this job was started in, if any (basic/jobs/batches.py).
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs")
     created = models.DateTimeField(auto_now_add=True)
     started = models.DateTimeField(null=True, blank=True)
     finished = models.DateTimeField(null=True, blank=True)

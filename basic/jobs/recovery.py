@@ -1,4 +1,5 @@
-"""In every worker: a background loop that re-queues jobs whose worker died (see services) and,
+"""In every worker: a background loop that re-queues jobs whose worker died (see services), ends the
+batches whose last member's worker died before ending them (basic/jobs/batch_events.py) and,
 at most every JOB_RETENTION_SWEEP_SECONDS, deletes expired jobs (basic/jobs/retention.py)."""
 import logging
 import random
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from basic.jobs import queue_markers, retention
+from basic.jobs.batch_events import finish_settled_batches
 from basic.jobs.services import RUN_JOB_TASK, recover_lost_jobs
 
 logger = logging.getLogger(__name__)
@@ -25,6 +27,12 @@ def recovery_loop(interval: float) -> None:
             recover_lost_jobs()
         except Exception:  # a broker or database blip: try again next round
             logger.exception("recovering orphaned jobs failed")
+        finally:
+            close_old_connections()
+        try:
+            finish_settled_batches()
+        except Exception:  # the same
+            logger.exception("ending settled batches failed")
         finally:
             close_old_connections()
         try:

@@ -21,7 +21,7 @@ from redis import RedisError
 
 from basic.jobs import files, queue_markers, slots, transitions
 from basic.jobs.leases import is_leased
-from basic.jobs.models import Job
+from basic.jobs.models import Batch, Job
 from basic.jobs.registry import CELERY_QUEUES, IO, PRIORITIES, JobKind, get_kind, policy
 from basic.jobs.retention import QuotaExceeded as QuotaExceeded  # raised by job_start; views answer 409
 from basic.jobs.retention import check_quota, delete_job
@@ -43,22 +43,33 @@ BROKER_DOWN = "The job queue is unreachable, so the job was not started. Try aga
 
 # --- selectors -----------------------------------------------------------------------------
 
+def owned_visible_to(rows: QuerySet, *, user: User) -> QuerySet:
+    """Staff see every row; a signed-in user their own (`owner`); anonymous callers none. Jobs and
+    batches are seen by the same rule."""
+    if not user.is_authenticated:
+        return rows.none()
+    if user.is_staff:
+        return rows.all()
+    return rows.filter(owner=user)
+
+
+def by_any_uuid(rows: QuerySet, some_id: UUID | str) -> Any:
+    """The row whose UUID `some_id` spells (any spelling), or None, as for one that does not exist."""
+    try:
+        row_uuid = some_id if isinstance(some_id, UUID) else UUID(str(some_id))
+    except ValueError:
+        return None
+    return rows.filter(id=row_uuid).first()
+
+
 def jobs_visible_to(*, user: User) -> QuerySet[Job]:
     """Staff see every job; a signed-in user their own; anonymous callers none."""
-    if not user.is_authenticated:
-        return Job.objects.none()
-    if user.is_staff:
-        return Job.objects.all()
-    return Job.objects.filter(owner=user)
+    return owned_visible_to(Job.objects, user=user)
 
 
 def job_visible_to(*, user: User, job_id: UUID | str) -> Job | None:
     """The job if it exists and `user` may see it; None otherwise (the caller can't tell which)."""
-    try:
-        job_uuid = job_id if isinstance(job_id, UUID) else UUID(str(job_id))
-    except ValueError:
-        return None
-    return jobs_visible_to(user=user).filter(id=job_uuid).first()
+    return by_any_uuid(jobs_visible_to(user=user), job_id)
 
 
 # --- services ------------------------------------------------------------------------------
@@ -104,12 +115,13 @@ class _Sent:
 
 
 def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None,
-              priority: int | None = None, not_before: datetime | None = None) -> Job:
+              priority: int | None = None, not_before: datetime | None = None, batch: Batch | None = None) -> Job:
     """Create the job row from validated parameters and queue it once the row is committed.
 
     `priority` (0-9, checked by the caller against the owner's allowance): the kind's by default.
     `not_before`: a delayed start; the job is `scheduled` until then and sent when it is due
     (at once with a countdown if that is within SEND_AHEAD_SECONDS, else by the sweep).
+    `batch`: the batch it is a member of (basic/jobs/batches.py, which calls this inside its atomic()).
 
     QuotaExceeded, before anything is stored, if the owner's jobs keep JOB_OUTPUT_QUOTA_MB already.
 
@@ -132,7 +144,7 @@ def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | 
     stored = files.stored_bytes(job_id) if kind.prepare else 0  # an upload counts toward the quota
     delayed = not_before is not None and not_before > timezone.now()
     job = Job.objects.create(
-        id=job_id, kind=kind.name, owner=owner, params=params, output_bytes=stored,
+        id=job_id, kind=kind.name, owner=owner, params=params, output_bytes=stored, batch=batch,
         priority=policy(kind).priority if priority is None else priority,
         status=Job.Status.SCHEDULED if delayed else Job.Status.QUEUED,
         not_before=not_before if delayed else None,

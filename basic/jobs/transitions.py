@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.outside_text import outside_text
-from basic.jobs import events
+from basic.jobs import batch_events, events
 from basic.jobs.models import Job
 from basic.jobs.publish import push_job_event
 
@@ -38,7 +38,9 @@ def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
     """Store and broadcast one event of `job`; remember its seq on the object (see `last_seq`).
 
     Every lifecycle event goes through here and is checked against its type's schema
-    (basic/jobs/event_schemas.py): a wrong shape raises EventShapeError before anything is sent."""
+    (basic/jobs/event_schemas.py): a wrong shape raises EventShapeError before anything is sent.
+    A batch member's event then updates its batch (basic/jobs/batch_events.py), sent or not: the
+    row changed either way."""
     event = push_job_event(
         event_type,
         job_id=job.id,
@@ -53,6 +55,8 @@ def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
     )
     if event is not None:
         job.last_seq = max(job.last_seq, event["seq"])
+    if job.batch_id is not None:
+        batch_events.member_changed(job, event_type)
     return event
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from basic.jobs import events, services
 from basic.jobs.event_schemas import JobSnapshot, check_event
-from basic.models import Job
+from basic.models import Batch, Job
 
 MAX_SEQ = 10**15  # far past any real job, well inside a Redis stream id
 
@@ -69,11 +69,13 @@ def history_lost(after: int, missed: list[dict[str, Any]], last: dict[str, Any] 
 
 
 class JobFeed:
-    """What one socket has been sent of one job: the last seq, when, and whether the job's end."""
+    """What one socket has been sent of one job (or batch: `BatchFeed`): the last seq, when, and
+    whether the end. `terminal` names the event types that end the feed."""
 
-    __slots__ = ("last_seq", "last_event_at", "ended")
+    __slots__ = ("last_seq", "last_event_at", "ended", "terminal")
 
-    def __init__(self) -> None:
+    def __init__(self, terminal: frozenset[str] = events.TERMINAL_EVENTS) -> None:
+        self.terminal = terminal
         self.last_seq = 0  # the highest seq sent, or stood for by a snapshot
         self.last_event_at = 0.0  # time.monotonic() of the last event sent
         self.ended = False  # the client has been told the job ended: nothing more will come
@@ -97,7 +99,7 @@ class JobFeed:
         `after`, is a terminal one."""
         self.last_seq = after
         if not missed:
-            self.ended = bool(last and last["seq"] <= after and last["type"] in events.TERMINAL_EVENTS)
+            self.ended = bool(last and last["seq"] <= after and last["type"] in self.terminal)
 
     def gap_before(self, event: dict[str, Any]) -> bool:
         """`event` skips seqs this socket was not sent: read those (up to its seq - 1) first."""
@@ -109,7 +111,7 @@ class JobFeed:
             return False
         self.last_seq = event["seq"]
         self.last_event_at = time.monotonic()
-        self.ended = event["type"] in events.TERMINAL_EVENTS
+        self.ended = event["type"] in self.terminal
         return True
 
     def behind(self, last: dict[str, Any] | None) -> bool:
@@ -121,7 +123,7 @@ class JobFeed:
         unseen, so only then is its row read."""
         return now - self.last_event_at > interval
 
-    def ended_unseen(self, job: Job, now: datetime, grace: timedelta) -> bool:
+    def ended_unseen(self, job: "Job | Batch", now: datetime, grace: timedelta) -> bool:
         """The job ended more than `grace` ago and the socket was never sent its terminal event
         (Redis was down for all of the pusher's retries): a terminal snapshot stands in for it."""
         return (not self.ended and job.is_terminal and job.finished is not None

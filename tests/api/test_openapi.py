@@ -52,7 +52,8 @@ def test_every_operation_documents_its_error_answers(schema):
 
 def test_throttled_operations_document_429_and_retry_after(schema):
     throttled = {("post", "/api/auth/token/"), ("post", "/api/jobs/"), ("post", "/api/students/generate/"),
-                 ("post", "/api/students/by-age-report/"), ("post", "/api/pages/"), ("post", "/api/thumbnails/")}
+                 ("post", "/api/students/by-age-report/"), ("post", "/api/pages/"), ("post", "/api/thumbnails/"),
+                 ("post", "/api/batches/")}
     for path, method, operation in operations(schema):
         if (method, path) in throttled:
             assert "Retry-After" in operation["responses"]["429"]["headers"], (method, path)

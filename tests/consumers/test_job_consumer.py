@@ -95,6 +95,30 @@ async def test_resume_frame_racing_live_events_loses_and_doubles_nothing(connect
     await close_all(communicator)
 
 
+async def test_a_live_event_arriving_while_the_socket_is_accepted_is_sent_once(connect_as_alice, make_job,
+                                                                                  monkeypatch):
+    """Live events come straight from the layer, not through the socket's queue: one that arrives
+    while `?after=` is being answered must wait for the replay, not be gap-filled from seq 1 and
+    then sent again by the replay (a load balancer test saw half of 300 resuming sockets repeat)."""
+    from basic.realtime.consumers import JobEventsConsumer
+
+    job = await make_job()
+    for _ in range(5):
+        await push(job)
+    accept = JobEventsConsumer.accept
+
+    async def accept_then_a_live_event(self, *args, **kwargs):
+        await accept(self, *args, **kwargs)
+        await push(job)  # seq 6, published to the group this socket just joined
+        await asyncio.sleep(0.3)  # time for the layer to hand it over
+
+    monkeypatch.setattr(JobEventsConsumer, "accept", accept_then_a_live_event)
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=2")
+    assert await receive_seqs(communicator, 4) == [3, 4, 5, 6]
+    assert await communicator.receive_nothing(0.5)
+    await close_all(communicator)
+
+
 async def test_a_message_lost_by_the_live_layer_is_filled_from_history(connect_as_alice, make_job):
     job = await make_job()
     communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")

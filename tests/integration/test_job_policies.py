@@ -169,33 +169,33 @@ def test_a_job_out_of_retries_fails_with_the_last_error(pool):
     assert [e["type"] for e in events if e["type"] in TERMINAL] == ["job.failed"]
 
 
-# --- priorities and delayed starts (the gevent pool, one slot) -----------------------------------
+# --- priorities and delayed starts (both pools, one slot) -----------------------------------------
 
-def test_queued_jobs_of_a_higher_priority_overtake_lower_ones(io_live):
-    blocker = start(io_live, steps=4, delay=0.4)  # holds the only slot while the others queue
-    wait_for(lambda: job(io_live, blocker)["status"] == "running", 20, "the blocker to run")
-    low = [start_with(io_live, {"steps": 1}, priority=1) for _ in range(3)]
-    high = start_with(io_live, {"steps": 1}, priority=6)
-    states = {job_id: ended(io_live, job_id) for job_id in [blocker, *low, high]}
+def test_queued_jobs_of_a_higher_priority_overtake_lower_ones(pool):
+    blocker = start(pool, steps=4, delay=0.4)  # holds the only slot while the others queue
+    wait_for(lambda: job(pool, blocker)["status"] == "running", 20, "the blocker to run")
+    low = [start_with(pool, {"steps": 1}, priority=1) for _ in range(3)]
+    high = start_with(pool, {"steps": 1}, priority=6)
+    states = {job_id: ended(pool, job_id) for job_id in [blocker, *low, high]}
     assert all(state["status"] == "done" for state in states.values()), states
     order = sorted([*low, high], key=lambda job_id: at(states[job_id]["started"]))
     assert order[0] == high, [(states[j]["priority"], states[j]["started"]) for j in order]
 
 
-def test_a_delayed_job_waits_scheduled_and_starts_at_its_time(io_live):
-    job_id = start_with(io_live, {"steps": 1}, delay_seconds=3)
-    state = job(io_live, job_id)
+def test_a_delayed_job_waits_scheduled_and_starts_at_its_time(pool):
+    job_id = start_with(pool, {"steps": 1}, delay_seconds=3)
+    state = job(pool, job_id)
     assert state["status"] == "scheduled" and state["not_before"]
-    state = ended(io_live, job_id)
+    state = ended(pool, job_id)
     assert state["status"] == "done"
     assert at(state["started"]) >= at(state["not_before"]), state
 
 
-def test_a_delayed_job_cancelled_before_its_time_never_runs(io_live):
-    job_id = start_with(io_live, {"steps": 1}, delay_seconds=5)
-    with client(io_live) as http:
+def test_a_delayed_job_cancelled_before_its_time_never_runs(pool):
+    job_id = start_with(pool, {"steps": 1}, delay_seconds=5)
+    with client(pool) as http:
         assert http.post(f"/api/jobs/{job_id}/cancel/").status_code in (200, 202)
-    state = ended(io_live, job_id)
+    state = ended(pool, job_id)
     assert (state["status"], state["started"]) == ("cancelled", None)
 
 

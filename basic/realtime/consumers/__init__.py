@@ -1,4 +1,5 @@
-"""WebSocket consumers, one module per route: jobs (`/ws/jobs/{id}/`), feed (`/ws/events/`),
+"""WebSocket consumers, one module per route: jobs (`/ws/jobs/{id}/`), batches (`/ws/batches/{id}/`),
+both on event_feed's shared feed socket, feed (`/ws/events/`),
 chat (`/ws/chat/{room}/`, `/chat/`), unknown (anything else), on the bases in base.
 
 Everything routing.py, the tests and the docs name as `basic.realtime.consumers.X` stays
@@ -15,6 +16,7 @@ from basic.realtime.consumers.base import (
     client_address,
     encoded_once,
 )
+from basic.realtime.consumers.batches import BatchEventsConsumer
 from basic.realtime.consumers.chat import ChatConsumer, SeedChatConsumer
 from basic.realtime.consumers.feed import UserEventsConsumer
 from basic.realtime.consumers.jobs import RESYNC_READS, JobEventsConsumer
@@ -22,6 +24,7 @@ from basic.realtime.consumers.unknown import UnknownPathConsumer
 
 __all__ = [
     "ENCODED", "MAX_CONTROL_FRAME_BYTES", "NO_THREAD_HOP", "RESYNC_READS", "UNAVAILABLE",
-    "AuthenticatedConsumer", "ChatConsumer", "ClientGone", "JobEventsConsumer", "SeedChatConsumer",
+    "AuthenticatedConsumer", "BatchEventsConsumer", "ChatConsumer", "ClientGone", "JobEventsConsumer",
+    "SeedChatConsumer",
     "UnknownPathConsumer", "UserEventsConsumer", "ValidatingJsonConsumer", "client_address", "encoded_once",
 ]

@@ -1,4 +1,4 @@
-"""`/ws/events/`: the signed-in user's live feed, every event of their jobs and nobody else's."""
+"""`/ws/events/`: the signed-in user's live feed, every event of their jobs and batches and nobody else's."""
 from typing import Any
 
 from basic.jobs import events
@@ -6,10 +6,11 @@ from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
 
 
 class UserEventsConsumer(AuthenticatedConsumer):
-    """`/ws/events/`: every event of the signed-in user's jobs, and nobody else's.
+    """`/ws/events/`: every event of the signed-in user's jobs and batches, and nobody else's.
 
     Events go out as published (their schemas: basic/jobs/event_schemas.py), encoded once per
-    process; no history, no ordering: a client that needs those watches `/ws/jobs/{id}/`.
+    process; no history, no ordering: a client that needs those watches `/ws/jobs/{id}/` (or
+    `/ws/batches/{id}/`).
     """
 
     group: str | None = None

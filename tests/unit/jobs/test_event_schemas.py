@@ -8,7 +8,7 @@ from basic.jobs import event_schemas, services, transitions
 from basic.jobs.context import JobContext
 from basic.jobs.event_schemas import EventShapeError, check_event
 from basic.jobs.event_store import read_events_sync
-from basic.jobs.events import JOB_EVENT_TYPES, JOB_SNAPSHOT
+from basic.jobs.events import BATCH_EVENT_TYPES, BATCH_SNAPSHOT, JOB_EVENT_TYPES, JOB_SNAPSHOT
 from basic.jobs.registry import get_kind
 from basic.jobs.runner import run_job
 from basic.models import Job
@@ -128,5 +128,5 @@ def test_the_lifecycle_refuses_to_send_a_wrong_event(start):
     assert read_events_sync(job.id) == []
 
 
-def test_every_job_event_type_has_a_schema():
-    assert set(event_schemas.SCHEMAS) == JOB_EVENT_TYPES | {JOB_SNAPSHOT}
+def test_every_job_and_batch_event_type_has_a_schema():
+    assert set(event_schemas.SCHEMAS) == JOB_EVENT_TYPES | {JOB_SNAPSHOT} | BATCH_EVENT_TYPES | {BATCH_SNAPSHOT}

@@ -5,12 +5,15 @@
 // after it has the next seq. After a dropped connection the stream reconnects with
 // `?after=<last seq seen>`, so the server sends exactly the missed events, then live ones; an
 // event at or below the last seq is ignored, so nothing is applied twice.
-// The user feed (/ws/events/) only discovers jobs started elsewhere (another tab, the API).
+// The user feed (/ws/events/) only discovers jobs started elsewhere (another tab, the API), and
+// moves the members of batches (batches.js), which have no stream of their own.
 
 import { api } from "./api.js";
 import { el, clock, duration, notify } from "./ui.js";
 import { StartForms } from "./start-forms.js";
 import { downloadText, resultNodes, subjectText } from "./results.js";
+import { BatchList } from "./batches.js";
+import { takeInOrder } from "./feed-order.js";
 
 const ACTIVE = new Set(["scheduled", "queued", "running"]);
 // A finished job's Delete button asks once more, this long, before it deletes.
@@ -37,17 +40,20 @@ export class JobsPanel {
     this.announcer = root.querySelector("#jobs-announcer");
     this.jobs = new Map();
     this.pending = new Map();
+    this.batches = new BatchList({ hub, url: urls.batches, list: this.list, panel: this });
     this.forms = new StartForms({
       kinds,
       url: urls.jobs,
       root: root.querySelector("#kind-forms"),
-      onStarted: (job) => this.upsert(job),
+      // Several images in one form start a batch (its answer has `members`).
+      onStarted: (started) => (started.members ? this.batches.upsert(started) : this.upsert(started)),
       onRefused: () => this.load(),
     });
     setInterval(() => this.tick(), 1000);
   }
 
   async load() {
+    await this.batches.load(); // first, so their members' rows go inside them
     try {
       const page = await api.get(this.urls.jobs);
       this.forgetMissing(page);
@@ -153,8 +159,16 @@ export class JobsPanel {
       job.data = { ...job.data, ...data };
       this.render(job);
     }
-    if (ACTIVE.has(job.data.status) && !job.stream) this.watch(job);
+    if (job.data.batch) this.batches.adopt(job);
+    else if (ACTIVE.has(job.data.status) && !job.stream) this.watch(job);
     return job;
+  }
+
+  // A batch member as its batch's snapshot shows it: that is newer than anything the page had.
+  upsertMember(data) {
+    const job = this.upsert(data);
+    job.data = { ...job.data, ...data };
+    this.render(job);
   }
 
   watch(job) {
@@ -181,23 +195,8 @@ export class JobsPanel {
       job.lastSeq = frame.seq;
       job.data = { ...job.data, ...frame, id: job.id };
     } else {
-      if (job.lastSeq !== null && frame.seq <= job.lastSeq) return;
-      if (job.lastSeq !== null && frame.seq > job.lastSeq + 1) {
-        // A gap (the server fills these itself, so this is a last resort): ask once for the
-        // missing events; this one comes again, in order.
-        if (job.resumedAfter !== job.lastSeq && socket.send({ type: "resume", after: job.lastSeq })) {
-          job.resumedAfter = job.lastSeq;
-        }
-        return;
-      }
-      job.lastSeq = frame.seq;
-      const update = { status: frame.status, progress: frame.progress, message: frame.message };
-      if (frame.type === "job.started") update.started = frame.ts;
-      if (TERMINAL_EVENTS.has(frame.type)) update.finished = frame.ts;
-      if (frame.result_url) update.result_url = frame.result_url;
-      if (frame.result !== undefined) update.result = frame.result;
-      if (frame.error) update.error = frame.error;
-      job.data = { ...job.data, ...update };
+      if (!takeInOrder(job, frame, socket)) return;
+      this.apply(job, frame);
     }
     if (!ACTIVE.has(job.data.status)) {
       job.cancelling = false;
@@ -206,8 +205,32 @@ export class JobsPanel {
     this.render(job);
   }
 
-  // An event from the user feed: only jobs this page doesn't know yet need anything.
+  apply(job, frame) {
+    const update = { status: frame.status, progress: frame.progress, message: frame.message };
+    if (frame.type === "job.started") update.started = frame.ts;
+    if (TERMINAL_EVENTS.has(frame.type)) update.finished = frame.ts;
+    if (frame.result_url) update.result_url = frame.result_url;
+    if (frame.result !== undefined) update.result = frame.result;
+    if (frame.error) update.error = frame.error;
+    job.data = { ...job.data, ...update };
+  }
+
+  // An event from the user feed: jobs this page doesn't know yet, batches, and batch members
+  // (the feed is their only live source; a member's events come in order from its one run).
   onFeedEvent(frame) {
+    if (frame.batch) {
+      this.batches.onFeedEvent(frame);
+      return;
+    }
+    const member = frame.job && this.jobs.get(frame.job);
+    if (member && member.data.batch && typeof frame.seq === "number") {
+      if (member.feedSeq !== undefined && frame.seq <= member.feedSeq) return;
+      member.feedSeq = frame.seq;
+      if (!ACTIVE.has(member.data.status) && member.data.finished) return; // ended: never changes again
+      this.apply(member, frame);
+      this.render(member);
+      return;
+    }
     if (!frame.job || this.jobs.has(frame.job) || this.pending.has(frame.job)) return;
     const fetching = api
       .get(`${this.urls.jobs}${frame.job}/`)

@@ -26,6 +26,7 @@ export class StartForms {
     this.root = root;
     this.onStarted = onStarted;
     this.onRefused = onRefused;
+    this.batchUrls = new Map(kinds.filter((kind) => kind.batch_url).map((kind) => [`start-${kind.kind}`, kind.batch_url]));
     this.forms = kinds.map((kind) => this.build(kind));
     root.replaceChildren(...this.forms.map((form) => form.node));
     if (!kinds.length) root.append(el("p", { class: "muted" }, ["No job kinds are available."]));
@@ -82,7 +83,8 @@ export class StartForms {
     }
     if (spec.type === "file") {
       const accept = spec.accept || (spec.name === "image" ? IMAGE_TYPES : null);
-      input = el("input", { ...common, type: "file", accept });
+      // Several files start a batch at the kind's own route (one job each), where it has one.
+      input = el("input", { ...common, type: "file", accept, multiple: this.batchUrls.has(formId) });
     } else if (spec.type === "select") {
       input = el("select", common, (spec.choices || []).map(([value, text]) =>
         el("option", { value, selected: String(spec.default) === value }, [text])));
@@ -113,7 +115,7 @@ export class StartForms {
       data.append("kind", kind.kind);
       for (const { spec, input } of form.fields) {
         if (spec.type === "file") {
-          if (input.files.length) data.append(spec.name, input.files[0]);
+          for (const file of input.files) data.append(spec.name, file);
         } else if (spec.type === "checkbox") {
           data.append(spec.name, input.checked ? "true" : "false");
         } else if (input.value !== "" || spec.required) {
@@ -140,7 +142,10 @@ export class StartForms {
   async start(form) {
     form.submit.disabled = true;
     try {
-      const job = await api.post(this.url, this.body(form));
+      const body = this.body(form);
+      const files = form.fields.filter(({ spec }) => spec.type === "file").map(({ input }) => input.files.length);
+      const url = Math.max(0, ...files) > 1 ? form.kind.batch_url : this.url;
+      const job = await api.post(url, body);
       this.showErrors(form, {});
       this.onStarted(job);
     } catch (error) {
@@ -156,8 +161,13 @@ export class StartForms {
   }
 
   // A 400 names bad parameters under "params" (shown next to their fields), and anything else
-  // (an unknown kind, a malformed request) at the top level: that goes under the form.
+  // (an unknown kind, a malformed request) at the top level: that goes under the form. A batch's
+  // 400 names each bad file's job by its number under "jobs": shown as one line per job.
   showErrors(form, errors) {
+    if (isObject(errors.jobs)) {
+      const lines = Object.entries(errors.jobs).map(([index, messages]) => `File ${Number(index) + 1}: ${messageText(messages)}`);
+      errors = { ...errors, jobs: lines };
+    }
     const fieldErrors = isObject(errors.params) ? errors.params : {};
     const known = {};
     const other = [];

@@ -1,0 +1,184 @@
+"""The shared socket side of a numbered event feed (a job's `/ws/jobs/{id}/`, a batch's
+`/ws/batches/{id}/`): ownership (4404), `?after=SEQ` replay or a snapshot, live events deduped and
+gap-filled by `seq`, `resume` frames, and the resync timer; the rules are basic/realtime/job_feed.py's.
+A subclass says what it watches: how to find it, its group, its stream, its row and snapshot."""
+import asyncio
+import json
+import logging
+import random
+import time
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from basic.core.rate_limit import TokenBucket
+from basic.jobs import event_store
+from basic.realtime import close_codes, job_feed
+from basic.realtime.auth import query_param
+from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
+from basic.realtime.job_feed import JobFeed
+from basic.realtime.shared_reads import SharedReads
+
+# The socket log lines keep the name they have always had, so operators' filters survive the move.
+logger = logging.getLogger("basic.consumers")
+
+# One history read and one row read per feed per round in this process, whatever the sockets.
+RESYNC_READS = SharedReads(ttl=1.0)
+
+
+class EventFeedConsumer(AuthenticatedConsumer):
+    """A snapshot (or the missed events after `?after=SEQ`), then live events.
+
+    Each event is sent once and in `seq` order: live events at or below the last sent seq are
+    dropped, and a jump in seq (a message the live layer lost) is filled from the stream. While the
+    feed has not ended, the stream is also checked every few seconds, so even a lost *last* event
+    (or one Redis never stored because it was down) reaches the client.
+    """
+
+    url_kwarg = ""  # the route's id parameter
+    not_found = "No such job."
+    subject_id: str = ""
+    feed: JobFeed
+    _resync: asyncio.Task | None = None
+
+    # --- what a subclass says ---------------------------------------------------------------
+
+    async def find(self, subject_id: str) -> object | None:
+        """The watched thing if the user may see it, else None (a 4404 either way)."""
+        raise NotImplementedError
+
+    def group(self) -> str:
+        raise NotImplementedError
+
+    def stream(self) -> Any:
+        """What basic/jobs/event_store.py reads: a job id or an EventStream."""
+        raise NotImplementedError
+
+    def new_feed(self) -> JobFeed:
+        return JobFeed()
+
+    async def read_row(self) -> Any:
+        """The row now (is_terminal, finished), for settling a feed whose end was never pushed."""
+        raise NotImplementedError
+
+    async def snapshot_frame(self) -> dict[str, Any]:
+        """The snapshot at `self.feed.last_seq` (setting `feed.ended`)."""
+        raise NotImplementedError
+
+    # --- the shared socket ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        # Any spelling of the id (upper case, no dashes, {braces}, urn:uuid:) names the same one;
+        # groups and Redis keys use the canonical one, which is where events are published.
+        try:
+            subject_id = str(uuid.UUID(self.scope["url_route"]["kwargs"][self.url_kwarg]))
+        except ValueError:
+            subject_id = None
+        if not subject_id or not await self.find(subject_id):
+            await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", self.not_found)
+            return
+        raw_after = query_param(self.scope, "after")
+        after = job_feed.parse_after(raw_after) if raw_after is not None else None
+        if raw_after is not None and after is None:
+            await self.reject(close_codes.CLOSE_BAD_REQUEST, "invalid_after", "`after` must be a whole number >= 0.")
+            return
+        if not await self.claim_socket_slot():
+            return
+        self.feed = self.new_feed()
+        self.subject_id = subject_id
+        self.resume_limiter = TokenBucket(rate=settings.WS_RESUME_RATE_PER_SECOND, burst=settings.WS_RESUME_BURST)
+        self.lock = asyncio.Lock()
+        # Join the group before reading history, so nothing falls between the two, and hold the
+        # lock from before the join: live events come straight from the layer (not through the
+        # socket's queue), so one may arrive while the socket is accepted; it must wait for the
+        # snapshot or replay to say where the feed starts, or it is gap-filled from seq 1 and
+        # the replay then sends those events again.
+        async with self.lock:
+            await self.join_group(self.group())  # left by the base, however it ends
+            await self.accept()
+            if after is None:
+                await self.send_snapshot()
+            else:
+                await self.replay(after)
+        self._resync = self.start_task(self._resync_until_ended())  # cancelled by the base at the end
+
+    async def _resync_until_ended(self) -> None:
+        interval = settings.JOB_SOCKET_RESYNC_SECONDS
+        await asyncio.sleep(random.uniform(0, interval))  # sockets of one feed don't all wake at once
+        while not self.feed.ended:
+            await asyncio.sleep(interval)
+            try:
+                last = await RESYNC_READS.get(("last", self.group()), lambda: event_store.last_event(self.stream()))
+                async with self.lock:
+                    if self.feed.behind(last):
+                        await self.catch_up()  # this socket missed something: read it for itself
+                    # Only a quiet feed can have ended unseen; a busy one costs no database query.
+                    if self.feed.quiet(time.monotonic(), interval):
+                        await self.settle_if_finished()
+            except Exception:  # Redis or the database is down: try again next round
+                logger.warning("resync of %s failed", self.group(), exc_info=True)
+
+    async def layer_reconnected(self, message: dict[str, Any]) -> None:
+        """Events published while the layer was reconnecting are in the stream: send them."""
+        if self.subject_id and not self.feed.ended:
+            async with self.lock:
+                await self.catch_up()
+
+    async def send_snapshot(self) -> None:
+        last = await event_store.last_event(self.stream())
+        self.feed.start_snapshot(last)
+        await self.send_json(await self.snapshot_frame())
+
+    async def replay(self, after: int) -> None:
+        missed = await event_store.read_events_after(self.stream(), after)
+        last = await event_store.last_event(self.stream()) if job_feed.replay_needs_last(after, missed) else None
+        if job_feed.history_lost(after, missed, last):
+            await self.send_snapshot()  # history was trimmed or expired: the best we can do
+            return
+        self.feed.start_replay(after, missed, last)
+        for event in missed:
+            await self.send_event(event)
+        await self.settle_if_finished()
+
+    async def catch_up(self, upto: int | None = None) -> None:
+        for event in await event_store.read_events_after(self.stream(), self.feed.last_seq, upto=upto):
+            await self.send_event(event)
+
+    async def settle_if_finished(self) -> None:
+        if self.feed.ended:  # no database query for a socket that already told the end
+            return
+        row = await RESYNC_READS.get(("row", self.group()), self.read_row)
+        grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
+        if self.feed.ended_unseen(row, timezone.now(), grace):
+            await self.send_json(await self.snapshot_frame())
+
+    async def send_event(self, event: dict[str, Any], text: str | None = None) -> None:
+        if self.feed.take(event):
+            await self.send(text_data=text if text is not None else json.dumps(event))
+
+    async def job_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        async with self.lock:
+            if self.feed.gap_before(event):
+                await self.catch_up(upto=event["seq"] - 1)
+            await self.send_event(event, encoded_once(message, "event", lambda: event))
+
+    async def handle_frame(self, content: dict[str, Any]) -> None:
+        kind = content.get("type")
+        if kind == "resume":
+            if not self.resume_limiter.allow():
+                await self.strike(settings.WS_RESUME_STRIKES, "Too many resume frames")
+                return
+            after = job_feed.parse_after(content.get("after"))
+            if after is None:
+                await self.send_error("invalid_after", "`after` must be a whole number >= 0.")
+                return
+            async with self.lock:
+                self.feed.rewind(after)
+                await self.replay(after)
+        elif kind == "ping":
+            await self.send_json({"type": "pong"})
+        else:
+            await self.send_error("unknown_type", "Known frame types: resume, ping.")
