@@ -302,6 +302,19 @@ def test_a_cap_holds_across_two_workers(stack_root):
         assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
 
 
+def test_a_cap_holds_on_the_prefork_pool(stack_root):
+    """The CPU queue's prefork worker with two children, under a kind cap of one."""
+    with capped_stack(stack_root, "policies-cap-cpu", queue="cpu", concurrency=1) as live:
+        live.start_cpu_worker(concurrency=2)
+        job_ids = [start(live, steps=3, delay=0.2) for _ in range(3)]
+        samples = watch_rows(live, job_ids)
+        assert most_running(samples) == 1
+        waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
+        assert "waiting: 1 of 1 Test steps jobs running" in waiting, waiting
+        assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
+        assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
+
+
 def test_a_killed_workers_slot_is_not_leaked(stack_root):
     with capped_stack(stack_root, "policies-cap-kill", concurrency=1) as live:
         holder = start(live, steps=20, delay=0.3)
