@@ -407,6 +407,9 @@ JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30)
 # a worker reserved it without starting it (basic/jobs/queue_markers.py).
 JOB_REQUEUE_AFTER_SECONDS = env_int("JOB_REQUEUE_AFTER_SECONDS", 30)
 JOB_RESERVED_SECONDS = env_int("JOB_RESERVED_SECONDS", 30)
+# A worker process says it is alive this often (a third of it); one silent this long is taken for
+# dead, and the messages it held (delayed starts, retries waiting for their time) are sent again.
+WORKER_ALIVE_SECONDS = env_int("WORKER_ALIVE_SECONDS", 10)
 # How often a job socket re-reads the job's history while it waits for the end.
 JOB_SOCKET_RESYNC_SECONDS = float(env_str("JOB_SOCKET_RESYNC_SECONDS", "5"))
 # How long a finished job may lack its terminal event in the history before sockets report the

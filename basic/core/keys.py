@@ -50,6 +50,11 @@ def queued_key(job_id: UUID | str) -> str:
     return f"jobs:{job_id}:queued"
 
 
+def worker_alive_key(token: str) -> str:
+    """A worker process that is alive (basic/jobs/worker_liveness.py); `token` is unique per process."""
+    return f"workers:{token}:alive"
+
+
 def slot_keys(kind: str, owner_id: int | str | None = None) -> tuple[str, str, str]:
     """One concurrency cap of a kind (basic/jobs/slots.py): the whole deployment's, or one owner's.
     Three sorted sets: holders (job id -> expiry), waiters (job id -> arrival) and when each waiter

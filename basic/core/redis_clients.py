@@ -13,6 +13,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from redis.backoff import ExponentialBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from basic.core import redis_target
@@ -20,6 +21,7 @@ from basic.core import redis_target
 _CLIENT_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 1, "socket_timeout": 5, "health_check_interval": 15}
 
 _sync_client: redis.Redis | None = None
+_scripts: dict[str, Script] = {}
 _async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis]" = (
     weakref.WeakKeyDictionary()
 )
@@ -57,3 +59,12 @@ def async_redis() -> aioredis.Redis:
             **_options(AsyncRetry(ExponentialBackoff(cap=1), 3)))
         _async_clients[loop] = client
     return client
+
+
+def run_script(source: str, keys: list[str], args: list[Any]) -> Any:
+    """Run a Lua script on the sync client by EVALSHA: its text is sent once per process (and again
+    if Redis forgot it: a restart, a failover)."""
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = sync_redis().register_script(source)
+    return script(keys=keys, args=args, client=sync_redis())

@@ -6,12 +6,12 @@ is what snapshots, replay after reconnect and gap repair read. Stream entry ids 
 "everything after seq N" is a plain XRANGE.
 """
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from redis.commands.core import Script
 
 from basic.core.keys import (
     batch_aggregate_key,
@@ -21,7 +21,7 @@ from basic.core.keys import (
     seq_key,
     stream_key,
 )
-from basic.core.redis_clients import async_redis, sync_redis
+from basic.core.redis_clients import async_redis, run_script, sync_redis
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,16 @@ class EventStream:
 
     seq_key: str
     stream_key: str
+
+
+@dataclass(frozen=True)
+class BatchRestore:
+    """What the database knows of a batch's aggregate, for a Redis that lost it: the seq and percent
+    of its last event, and its members' "status:percent" (job id -> value) that are not queued at 0."""
+
+    seq: int
+    progress: int
+    members: dict[str, str] = field(default_factory=dict)
 
 
 def job_stream(job_id: UUID | str) -> EventStream:
@@ -95,12 +105,29 @@ _APPEND_AND_PUBLISH_SCRIPT = _APPEND + "publish(ARGV[6], data, 7)\nreturn seq"
 # members on several workers give gapless seqs in aggregate order. KEYS: seq, stream, members
 # (job id -> "status:percent"), aggregate ("last" sent, "closed" once its end went out).
 # ARGV: member, its status, its percent, total members, the event's constant fields as JSON,
-# maxlen, ttl, floor, message type, channels… A member's percent never goes back (a retry restarts
-# at 0: the bar keeps its high-water mark) and an ended member stays ended, so the aggregate never
-# goes back either. Returns the event's JSON, or false if nothing changed or the batch has ended.
+# maxlen, ttl, floor, message type, restore, channels… A member's percent never goes back (a retry
+# restarts at 0: the bar keeps its high-water mark) and an ended member stays ended, so the aggregate
+# never goes back either. Returns the event's JSON, or false if nothing changed or the batch has ended.
+# Without "last" (a new batch, or a Redis that came back empty: trap 7) and with restore '' (the
+# caller has not read the database yet), returns 'restore'; called again with restore as JSON
+# {"progress", "members": {job id: "status:percent"}} from the database, it recounts from those
+# members and never sends a percent below `progress` nor a seq at or below `floor`.
 _AGGREGATE_SCRIPT = _FUNCTIONS + """
 if redis.call('HEXISTS', KEYS[4], 'closed') == 1 then
   return false
+end
+local last = redis.call('HGET', KEYS[4], 'last')
+local least = 0
+if last then
+  least = tonumber(string.match(last, '^(%d+):'))
+elseif ARGV[10] == '' then
+  return 'restore'
+else
+  local restored = cjson.decode(ARGV[10])
+  least = tonumber(restored.progress)
+  for id, value in pairs(restored.members) do
+    redis.call('HSETNX', KEYS[3], id, value)
+  end
 end
 local ended = {done = true, failed = true, cancelled = true}
 local member, state, pct, total = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -130,7 +157,7 @@ for _, value in ipairs(redis.call('HVALS', KEYS[3])) do
   seen = seen + 1
 end
 counts.queued = counts.queued + math.max(0, total - seen)
-local progress = math.min(100, math.floor(sum / math.max(total, 1)))
+local progress = math.max(least, math.min(100, math.floor(sum / math.max(total, 1))))
 local finished = counts.done + counts.failed + counts.cancelled
 local signature = table.concat({progress, counts.queued, counts.running, counts.done, counts.failed,
                                 counts.cancelled}, ':')
@@ -154,7 +181,7 @@ local seq = next_seq(KEYS[1], KEYS[2], tonumber(ARGV[8]))
 event.seq = seq
 local data = cjson.encode(event)
 store(KEYS[1], KEYS[2], seq, data, ARGV[6], ARGV[7])
-publish(ARGV[9], data, 10)
+publish(ARGV[9], data, 11)
 return data
 """
 # A batch's one end: appended (and published, ARGV[7..]) like `_APPEND_AND_PUBLISH_SCRIPT`, and the
@@ -180,22 +207,11 @@ def _split_for_seq(event: dict[str, Any]) -> tuple[str, str]:
     return body[:-1] + ',"seq":', "}"
 
 
-_scripts: dict[str, Script] = {}
-
-
-def _run_script(source: str, keys: list[str], args: list[Any]) -> Any:
-    """EVALSHA a script, loading it on first use (and again after a Redis restart forgot it)."""
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = sync_redis().register_script(source)
-    return script(keys=keys, args=args)
-
-
 def _append(source: str, subject: "UUID | str | EventStream", event: dict[str, Any], floor: int,
             *extra: str) -> dict[str, Any]:
     head, tail = _split_for_seq(event)
     stream = _stream(subject)
-    seq = _run_script(
+    seq = run_script(
         source,
         [stream.seq_key, stream.stream_key],
         [head, tail, settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS, floor, *extra],
@@ -215,20 +231,37 @@ def append_and_publish(
     return _append(_APPEND_AND_PUBLISH_SCRIPT, job_id, event, floor, message_type, *channels)
 
 
+RESTORE = b"restore"  # the aggregate script's answer when its state is missing (new, expired or lost)
+
+
 def aggregate_batch(batch_id: UUID | str, *, member: UUID | str, status: str, progress: int, total: int,
-                    fields: dict[str, Any], message_type: str, channels: list[str]) -> dict[str, Any] | None:
+                    fields: dict[str, Any], message_type: str, channels: list[str],
+                    restore: Callable[[], BatchRestore | None] | None = None) -> dict[str, Any] | None:
     """Record one member's status and percent in its batch's aggregate; if the aggregate changed,
     append its event (`fields` plus the counts, percent, status, message and seq) to the batch's
     stream and publish it on `channels`. Returns the event, or None if nothing changed or the
-    batch's end was sent."""
+    batch's end was sent.
+
+    `restore` is asked, only when Redis holds no aggregate for the batch (its first event, or a
+    Redis that came back empty), for what the database knows (None: the batch has ended, send
+    nothing); the aggregate restarts from it, never below its percent nor at or below its seq.
+    Without `restore`, a missing aggregate starts from nothing."""
     stream = batch_stream(batch_id)
-    data = _run_script(
-        _AGGREGATE_SCRIPT,
-        [stream.seq_key, stream.stream_key, batch_members_key(batch_id), batch_aggregate_key(batch_id)],
-        [str(member), status, progress, total, json.dumps(fields, separators=(",", ":")),
-         settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS, 0, message_type, *channels],
-    )
-    return json.loads(data) if data else None
+    keys = [stream.seq_key, stream.stream_key, batch_members_key(batch_id), batch_aggregate_key(batch_id)]
+    args = [str(member), status, progress, total, json.dumps(fields, separators=(",", ":")),
+            settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS]
+    state = "" if restore is not None else '{"progress":0,"members":{}}'
+    floor = 0
+    for _ in range(2):  # a second time only with the database's state
+        data = run_script(_AGGREGATE_SCRIPT, keys, [*args, floor, message_type, state, *channels])
+        if data != RESTORE:
+            return json.loads(data) if data else None
+        restored = restore() if restore is not None else None
+        if restored is None:
+            return None
+        floor = restored.seq
+        state = json.dumps({"progress": restored.progress, "members": restored.members}, separators=(",", ":"))
+    return None
 
 
 def close_batch(batch_id: UUID | str, event: dict[str, Any], *, floor: int, message_type: str,
@@ -237,7 +270,7 @@ def close_batch(batch_id: UUID | str, event: dict[str, Any], *, floor: int, mess
     before (a retry whose first try's reply was lost)."""
     stream = batch_stream(batch_id)
     head, tail = _split_for_seq(event)
-    seq = _run_script(
+    seq = run_script(
         _CLOSE_SCRIPT,
         [stream.seq_key, stream.stream_key, batch_members_key(batch_id), batch_aggregate_key(batch_id)],
         [head, tail, settings.JOB_EVENTS_MAXLEN, settings.JOB_EVENTS_TTL_SECONDS, floor, message_type, *channels],
@@ -247,7 +280,7 @@ def close_batch(batch_id: UUID | str, event: dict[str, Any], *, floor: int, mess
 
 def redis_packed(message_type: str, event: dict[str, Any]) -> bytes:
     """The bytes `append_and_publish` would publish for this event (to check a reader with)."""
-    return _run_script(_PROBE_SCRIPT, [], [message_type, json.dumps(event, separators=(",", ":"))])
+    return run_script(_PROBE_SCRIPT, [], [message_type, json.dumps(event, separators=(",", ":"))])
 
 
 def _decode(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[dict[str, Any]]:

@@ -6,14 +6,13 @@ live workers find jobs whose worker was killed (RUNNING, but no lease) and run t
 import logging
 import time
 import uuid
-from typing import Any
 from uuid import UUID
 
 import redis
 from django.conf import settings
 
 from basic.core.keys import lease_key, queued_key
-from basic.core.redis_clients import sync_redis
+from basic.core.redis_clients import run_script, sync_redis
 from basic.jobs import slots
 
 logger = logging.getLogger(__name__)
@@ -37,16 +36,6 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
 end
 return 0
 """
-_scripts: dict[str, Any] = {}
-
-
-def _script(source: str) -> Any:
-    """The script, sent by EVALSHA (its text only once per process, and again if Redis forgot it)."""
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = sync_redis().register_script(source)
-    return script
-
 
 class LeaseLost(Exception):
     """Another run took the job over (this worker stalled past the lease); stop without side effects."""
@@ -65,7 +54,7 @@ class JobLease:
     def acquire(self) -> bool:
         """Take the lease if it is free. Taking it also clears the job's queue marker (its message
         has been received: basic/jobs/queue_markers.py), in the same round trip."""
-        return bool(_script(_ACQUIRE_AND_CLEAR)(keys=[self.key, queued_key(self.job_id)],
+        return bool(run_script(_ACQUIRE_AND_CLEAR, keys=[self.key, queued_key(self.job_id)],
                                                  args=[self.holder, self.seconds]))
 
     def renew(self) -> None:
@@ -73,7 +62,7 @@ class JobLease:
         Redis outage is not a reason to abandon the work, so it only logs: the lease is checked
         again at the next step."""
         try:
-            renewed = _script(_RENEW)(keys=[self.key], args=[self.holder, self.seconds])
+            renewed = run_script(_RENEW, keys=[self.key], args=[self.holder, self.seconds])
         except redis.RedisError as exc:
             logger.warning("could not renew %s: %s", self.key, exc)
             return
@@ -97,7 +86,7 @@ class JobLease:
 
     def release(self) -> None:
         try:
-            _script(_RELEASE)(keys=[self.key], args=[self.holder])
+            run_script(_RELEASE, keys=[self.key], args=[self.holder])
         except redis.RedisError as exc:  # it expires by itself
             logger.warning("could not release %s: %s", self.key, exc)
 

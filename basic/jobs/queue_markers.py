@@ -1,31 +1,69 @@
 """A marker per queued job, beside the broker's message, so the recovery sweep can tell a job
 whose message is still waiting from one whose message is gone: lost with a Redis that came back
-empty (docs/design.md trap 7), or reserved by a worker that died before it started the job.
+empty or failed over to a replica that had not got it yet (docs/design.md trap 7), or reserved by a
+worker that died before it started the job.
 
-queued (set when the job is sent) -> reserved (a worker received it; expires) -> gone (it started).
-A QUEUED job without a marker is sent again; the job's lease keeps a duplicate from running twice.
+sending (written just before the message; expires) -> queued (written once the broker took the
+message) -> reserved by worker W (W received it) -> gone (the run took the job's lease).
+
+Why two writes around the send: Redis replicates its writes in order, so a replica that has the
+`queued` marker has the message sent before it; a marker written before the send could survive a
+failover without its message and hide the job for the broker's visibility timeout (hours). If the
+sender dies or the send fails, `sending` expires and the sweep sends the job again.
+
+A QUEUED or due SCHEDULED job without a marker, or reserved by a worker that is no longer alive
+(basic/jobs/worker_liveness.py), is sent again; the job's lease keeps a duplicate from running twice.
 """
+import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from django.conf import settings
+from redis import RedisError
 
 from basic.core.keys import queued_key
-from basic.core.redis_clients import sync_redis
+from basic.core.redis_clients import run_script, sync_redis
+from basic.jobs import worker_liveness
 
+SENDING = "sending"
 QUEUED = "queued"
-RESERVED = "reserved"
+RESERVED = "reserved"  # "reserved:<worker token>"
+
+logger = logging.getLogger(__name__)
+
+# `queued` only over our own `sending`: a worker that already received the message (reserved) or
+# started the job (the lease script deleted the marker) must not be overwritten.
+_CONFIRM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
-def mark_queued(job_id: UUID | str) -> None:
-    # Outlives any wait in the queue that the broker itself would honour.
-    sync_redis().set(queued_key(job_id), QUEUED, ex=settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"])
+@contextmanager
+def sending(job_id: UUID | str) -> Iterator[None]:
+    """Wrap the send of a job's message: marked `sending` before, `queued` after (if the body
+    raises, `sending` is left to expire)."""
+    key = queued_key(job_id)
+    sync_redis().set(key, SENDING, ex=max(1, settings.JOB_REQUEUE_AFTER_SECONDS))
+    yield
+    try:  # outlives any wait in the queue that the broker itself would honour
+        run_script(_CONFIRM, keys=[key],
+                   args=[SENDING, QUEUED, settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]])
+    except RedisError as exc:  # the message is sent: `sending` expires and the sweep sends it again
+        logger.warning("job %s: sent, but its queue marker was not confirmed: %s", job_id, exc)
 
 
 def mark_reserved(job_id: UUID | str, wait: float = 0.0) -> None:
-    """A worker holds the message; if it dies before starting the job, the marker expires. `wait`:
-    the seconds the worker holds it before its time comes (a retry's countdown)."""
-    sync_redis().set(queued_key(job_id), RESERVED, ex=settings.JOB_RESERVED_SECONDS + math.ceil(max(0.0, wait)))
+    """This worker process holds the message; if it dies before starting the job, the sweep sees
+    it is gone (and the marker expires anyway). `wait`: the seconds the worker holds it before its
+    time comes (a retry's countdown, a delayed start)."""
+    sync_redis().set(queued_key(job_id), f"{RESERVED}:{worker_liveness.token()}",
+                     ex=settings.JOB_RESERVED_SECONDS + math.ceil(max(0.0, wait)))
 
 
 def clear(job_id: UUID | str) -> None:
@@ -33,10 +71,26 @@ def clear(job_id: UUID | str) -> None:
 
 
 def unmarked(job_ids: list[UUID]) -> list[UUID]:
-    """The jobs among `job_ids` that have no marker (their message may be lost)."""
+    """The jobs among `job_ids` whose message may be lost: no marker, or reserved by a worker that
+    is no longer alive."""
     if not job_ids:
         return []
     pipe = sync_redis().pipeline(transaction=False)
     for job_id in job_ids:
-        pipe.exists(queued_key(job_id))
-    return [job_id for job_id, exists in zip(job_ids, pipe.execute(), strict=True) if not exists]
+        pipe.get(queued_key(job_id))
+    markers = dict(zip(job_ids, (_text(value) for value in pipe.execute()), strict=True))
+    holders = {_holder(marker) for marker in markers.values()} - {None}
+    living = worker_liveness.alive(holders)  # type: ignore[arg-type]
+    return [job_id for job_id, marker in markers.items()
+            if marker is None or (_holder(marker) is not None and _holder(marker) not in living)]
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _holder(marker: str | None) -> str | None:
+    """The worker token of a `reserved:<token>` marker (None for any other)."""
+    if marker is None or not marker.startswith(RESERVED + ":"):
+        return None
+    return marker.split(":", 1)[1]

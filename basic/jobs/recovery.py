@@ -11,7 +11,7 @@ from celery.signals import task_received, worker_ready
 from django.conf import settings
 from django.db import close_old_connections
 
-from basic.jobs import queue_markers, retention
+from basic.jobs import queue_markers, retention, worker_liveness
 from basic.jobs.batch_events import finish_settled_batches
 from basic.jobs.services import RUN_JOB_TASK, recover_lost_jobs
 
@@ -75,6 +75,7 @@ def _seconds_until(eta: object) -> float:
 
 
 def start_recovery_loop(**kwargs: object) -> None:
+    worker_liveness.start()
     # Under the gevent pool threading is monkey-patched, so this is a greenlet beside the tasks.
     interval = max(1.0, settings.JOB_LEASE_SECONDS / 2)
     threading.Thread(target=recovery_loop, args=(interval,), name="job-recovery", daemon=True).start()

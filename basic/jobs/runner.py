@@ -78,9 +78,10 @@ def _run(job: Job, kind: JobKind, lease: JobLease) -> None:
     limit = run_policy.time_limit
     if job.status == Job.Status.RUNNING and ran_past(job.started, limit, timezone.now()):
         # Its last run was stopped at the limit (a prefork child killed at the hard limit, whose
-        # message came back): running it again would only time out again.
-        if transitions.fail(job, timed_out_message(limit)):
-            files.remove_temp_files(job.id)
+        # message came back): running it again would only time out again. Its partial output goes
+        # first, so no one who sees it failed finds the output half-written.
+        files.remove_temp_files(job.id)
+        transitions.fail(job, timed_out_message(limit))
         return
     caps = slots.caps_of(kind, job.owner_id)
     if caps:

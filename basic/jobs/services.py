@@ -22,7 +22,7 @@ from redis import RedisError
 from basic.jobs import files, queue_markers, slots, transitions
 from basic.jobs.leases import is_leased
 from basic.jobs.models import Batch, Job
-from basic.jobs.registry import CELERY_QUEUES, IO, PRIORITIES, JobKind, get_kind, policy
+from basic.jobs.registry import CELERY_QUEUES, IO, PRIORITIES, JobKind, Policy, get_kind, policy
 from basic.jobs.retention import QuotaExceeded as QuotaExceeded  # raised by job_start; views answer 409
 from basic.jobs.retention import check_quota, delete_job
 from basic.jobs.time_limits import ran_past, timed_out_message
@@ -82,7 +82,11 @@ def enqueue(job: Job, countdown: float | None = None) -> None:
     enforces its own (basic/jobs/time_limits.py)."""
     kind = get_kind(job.kind)
     run_policy = policy(kind) if kind else None  # an unknown kind is failed by the run, on any queue
-    queue_markers.mark_queued(job.id)
+    with queue_markers.sending(job.id):
+        _send(job, run_policy, countdown)
+
+
+def _send(job: Job, run_policy: Policy | None, countdown: float | None) -> None:
     current_app.send_task(
         RUN_JOB_TASK,
         args=[str(job.id)],
@@ -245,8 +249,8 @@ def _ended_past_time_limit(job: Job, now: datetime) -> bool:
     if not kind or not ran_past(job.started, limit, now):
         return False
     logger.warning("job %s (%s) was lost past its time limit of %s s; ending it", job.id, job.kind, limit)
-    if transitions.fail(job, timed_out_message(limit)):
-        files.remove_temp_files(job.id)
+    files.remove_temp_files(job.id)  # first: no one who sees it failed finds it half-written
+    transitions.fail(job, timed_out_message(limit))
     return True
 
 

@@ -11,14 +11,13 @@ workers. A waiting job asks again every second or so (basic/jobs/runner.py).
 """
 import logging
 from dataclasses import dataclass
-from typing import Any
 from uuid import UUID
 
 import redis
 from django.conf import settings
 
 from basic.core.keys import slot_keys
-from basic.core.redis_clients import sync_redis
+from basic.core.redis_clients import run_script, sync_redis
 from basic.jobs.registry import JobKind, policy
 
 logger = logging.getLogger(__name__)
@@ -85,16 +84,6 @@ for _, holders in ipairs(KEYS) do
 end
 return 1
 """
-_scripts: dict[str, Any] = {}
-
-
-def _script(source: str) -> Any:
-    """The script, sent by EVALSHA (its text only once per process, and again if Redis forgot it)."""
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = sync_redis().register_script(source)
-    return script
-
 
 @dataclass(frozen=True)
 class Cap:
@@ -140,14 +129,14 @@ def acquire(job_id: UUID | str, arrival: float, caps: list[Cap], seconds: int | 
     `2 * seconds`). `seconds`: how long a slot outlives its holder's last renewal (the lease's)."""
     seconds = _lease_seconds(seconds)
     keys = [key for cap in caps for key in cap.keys]
-    index, running, ahead = _script(_ACQUIRE)(
+    index, running, ahead = run_script(_ACQUIRE,
         keys=keys, args=[str(job_id), repr(float(arrival)), seconds, 2 * seconds, *(cap.limit for cap in caps)])
     return None if index < 0 else Wait(caps[index], running, ahead)
 
 
 def renew(job_id: UUID | str, caps: list[Cap], seconds: int | None = None) -> None:
     """Keep the job's slots another `seconds` (the lease's); raises RedisError like any call."""
-    _script(_RENEW)(keys=[cap.keys[0] for cap in caps], args=[str(job_id), _lease_seconds(seconds)])
+    run_script(_RENEW, keys=[cap.keys[0] for cap in caps], args=[str(job_id), _lease_seconds(seconds)])
 
 
 def release(job_id: UUID | str, caps: list[Cap]) -> None:

@@ -6,7 +6,7 @@ from kombu.exceptions import OperationalError
 
 from basic.api import errors
 from basic.core import redis_clients
-from basic.jobs import event_store, services
+from basic.jobs import services
 from basic.models import Job
 from basic.ops import health
 from basic.ops.stack import free_port
@@ -29,7 +29,7 @@ def redis_down(settings, monkeypatch):
     port = free_port()
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     monkeypatch.setattr(redis_clients, "_sync_client", None)
-    monkeypatch.setattr(event_store, "_scripts", {})
+    monkeypatch.setattr(redis_clients, "_scripts", {})
     monkeypatch.setattr("basic.jobs.publish.TERMINAL_PUSH_ATTEMPTS", 1)  # no 5 s of retries for the failed event
     return port
 

@@ -199,14 +199,42 @@ def test_a_delayed_job_cancelled_before_its_time_never_runs(pool):
     assert (state["status"], state["started"]) == ("cancelled", None)
 
 
-def test_a_delayed_job_starts_on_time_after_redis_comes_back_empty(stack_root):
-    with live_stack(stack_root, "policies-delay", own_redis=True, JOB_LEASE_SECONDS="2") as live:
-        job_id = start_with(live, {"steps": 1}, delay_seconds=8)
-        live.stop_redis()
-        live.start_redis_again(empty=True)  # the countdown's message and the job's marker are gone
-        state = ended(live, job_id, timeout=60)
-        assert state["status"] == "done", state
-        assert at(state["started"]) >= at(state["not_before"])
+@pytest.fixture(scope="module")
+def delay_live(stack_root):
+    # A sweep every second, and a killed worker taken for dead after 2 s of silence.
+    with live_stack(stack_root, "policies-delay", own_redis=True, JOB_LEASE_SECONDS="2",
+                    WORKER_ALIVE_SECONDS="2") as live:
+        yield live
+
+
+def test_a_delayed_job_starts_on_time_after_redis_comes_back_empty(delay_live):
+    job_id = start_with(delay_live, {"steps": 1}, delay_seconds=8)
+    delay_live.stop_redis()
+    delay_live.start_redis_again(empty=True)  # the countdown's message and the job's marker are gone
+    state = ended(delay_live, job_id, timeout=60)
+    assert state["status"] == "done", state
+    assert at(state["started"]) >= at(state["not_before"])
+
+
+ON_TIME_SECONDS = 3  # a sweep (1 s) and a countdown's start, on a loaded 2-core box
+
+
+def test_a_delayed_job_starts_on_time_after_its_worker_is_killed(delay_live):
+    """The worker holding the countdown's message is SIGKILLed and another starts: the new worker's
+    sweep sees the message's holder is gone and sends it again with the countdown left (it used to
+    wait for the reserved marker to expire, JOB_RESERVED_SECONDS = 30 s past the job's time)."""
+    job_id = start_with(delay_live, {"steps": 1}, delay_seconds=15)
+    markers = redis.Redis.from_url(delay_live.env["REDIS_URL"])
+    wait_for(lambda: (markers.get(f"jobs:{job_id}:queued") or b"").startswith(b"reserved:"), 10,
+             "the worker to hold the countdown's message")
+    worker = delay_live.processes["worker"]
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    delay_live.start_worker("after-the-kill", concurrency=100)
+    state = ended(delay_live, job_id, timeout=60)
+    assert state["status"] == "done", state
+    late = (at(state["started"]) - at(state["not_before"])).total_seconds()
+    assert 0 <= late < ON_TIME_SECONDS, state
 
 
 def at(text: str) -> datetime:
@@ -221,17 +249,34 @@ def start_with(live: LiveStack, params: dict, **options) -> str:
 
 
 # --- concurrency caps (the gevent pool, ten slots a worker) -----------------------------------------
+# One stack for every cap test: each test has its own copy of test_steps (tests/capped_kinds.py)
+# with its own cap, so their jobs never count against each other's. Two gevent workers (a cap
+# holds across them) and the CPU queue's prefork worker with two children.
+CAPS = {
+    "steps_cap_two": {"concurrency": 2},
+    "steps_user_cap": {"per_user_concurrency": 1},
+    "steps_cap_one": {"concurrency": 1},
+    "steps_cpu_cap_one": {"queue": "cpu", "concurrency": 1},
+    "steps_kill": {"concurrency": 1},
+}
 
-def capped_stack(stack_root, name: str, **caps):
+
+@pytest.fixture(scope="module")
+def caps_live(stack_root):
     # A short lease (a killed worker's job and slot lapse within seconds) and a quick sweep of
     # queued jobs whose message went down with a killed worker.
-    return live_stack(stack_root, name, concurrency=10, JOB_KIND_POLICIES=json.dumps({"test_steps": caps}),
-                      JOB_LEASE_SECONDS="3", JOB_RESERVED_SECONDS="5", JOB_REQUEUE_AFTER_SECONDS="5")
+    with live_stack(stack_root, "policies-caps", concurrency=10, JOB_KIND_POLICIES=json.dumps(CAPS),
+                    JOB_KIND_EXTRA_MODULES="tests.job_kinds,tests.capped_kinds",
+                    JOB_LEASE_SECONDS="3", JOB_RESERVED_SECONDS="5", JOB_REQUEUE_AFTER_SECONDS="5") as live:
+        live.start_worker("second", concurrency=10)
+        live.start_cpu_worker(concurrency=2)
+        yield live
 
 
-def start_as(live: LiveStack, token: str, **params) -> str:
-    with httpx.Client(base_url=live.base_url, headers={"Authorization": f"Token {token}"}, timeout=30) as http:
-        response = http.post("/api/jobs/", json={"kind": "test_steps", "params": params})
+def start_kind(live: LiveStack, kind: str, token: str | None = None, **params) -> str:
+    headers = {"Authorization": f"Token {token}"} if token else live.headers
+    with httpx.Client(base_url=live.base_url, headers=headers, timeout=30) as http:
+        response = http.post("/api/jobs/", json={"kind": kind, "params": params})
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
@@ -257,79 +302,77 @@ def most_running(samples: list[list[tuple]], owner: object = None) -> int:
     return max(sum(1 for row in sample if row[2] == "running" and owner in (None, row[1])) for sample in samples)
 
 
-def test_a_kind_cap_runs_its_jobs_two_at_a_time_in_the_order_they_came(stack_root):
-    with capped_stack(stack_root, "policies-cap2", concurrency=2) as live:
-        job_ids = [start(live, steps=4, delay=0.3) for _ in range(5)]
-        samples = watch_rows(live, job_ids)
-        assert most_running(samples) == 2
-        waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
-        assert "waiting: 2 of 2 Test steps jobs running" in waiting, waiting
-        states = [job(live, job_id) for job_id in job_ids]
-        assert [state["status"] for state in states] == ["done"] * 5, states
-        # In the order they came, two at a time: the two slots free at about the same moment, so
-        # the two jobs let in then mark themselves started in either order (ms apart), but no job
-        # starts in a round before one that came earlier (strict order with one slot: below).
-        by_start = sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"]))
-        assert [set(by_start[:2]), set(by_start[2:4]), by_start[4]] == [set(job_ids[:2]), set(job_ids[2:4]),
-                                                                       job_ids[4]]
-        events = watch(live, job_ids[-1])
-        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
-        assert [e["type"] for e in events if e["type"] in TERMINAL] == ["job.done"]
+def test_a_kind_cap_runs_its_jobs_two_at_a_time_in_the_order_they_came(caps_live):
+    live = caps_live
+    job_ids = [start_kind(live, "steps_cap_two", steps=4, delay=0.3) for _ in range(5)]
+    samples = watch_rows(live, job_ids)
+    assert most_running(samples) == 2
+    waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
+    assert "waiting: 2 of 2 Cap-two steps jobs running" in waiting, waiting
+    states = [job(live, job_id) for job_id in job_ids]
+    assert [state["status"] for state in states] == ["done"] * 5, states
+    # In the order they came, two at a time: the two slots free at about the same moment, so
+    # the two jobs let in then mark themselves started in either order (ms apart), but no job
+    # starts in a round before one that came earlier (strict order with one slot: below).
+    by_start = sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"]))
+    assert [set(by_start[:2]), set(by_start[2:4]), by_start[4]] == [set(job_ids[:2]), set(job_ids[2:4]),
+                                                                   job_ids[4]]
+    events = watch(live, job_ids[-1])
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e["type"] for e in events if e["type"] in TERMINAL] == ["job.done"]
 
 
-def test_a_per_user_cap_runs_one_users_jobs_one_at_a_time_beside_anothers(stack_root):
-    with capped_stack(stack_root, "policies-user-cap", per_user_concurrency=1) as live:
-        bob = live.user_token("bob")
-        alices = [start(live, steps=4, delay=0.3) for _ in range(2)]
-        bobs = start_as(live, bob, steps=4, delay=0.3)
-        samples = watch_rows(live, [*alices, bobs])
-        alice_id = next(row[1] for row in samples[-1] if row[0] == alices[0])
-        assert most_running(samples, owner=alice_id) == 1
-        assert most_running(samples) == 2  # bob's job ran beside one of alice's
-        waiting = {row[3] for sample in samples for row in sample if row[0] == alices[1] and row[2] == "queued"}
-        assert "waiting: 1 of 1 of your Test steps jobs running" in waiting, waiting
-        assert all(job(live, job_id)["status"] == "done" for job_id in alices)
+def test_a_per_user_cap_runs_one_users_jobs_one_at_a_time_beside_anothers(caps_live):
+    live = caps_live
+    bob = live.user_token("bob")
+    alices = [start_kind(live, "steps_user_cap", steps=4, delay=0.3) for _ in range(2)]
+    bobs = start_kind(live, "steps_user_cap", bob, steps=4, delay=0.3)
+    samples = watch_rows(live, [*alices, bobs])
+    alice_id = next(row[1] for row in samples[-1] if row[0] == alices[0])
+    assert most_running(samples, owner=alice_id) == 1
+    assert most_running(samples) == 2  # bob's job ran beside one of alice's
+    waiting = {row[3] for sample in samples for row in sample if row[0] == alices[1] and row[2] == "queued"}
+    assert "waiting: 1 of 1 of your User-cap steps jobs running" in waiting, waiting
+    assert all(job(live, job_id)["status"] == "done" for job_id in alices)
 
 
-def test_a_cap_holds_across_two_workers(stack_root):
-    with capped_stack(stack_root, "policies-cap-two-workers", concurrency=1) as live:
-        live.start_worker("second", concurrency=10)
-        job_ids = [start(live, steps=3, delay=0.2) for _ in range(4)]
-        samples = watch_rows(live, job_ids)
-        assert most_running(samples) == 1
-        assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
-        # One slot: each job starts after the one before it ended, so strictly in the order they came.
-        assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
+def test_a_cap_holds_across_two_workers(caps_live):
+    live = caps_live
+    job_ids = [start_kind(live, "steps_cap_one", steps=3, delay=0.2) for _ in range(4)]
+    samples = watch_rows(live, job_ids)
+    assert most_running(samples) == 1
+    assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
+    # One slot: each job starts after the one before it ended, so strictly in the order they came.
+    assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
 
 
-def test_a_cap_holds_on_the_prefork_pool(stack_root):
+def test_a_cap_holds_on_the_prefork_pool(caps_live):
     """The CPU queue's prefork worker with two children, under a kind cap of one."""
-    with capped_stack(stack_root, "policies-cap-cpu", queue="cpu", concurrency=1) as live:
-        live.start_cpu_worker(concurrency=2)
-        job_ids = [start(live, steps=3, delay=0.2) for _ in range(3)]
-        samples = watch_rows(live, job_ids)
-        assert most_running(samples) == 1
-        waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
-        assert "waiting: 1 of 1 Test steps jobs running" in waiting, waiting
-        assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
-        assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
+    live = caps_live
+    job_ids = [start_kind(live, "steps_cpu_cap_one", steps=3, delay=0.2) for _ in range(3)]
+    samples = watch_rows(live, job_ids)
+    assert most_running(samples) == 1
+    waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
+    assert "waiting: 1 of 1 CPU cap-one steps jobs running" in waiting, waiting
+    assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
+    assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
 
 
-def test_a_killed_workers_slot_is_not_leaked(stack_root):
-    with capped_stack(stack_root, "policies-cap-kill", concurrency=1) as live:
-        holder = start(live, steps=20, delay=0.3)
-        wait_for(lambda: job(live, holder)["progress"] >= 10, 20, "the holder to run")
-        queued = start(live, steps=1)
-        wait_for(lambda: job(live, queued)["message"].startswith("waiting: 1 of 1"), 20, "the second to wait")
-        live.processes["worker"].send_signal(signal.SIGKILL)
-        live.processes["worker"].wait()
-        assert job(live, holder)["status"] == "running"
+def test_a_killed_workers_slot_is_not_leaked(caps_live):
+    """Last: it kills the stack's first gevent worker (the second one takes the jobs over)."""
+    live = caps_live
+    holder = start_kind(live, "steps_kill", steps=20, delay=0.3)
+    wait_for(lambda: job(live, holder)["progress"] >= 10, 20, "the holder to run")
+    queued = start_kind(live, "steps_kill", steps=1)
+    wait_for(lambda: job(live, queued)["message"].startswith("waiting: 1 of 1"), 20, "the second to wait")
+    live.processes["worker"].send_signal(signal.SIGKILL)
+    live.processes["worker"].wait()
+    assert job(live, holder)["status"] == "running"
 
-        live.start_worker("second", concurrency=10)
-        first, second = ended(live, holder, timeout=60), ended(live, queued, timeout=60)
-        assert (first["status"], second["status"]) == ("done", "done"), (first, second)
-        # One at a time, whichever took the slot first once the killed worker's had lapsed.
-        assert at(second["started"]) >= at(first["finished"]) or at(first["started"]) >= at(second["finished"])
-        assert [e["type"] for e in watch(live, holder)].count("job.started") == 2  # recovered, run again
-        after = start(live, steps=1)  # the slot is free: nothing leaked
-        assert ended(live, after, timeout=20)["status"] == "done"
+    first, second = ended(live, holder, timeout=60), ended(live, queued, timeout=60)
+    assert (first["status"], second["status"]) == ("done", "done"), (first, second)
+    # One at a time, whichever took the slot first once the killed worker's had lapsed.
+    assert at(second["started"]) >= at(first["finished"]) or at(first["started"]) >= at(second["finished"])
+    assert [e["type"] for e in watch(live, holder)].count("job.started") == 2  # recovered, run again
+    after = start_kind(live, "steps_kill", steps=1)  # the slot is free: nothing leaked
+    assert ended(live, after, timeout=20)["status"] == "done"

@@ -29,8 +29,7 @@ def sentinels(tmp_path, settings, monkeypatch):
         settings.CACHES = {"default": redis_target.cache_settings(REDIS_URL, configured)}
         settings.CELERY_BROKER_URL = redis_target.broker_url("", "redis://localhost/6", configured)
         monkeypatch.setattr(redis_clients, "_sync_client", None)
-        monkeypatch.setattr(leases, "_scripts", {})
-        monkeypatch.setattr(event_store, "_scripts", {})
+        monkeypatch.setattr(redis_clients, "_scripts", {})
         monkeypatch.setattr(QueueDepthCollector, "_client", None)
         monkeypatch.setitem(health.CHECKS, "workers", lambda timeout: None)
         yield cluster

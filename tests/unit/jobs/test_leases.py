@@ -4,13 +4,19 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from basic.jobs import files, queue_markers, services
+from basic.jobs import files, queue_markers, services, worker_liveness
 from basic.jobs.event_store import read_events_sync
 from basic.jobs.leases import JobLease, LeaseLost, is_leased
 from basic.jobs.runner import run_job
 from basic.models import Job, Student
 
 pytestmark = pytest.mark.django_db
+
+
+def mark_sent(job_id) -> None:
+    """The markers `enqueue` leaves when the broker took the message."""
+    with queue_markers.sending(job_id):
+        pass
 
 
 def report_path(job_id):
@@ -90,16 +96,17 @@ def test_recovery_requeues_queued_jobs_whose_message_was_lost(alice, queued, set
 
     lost = queued_job()  # no marker: Redis lost the broker's copy with it
     waiting = queued_job()
-    queue_markers.mark_queued(waiting.id)  # still in the broker's queue
-    reserved_by_a_dead_worker = queued_job()
+    mark_sent(waiting.id)  # still in the broker's queue
+    reserved_but_not_started = queued_job()
     settings.JOB_RESERVED_SECONDS = 1
-    queue_markers.mark_reserved(reserved_by_a_dead_worker.id)
+    worker_liveness.announce()  # this process is the worker holding it, alive, but it never starts it
+    queue_markers.mark_reserved(reserved_but_not_started.id)
     queued_job(created=timezone.now())  # just queued: give the broker time
     queued_job(cancel_requested=True)
     assert services.recover_lost_jobs() == [lost.id]
     assert queue_markers.unmarked([lost.id]) == []  # queued again, so marked again
     time.sleep(1.1)
-    assert services.recover_lost_jobs() == [reserved_by_a_dead_worker.id]
+    assert services.recover_lost_jobs() == [reserved_but_not_started.id]
 
 
 def test_a_lease_that_vanished_is_taken_back_by_its_run(redis_client):
@@ -148,11 +155,11 @@ def test_taking_the_lease_clears_the_queue_marker_in_the_same_trip(redis_client)
     """Issue 19: the run's first two Redis writes (take the lease, drop the queue marker) are one script;
     a run that does not get the lease leaves the marker alone."""
     job_id = uuid.uuid4()
-    queue_markers.mark_queued(job_id)
+    mark_sent(job_id)
     first = JobLease(job_id, seconds=30)
     assert first.acquire()
     assert queue_markers.unmarked([job_id]) == [job_id]
-    queue_markers.mark_queued(job_id)  # sent again (recovery) while the first run holds the lease
+    mark_sent(job_id)  # sent again (recovery) while the first run holds the lease
     assert not JobLease(job_id, seconds=30).acquire()
     assert queue_markers.unmarked([job_id]) == []
     first.release()

@@ -1,5 +1,7 @@
 """A kind's policies: declared on the kind, overridden per deployment, refused when wrong; and how
 the queue and time limits reach Celery."""
+import contextlib
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework import serializers
@@ -92,7 +94,7 @@ def test_a_job_is_sent_to_its_kinds_queue_with_its_time_limits(monkeypatch, sett
     settings.JOB_TIME_LIMIT_GRACE_SECONDS = 7
     sent = {}
     monkeypatch.setattr(services.current_app, "send_task", lambda name, **options: sent.update(options))
-    monkeypatch.setattr(services.queue_markers, "mark_queued", lambda job_id: None)
+    monkeypatch.setattr(services.queue_markers, "sending", lambda job_id: contextlib.nullcontext())
     owner = django_user_model.objects.create(username="policy-owner")
     services.enqueue(Job(kind="thumbnails", owner=owner))
     assert (sent["queue"], sent["soft_time_limit"], sent["time_limit"]) == ("cpu", 600, 607)

@@ -1,0 +1,87 @@
+"""The queue marker around a send (basic/jobs/queue_markers.py): `queued` is written only after the
+broker took the message, so a Redis replica promoted by Sentinel never has the marker without the
+message; a worker that received or started the job first is not overwritten; a message held by a
+worker that is no longer alive counts as lost at once, so a delayed start it held is sent again in
+time (issue 20: "starts on time after a worker restart")."""
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from basic.core.keys import queued_key, worker_alive_key
+from basic.jobs import queue_markers, services, worker_liveness
+from basic.jobs.leases import JobLease
+from basic.models import Job
+
+pytestmark = pytest.mark.django_db
+
+
+def marker(redis_client, job_id) -> str | None:
+    value = redis_client.get(queued_key(job_id))
+    return value.decode() if value else None
+
+
+def test_the_marker_says_queued_only_after_the_broker_took_the_message(redis_client, settings):
+    job_id = uuid.uuid4()
+    seen_during_the_send = []
+    with queue_markers.sending(job_id):
+        seen_during_the_send.append(marker(redis_client, job_id))
+    assert seen_during_the_send == [queue_markers.SENDING]
+    assert marker(redis_client, job_id) == queue_markers.QUEUED
+    assert redis_client.ttl(queued_key(job_id)) > settings.JOB_REQUEUE_AFTER_SECONDS
+    queue_markers.clear(job_id)
+
+
+def test_a_send_that_failed_leaves_a_marker_that_expires_soon(redis_client, settings):
+    settings.JOB_REQUEUE_AFTER_SECONDS = 7
+    job_id = uuid.uuid4()
+    with pytest.raises(ConnectionError), queue_markers.sending(job_id):
+        raise ConnectionError("the broker is down")
+    assert marker(redis_client, job_id) == queue_markers.SENDING
+    assert 0 < redis_client.ttl(queued_key(job_id)) <= 7
+    queue_markers.clear(job_id)
+
+
+def test_a_worker_quicker_than_the_sender_is_not_overwritten(redis_client):
+    received, started = uuid.uuid4(), uuid.uuid4()
+    with queue_markers.sending(received):
+        queue_markers.mark_reserved(received)  # a worker received it before the send returned
+    assert marker(redis_client, received) == f"reserved:{worker_liveness.token()}"
+    with queue_markers.sending(started):
+        assert JobLease(started, seconds=30).acquire()  # ... or even started it: the marker is gone
+    assert marker(redis_client, started) is None  # and stays gone (no key left behind)
+    queue_markers.clear(received)
+
+
+def test_a_message_held_by_a_worker_that_died_counts_as_lost_at_once(redis_client, settings):
+    settings.JOB_RESERVED_SECONDS = 600
+    held_by_the_living, held_by_the_dead, waiting = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    worker_liveness.announce()
+    queue_markers.mark_reserved(held_by_the_living, wait=100)
+    redis_client.set(queued_key(held_by_the_dead), "reserved:a-worker-that-was-killed", ex=600)
+    with queue_markers.sending(waiting):
+        pass
+    assert queue_markers.unmarked([held_by_the_living, held_by_the_dead, waiting]) == [held_by_the_dead]
+    redis_client.delete(worker_alive_key(worker_liveness.token()))  # this worker goes silent
+    assert queue_markers.unmarked([held_by_the_living, waiting]) == [held_by_the_living]
+    for job_id in (held_by_the_living, held_by_the_dead, waiting):
+        queue_markers.clear(job_id)
+
+
+def test_the_sweep_sends_a_delayed_start_a_dead_worker_held_with_the_countdown_left(alice, monkeypatch, redis_client):
+    due = timezone.now() + timezone.timedelta(seconds=40)
+    job = Job.objects.create(kind="students_by_age", owner=alice, status=Job.Status.SCHEDULED, not_before=due)
+    redis_client.set(queued_key(job.id), "reserved:a-worker-that-was-killed", ex=600)
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda job, countdown=None: sent.append((job.id, countdown)))
+    assert services.recover_lost_jobs() == [job.id]
+    assert sent[0][0] == job.id and 38 < sent[0][1] <= 40
+    queue_markers.clear(job.id)
+
+
+def test_a_worker_announces_itself_for_worker_alive_seconds(redis_client, settings):
+    settings.WORKER_ALIVE_SECONDS = 9
+    worker_liveness.announce()
+    assert 0 < redis_client.ttl(worker_alive_key(worker_liveness.token())) <= 9
+    assert worker_liveness.alive({worker_liveness.token(), "gone"}) == {worker_liveness.token()}
+    assert worker_liveness.refresh_interval() == 3
