@@ -24,6 +24,14 @@ def private_cache(settings):
 
 
 @pytest.fixture(autouse=True)
+def quick_password_hashing(settings):
+    """Users made in-process (alice, bob, ...) hash their password with a cheap hasher: PBKDF2's
+    million rounds cost about a second of CPU per user, minutes over the suite. Live stacks, which
+    sign in as a browser does, keep the deployment's hashers."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def on_commit_as_in_production(monkeypatch):
     """A `django_db` test runs inside a transaction that never commits, so `transaction.on_commit`
     hooks (services.job_start sends its task by one) would never run. Code outside any atomic block
