@@ -5,14 +5,14 @@ from typing import Any
 from django.http import FileResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from basic.api.errors import BadRequest, Conflict, ServiceUnavailable
+from basic.api.errors import BadRequest, Conflict, IdempotencyKeyReused, ServiceUnavailable
 from basic.api.serializers import JobStartSerializer, absolute_url, socket_url
 from basic.api.throttles import SharedScopedRateThrottle
 from basic.api.trigger_options import (
@@ -136,7 +136,7 @@ def member_requests(request: Request, items: list[Any], defaults: TriggerOptions
         try:
             members.append(_member(request, item, defaults) if kind is None else batches.MemberRequest(
                 kind=kind, data=validate_params(kind, item, {"request": request}),
-                priority=defaults.priority, not_before=defaults.not_before))
+                priority=defaults.priority, not_before=defaults.not_before, options=defaults.given))
         except serializers.ValidationError as exc:
             errors[str(index)] = exc.detail
     if errors:
@@ -158,36 +158,75 @@ def _member(request: Request, item: Any, defaults: TriggerOptions) -> batches.Me
     if given:
         checked = TriggerOptionsSerializer(data=given, context={"user": request.user})
         checked.is_valid(raise_exception=True)
+        own = {name: checked.validated_data[name] for name in TRIGGER_OPTION_NAMES if name in checked.validated_data}
+        # The member's own priority, or its own start time (run_at or delay_seconds), replaces the
+        # batch's; what it does not give is the batch's.
+        timing = {"run_at", "delay_seconds"}
+        replaced = (own.keys() & {"priority"}) | (timing if own.keys() & timing else set())
         options = TriggerOptions(priority=checked.validated_data.get("priority", defaults.priority),
-                                 not_before=checked.validated_data.get("not_before", defaults.not_before))
+                                 not_before=checked.validated_data.get("not_before", defaults.not_before),
+                                 given={**{name: value for name, value in defaults.given.items()
+                                           if name not in replaced}, **own})
     return batches.MemberRequest(kind=start.validated_data["kind"], data=start.validated_data["params"],
-                                 priority=options.priority, not_before=options.not_before)
+                                 priority=options.priority, not_before=options.not_before, options=options.given)
 
 
 def start_batch(request: Request, members: list[batches.MemberRequest]) -> Response:
-    """Start the validated members as one batch: 202 with it and a Location header."""
-    if request.headers.get(idempotency.HEADER) is not None:
-        raise BadRequest(f"{idempotency.HEADER} is not supported for batches yet; send the batch without it.")
+    """Start the validated members as one batch: 202 with it and a Location header. With an
+    `Idempotency-Key` the caller used before (the same members, within JOB_IDEMPOTENCY_HOURS), that
+    request's batch as it is now: 200 with `Idempotent-Replayed: true` (basic/jobs/idempotency.py)."""
     try:
-        batch = batches.batch_start(owner=request.user, members=members)
+        key = idempotency.key_from_header(request.headers.get(idempotency.HEADER))
+    except idempotency.InvalidKey as exc:
+        raise BadRequest(str(exc)) from exc
+    replayed = False
+    try:
+        if key is None:
+            batch = batches.batch_start(owner=request.user, members=members)
+        else:
+            started = batches.batch_start_once(owner=request.user, key=key, members=members)
+            batch, replayed = started.batch, started.replayed
     except services.BrokerUnavailable as exc:
         raise ServiceUnavailable(str(exc)) from exc
     except services.QuotaExceeded as exc:
         raise Conflict(str(exc)) from exc
+    except idempotency.KeyReused as exc:
+        raise IdempotencyKeyReused(str(exc)) from exc
+    except idempotency.KeyInFlight as exc:
+        raise Conflict(str(exc)) from exc
     batch = Batch.objects.select_related("owner").prefetch_related("jobs").get(id=batch.id)
     body = BatchSerializer(batch, context={"request": request}).data
-    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+    response = Response(body, status=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,
+                        headers={"Location": body["url"]})
+    if replayed:
+        response[idempotency.REPLAYED_HEADER] = "true"
+    return response
 
 
 BATCH_START_RESPONSES = {
     202: BatchSerializer,
+    200: OpenApiResponse(BatchSerializer, description=(
+        "The batch an earlier request with the same Idempotency-Key and the same jobs started, as it is "
+        "now (with `Location` and `Idempotent-Replayed: true`); nothing new is started.")),
     400: OpenApiResponse(description=(
         "A bad member (named by its index and field: nothing is started), no members, or more than "
-        "BATCH_MAX_JOBS.")),
-    409: OpenApiResponse(description="Your jobs' stored output is at your quota (JOB_OUTPUT_QUOTA_MB)."),
+        "BATCH_MAX_JOBS; or a bad Idempotency-Key.")),
+    409: OpenApiResponse(description=(
+        "Your jobs' stored output is at your quota (JOB_OUTPUT_QUOTA_MB); or a request with the same "
+        "Idempotency-Key is still being processed (retry).")),
+    422: OpenApiResponse(description=(
+        "This Idempotency-Key was used with a different request (other jobs, or a single job) within "
+        'JOB_IDEMPOTENCY_HOURS: `{"detail", "code": "idempotency_key_reused"}`.')),
     429: OpenApiResponse(description="Too many starts (a batch counts as one); retry after the time given."),
     503: OpenApiResponse(description="The job queue is unreachable; the members are marked failed."),
 }
+BATCH_IDEMPOTENCY_KEY = OpenApiParameter(
+    idempotency.HEADER, str, location=OpenApiParameter.HEADER, required=False, pattern=r"^[ -~]{1,255}$",
+    description=("Optional, 1-255 printable ASCII characters (e.g. a UUID per batch, reused on its retries). "
+                 "The same key and jobs (kinds, parameters, options, in the same order) from you within "
+                 "JOB_IDEMPOTENCY_HOURS (default 24) answer 200 with the first batch instead of starting "
+                 "another; the same key with other jobs is a 422. A refused batch leaves the key free."),
+)
 
 
 class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -209,10 +248,12 @@ class BatchViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_throttles(self):
         return [SharedScopedRateThrottle()] if self.action == "create" else super().get_throttles()
 
-    @extend_schema(request=BatchStartSerializer, responses=BATCH_START_RESPONSES, parameters=TRIGGER_OPTIONS_PARAMETERS)
+    @extend_schema(request=BatchStartSerializer, responses=BATCH_START_RESPONSES,
+                   parameters=[BATCH_IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS])
     def create(self, request: Request) -> Response:
         """Start several jobs as one batch: one aggregate progress and end on `/ws/batches/{id}/`,
-        one cancel, one zip. All or nothing: a bad member is a 400 and nothing starts."""
+        one cancel, one zip. All or nothing: a bad member is a 400 and nothing starts. With an
+        `Idempotency-Key`, a retry of the same batch answers 200 with the first one."""
         body = BatchStartSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         defaults = trigger_options(request)

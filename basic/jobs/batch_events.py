@@ -8,6 +8,11 @@ is the database's: the member whose end leaves none active finishes the batch by
 update (`finished IS NULL`) and only the call that won sends the end, which closes the aggregate
 in the same script so nothing follows it. If that worker dies in between, the recovery sweep
 finishes the batch (`finish_settled_batches`).
+
+Neither the percent nor the seq goes back when Redis comes back empty (docs/design.md trap 7): the
+row keeps the seq and percent of the last aggregate event stored (`last_seq`, `last_progress`), and
+when the script finds no aggregate in Redis it is given those as floors, with the members' statuses
+and percents from the database to recount from (`_restore`).
 """
 import logging
 import time
@@ -81,14 +86,35 @@ def _aggregate(job: Job, total: int) -> None:
         event = event_store.aggregate_batch(
             job.batch_id, member=job.id, status=job.status, progress=100 if job.is_terminal else job.progress,
             total=total, fields=fields, message_type=events.LAYER_JOB_EVENT,
-            channels=pusher.channels(groups) if one_trip else [])
+            channels=pusher.channels(groups) if one_trip else [], restore=lambda: _restore(job.batch_id))
         if event is not None and not one_trip:
             pusher.publish(groups, event)
     except redis.RedisError as exc:  # dropped like a job's progress: the next change supersedes it
         logger.warning("batch %s aggregate after job %s failed: %s", job.batch_id, job.id, exc)
         return
     if event is not None:
+        # The floors for a Redis that comes back empty. Aggregate events come in seq order with a
+        # percent that never goes back, so the highest seq's percent is the one to keep. One UPDATE
+        # per aggregate event: at most a hundred percent steps plus each member's status changes.
+        Batch.objects.filter(id=job.batch_id, last_seq__lt=event["seq"]).update(
+            last_seq=event["seq"], last_progress=event["progress"])
         metrics.event_pushed(events.BATCH_PROGRESS)
+
+
+def _restore(batch_id: UUID) -> event_store.BatchRestore | None:
+    """What the database knows of the batch's aggregate, for the script when Redis holds none (the
+    batch's first event, or a Redis that came back empty); None once the batch has ended, so no
+    aggregate event follows its end even when Redis lost the mark its end left."""
+    row = Batch.objects.filter(id=batch_id, finished__isnull=True).values_list("last_seq", "last_progress").first()
+    if row is None:
+        return None
+    members = {}
+    for job_id, status, progress in Job.objects.filter(batch_id=batch_id).values_list("id", "status", "progress"):
+        ended = status in Job.TERMINAL
+        state = Job.Status.QUEUED if status == Job.Status.SCHEDULED else status
+        if ended or state != Job.Status.QUEUED or progress:
+            members[str(job_id)] = f"{state}:{100 if ended else progress}"
+    return event_store.BatchRestore(seq=row[0], progress=row[1], members=members)
 
 
 def member_counts(batch_id: UUID | str) -> dict[str, int]:

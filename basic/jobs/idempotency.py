@@ -1,30 +1,32 @@
-"""Idempotency keys on job starts (issue 20): a client that retries a start it never heard back from
-sends the same `Idempotency-Key` and gets the first job, not a second one.
+"""Idempotency keys on job and batch starts (issue 20): a client that retries a start it never heard
+back from sends the same `Idempotency-Key` and gets the first job (or batch), not a second one.
 
-- **One job per key.** `(owner, key)` is unique in the database (`IdempotencyKey`). `start_once`
-  inserts the key first and starts the job in the same transaction, so nothing half-done is ever
-  committed: a concurrent duplicate's insert waits for that transaction (PostgreSQL's unique index;
-  SQLite's write lock, BEGIN IMMEDIATE), then fails with IntegrityError and answers with the job
-  the first one linked. If the first rolls back (a quota 409, a database error), the duplicate's
-  insert succeeds and it starts the job itself. So a duplicate never sees a key without its job;
-  should it (it cannot with one transaction), it is told to retry (`KeyInFlight`, a 409).
+- **One start per key.** `(owner, key)` is unique in the database (`IdempotencyKey`). `start_once`
+  inserts the key first and starts the job (or the batch with every member, basic/jobs/batches.py)
+  in the same transaction, so nothing half-done is ever committed: a concurrent duplicate's insert
+  waits for that transaction (PostgreSQL's unique index; SQLite's write lock, BEGIN IMMEDIATE), then
+  fails with IntegrityError and answers with what the first one linked. If the first rolls back (a
+  quota 409, a database error), the duplicate's insert succeeds and it starts it itself. So a
+  duplicate never sees a key without its job; should it (it cannot with one transaction), it is
+  told to retry (`KeyInFlight`, a 409).
 - **Same body.** The key is bound to a fingerprint of the request: the kind and its validated
-  parameters as canonical JSON (sorted keys), an upload by its name, size and sha256. The same key
-  with another fingerprint is `KeyReused` (a 422), never the wrong job.
+  parameters as canonical JSON (sorted keys), an upload by its name, size and sha256; a batch's is
+  the list of its members' in request order (`batch_fingerprint`). The same key with another
+  fingerprint is `KeyReused` (a 422), never the wrong job; a job's and a batch's never match.
 - **Failed starts free the key.** A start that raises inside the transaction (quota, bad input)
-  rolls the key back with it; one whose job was committed but could not be queued (the broker was
-  down at the commit: the job is marked failed, the view answers 503) deletes the key afterwards,
-  so a retry with the same key starts the job.
+  rolls the key back with it; one that was committed but could not be queued (the broker was down
+  at the commit: the job, or the batch's members, are marked failed, the view answers 503) deletes
+  the key afterwards, so a retry with the same key starts it again.
 - **Expiry.** A key counts for JOB_IDEMPOTENCY_HOURS after it was first used; an older one is taken
   over by the next request as a new key, and `purge_expired_keys` (run by the retention sweep,
-  basic/jobs/retention.py) deletes the rest. A deleted job takes its key with it.
+  basic/jobs/retention.py) deletes the rest. A deleted job (or batch) takes its key with it.
 """
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -33,7 +35,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from basic.jobs.models import IdempotencyKey, Job
+from basic.jobs.models import Batch, IdempotencyKey, Job
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -52,11 +54,12 @@ class KeyReused(Exception):
 
 
 class KeyInFlight(Exception):
-    """The key is held by a request whose job is not linked yet (the 409's detail): retry."""
+    """The key is held by a request whose job (batch) is not linked yet (the 409's detail): retry."""
 
 
 KEY_REUSED = (f"Not started: this {HEADER} was used with a different request (another kind, other "
-              "parameters or another file) within the last {hours} hours; use a new key for a new request.")
+              "parameters, another file or, for a batch, other jobs) within the last {hours} hours; use a new "
+              "key for a new request.")
 IN_FLIGHT = f"A request with this {HEADER} is still being processed; retry in a moment."
 
 
@@ -66,6 +69,17 @@ class Started:
 
     job: Job
     replayed: bool
+
+
+@dataclass(frozen=True)
+class BatchStarted:
+    """The batch a keyed batch start answers with, and whether it was an earlier request's."""
+
+    batch: Batch
+    replayed: bool
+
+
+Startable = TypeVar("Startable", Job, Batch)
 
 
 # --- the request -----------------------------------------------------------------------------------
@@ -97,15 +111,30 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def _request(kind_name: str, params: Mapping[str, Any], options: Mapping[str, Any] | None) -> dict[str, Any]:
+    request = {"kind": kind_name, "params": _canonical(params)}
+    if options:
+        request["options"] = dict(options)
+    return request
+
+
+def _digest(request: Any) -> str:
+    body = json.dumps(request, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def fingerprint(kind_name: str, params: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> str:
     """What a key is bound to: sha256 of the kind, its validated parameters and the trigger's options
     as given (priority, run_at or delay_seconds) as canonical JSON, so the same request gives the same
     value however its fields were ordered or sent (JSON or form)."""
-    request = {"kind": kind_name, "params": _canonical(params)}
-    if options:
-        request["options"] = dict(options)
-    body = json.dumps(request, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
-    return hashlib.sha256(body.encode()).hexdigest()
+    return _digest(_request(kind_name, params, options))
+
+
+def batch_fingerprint(members: Iterable[tuple[str, Mapping[str, Any], Mapping[str, Any] | None]]) -> str:
+    """A batch's: every member's (kind, validated parameters, trigger options) as `fingerprint` reads
+    them, in request order (the order numbers the members and their files in the zip), under a key
+    of its own, so no batch matches a single job's request."""
+    return _digest({"batch": [_request(kind_name, params, options) for kind_name, params, options in members]})
 
 
 # --- the service -----------------------------------------------------------------------------------
@@ -125,12 +154,38 @@ def _reserve(*, owner: AbstractBaseUser, key: str, digest: str) -> IdempotencyKe
             return None
         except IntegrityError:
             pass
-        held = IdempotencyKey.objects.filter(owner=owner, key=key).select_related("job__owner").first()
+        held = (IdempotencyKey.objects.filter(owner=owner, key=key)
+                .select_related("job__owner", "batch__owner").first())
         if held is not None and held.created >= _cutoff():
             return held
         if held is not None:  # expired: it no longer counts; take it over
             IdempotencyKey.objects.filter(pk=held.pk, created=held.created).delete()
     raise KeyInFlight(IN_FLIGHT)
+
+
+def _once(*, owner: AbstractBaseUser, key: str, fingerprint: str, start: Callable[[], Startable],
+          link: str) -> tuple[Startable, bool]:
+    """The one implementation behind `start_once` and `start_batch_once`: what `start` made (linked to
+    the key by its field `link`, "job" or "batch") and False, or the key's earlier one and True."""
+    started: Startable | None = None
+    try:
+        with transaction.atomic():
+            held = _reserve(owner=owner, key=key, digest=fingerprint)
+            if held is None:
+                started = start()
+                IdempotencyKey.objects.filter(owner=owner, key=key).update(**{link: started})
+    except Exception:
+        if started is not None:  # committed, then not queued (the broker was down): let a retry start it
+            IdempotencyKey.objects.filter(owner=owner, key=key, **{link: started}).delete()
+        raise
+    if held is None:
+        return started, False
+    if held.fingerprint != fingerprint:
+        raise KeyReused(KEY_REUSED.format(hours=settings.JOB_IDEMPOTENCY_HOURS))
+    earlier = getattr(held, link)
+    if earlier is None:
+        raise KeyInFlight(IN_FLIGHT)
+    return earlier, True
 
 
 def start_once(*, owner: AbstractBaseUser, key: str, fingerprint: str, start: Callable[[], Job]) -> Started:
@@ -141,24 +196,17 @@ def start_once(*, owner: AbstractBaseUser, key: str, fingerprint: str, start: Ca
     which must be the outermost (the view's autocommit), so its task is sent once the key and the
     job are committed together. Whatever `start` raises is raised from here, with the key freed.
     """
-    job: Job | None = None
-    try:
-        with transaction.atomic():
-            held = _reserve(owner=owner, key=key, digest=fingerprint)
-            if held is None:
-                job = start()
-                IdempotencyKey.objects.filter(owner=owner, key=key).update(job=job)
-    except Exception:
-        if job is not None:  # committed, then not queued (the broker was down): let a retry start it
-            IdempotencyKey.objects.filter(owner=owner, key=key, job=job).delete()
-        raise
-    if held is None:
-        return Started(job=job, replayed=False)
-    if held.fingerprint != fingerprint:
-        raise KeyReused(KEY_REUSED.format(hours=settings.JOB_IDEMPOTENCY_HOURS))
-    if held.job is None:
-        raise KeyInFlight(IN_FLIGHT)
-    return Started(job=held.job, replayed=True)
+    job, replayed = _once(owner=owner, key=key, fingerprint=fingerprint, start=start, link="job")
+    return Started(job=job, replayed=replayed)
+
+
+def start_batch_once(*, owner: AbstractBaseUser, key: str, fingerprint: str,
+                     start: Callable[[], Batch]) -> BatchStarted:
+    """`start_once` for a batch (`batch_fingerprint`): `start` creates the batch and every member
+    (basic/jobs/batches.py), all in this function's transaction with the key, so concurrent
+    duplicates make one batch and a refused member leaves no key."""
+    batch, replayed = _once(owner=owner, key=key, fingerprint=fingerprint, start=start, link="batch")
+    return BatchStarted(batch=batch, replayed=replayed)
 
 
 def purge_expired_keys(now: datetime | None = None) -> int:

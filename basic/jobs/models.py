@@ -1,6 +1,6 @@
 """Jobs (one row per long-running job, of any kind: the source of truth), Batches (jobs started
 together and watched as one), Schedules (a job started
-again and again by `celery beat`) and the Idempotency-Keys of job starts. App label `basic`;
+again and again by `celery beat`) and the Idempotency-Keys of job and batch starts. App label `basic`;
 basic/models.py is the index of every model."""
 import uuid
 
@@ -25,8 +25,9 @@ class RunStatus(models.TextChoices):
 class Batch(models.Model):
     """Jobs started together by one request (basic/jobs/batches.py): one aggregate progress, one end,
     one cancel and one zip. Its members are the jobs whose `batch` is this; the row is the truth
-    about the end (`finished` is set once, by a conditional update) and keeps the last `seq` of the
-    batch's own event stream."""
+    about the end (`finished` is set once, by a conditional update) and keeps the `seq` and percent
+    of the last event of the batch's own stream. The retention sweep deletes it once it has ended
+    and has no member left (basic/jobs/retention.py)."""
 
     # A batch's status, in a job's words: scheduled while every member waits for a delayed start,
     # running from its first member's start, then done (every member done), failed (a member
@@ -39,7 +40,10 @@ class Batch(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     total = models.PositiveIntegerField(default=0)  # members, fixed at the start
     cancel_requested = models.BooleanField(default=False)
+    # The seq and percent of the last aggregate event stored: the floors its aggregate restarts from
+    # when Redis comes back empty, so neither goes back (basic/jobs/batch_events.py, docs/design.md trap 7).
     last_seq = models.PositiveBigIntegerField(default=0)
+    last_progress = models.PositiveSmallIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
     finished = models.DateTimeField(null=True, blank=True)
 
@@ -135,24 +139,32 @@ class Schedule(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """A client's `Idempotency-Key` on a job start (basic/jobs/idempotency.py): the same key from the
-    same owner within JOB_IDEMPOTENCY_HOURS answers with `job` instead of starting another. The
-    unique (owner, key) is what makes concurrent duplicates start one job: the second insert fails."""
+    """A client's `Idempotency-Key` on a job or batch start (basic/jobs/idempotency.py): the same key
+    from the same owner within JOB_IDEMPOTENCY_HOURS answers with `job` (or `batch`) instead of
+    starting another. The unique (owner, key) is what makes concurrent duplicates start one: the
+    second insert fails."""
 
     # No index of its own: the unique constraint's index starts with owner.
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+",
                               db_index=False)
     key = models.CharField(max_length=255)
-    # sha256 (hex) of the kind and its validated parameters as canonical JSON (uploads by their bytes).
+    # sha256 (hex) of the kind and its validated parameters as canonical JSON (uploads by their
+    # bytes); for a batch, of the list of its members' (basic/jobs/idempotency.py).
     fingerprint = models.CharField(max_length=64)
-    # Null only inside the transaction that reserves the key and starts the job, so never seen by
-    # others; a deleted job takes its key with it (the key then starts a new job).
+    # What the key started: a job or a batch. Both null only inside the transaction that reserves
+    # the key and starts it, so never seen by others; a deleted job (batch) takes its key with it
+    # (the key then starts a new one).
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    batch = models.ForeignKey(Batch, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     created = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_per_owner")]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="idempotency_key_per_owner"),
+            models.CheckConstraint(condition=models.Q(job__isnull=True) | models.Q(batch__isnull=True),
+                                   name="idempotency_key_job_or_batch"),
+        ]
         indexes = [models.Index(fields=["created"], name="idempotency_key_created")]
 
     def __str__(self) -> str:
-        return f"idempotency key {self.key!r} of {self.owner_id} -> {self.job_id}"
+        return f"idempotency key {self.key!r} of {self.owner_id} -> {self.job_id or self.batch_id}"

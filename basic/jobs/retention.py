@@ -5,6 +5,12 @@
   (event stream, seq counter, lease, queue marker) and its folder. The row goes first, so a job
   that still exists always has its download; a job half-deleted by a crash is a 404 with some
   files left over, which the folder sweep removes. Active jobs are never deleted.
+- **Batches.** A batch goes once it has ended and has no member left (its members expired, or their
+  owner deleted them): its row (and its Idempotency-Key), then its Redis keys (event stream, seq
+  counter, aggregate). Deleting a member deletes an emptied batch at once; the sweep catches the
+  rest. A batch with members left stays, showing the members it still has (its `total` is what it
+  started with). Its zip is never stored (basic/jobs/batch_zip.py); the folders of zips a killed
+  process was writing go with the temp files.
 - **Folders.** Job folders whose row is gone (older than a day: `job_start` writes an upload
   before it creates the row) and temp files older than a day that a killed worker left.
 - **Quota.** `Job.output_bytes` is what a job keeps on disk (uploads from its start, outputs once
@@ -32,10 +38,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from basic.core.keys import lease_key, queued_key, seq_key, stream_key
+from basic.core.keys import (
+    batch_aggregate_key,
+    batch_members_key,
+    batch_seq_key,
+    batch_stream_key,
+    lease_key,
+    queued_key,
+    seq_key,
+    stream_key,
+)
 from basic.core.redis_clients import sync_redis
-from basic.jobs import files, idempotency
-from basic.jobs.models import Job
+from basic.jobs import batch_zip, files, idempotency
+from basic.jobs.models import Batch, Job
 
 logger = logging.getLogger(__name__)
 
@@ -93,13 +108,18 @@ def _forget(job_ids: list[UUID]) -> None:
 
 
 def _delete(job_ids: list[UUID]) -> int:
-    """Delete the finished jobs among `job_ids`: rows first, then keys and folders. Returns how many
-    rows this call deleted; an active job (or one deleted meanwhile) is left alone."""
+    """Delete the finished jobs among `job_ids`: rows first, then keys and folders, then the batches
+    they emptied. Returns how many job rows this call deleted; an active job (or one deleted
+    meanwhile) is left alone."""
     if not job_ids:
         return 0
-    _total, per_model = Job.objects.filter(id__in=job_ids, status__in=Job.TERMINAL).delete()
+    finished = Job.objects.filter(id__in=job_ids, status__in=Job.TERMINAL)
+    batch_ids = set(finished.filter(batch__isnull=False).values_list("batch_id", flat=True))
+    _total, per_model = finished.delete()
     remaining = set(Job.objects.filter(id__in=job_ids).values_list("id", flat=True))
     _forget([job_id for job_id in job_ids if job_id not in remaining])
+    if batch_ids:
+        _delete_batches(empty_batches().filter(id__in=batch_ids))
     return per_model.get(Job._meta.label, 0)
 
 
@@ -125,6 +145,39 @@ def sweep_expired_jobs(now: datetime | None = None, batch: int = BATCH) -> int:
     deleted = _delete(job_ids)
     if deleted:
         logger.info("retention: deleted %d jobs older than %d days", deleted, settings.JOB_RETENTION_DAYS)
+    return deleted
+
+
+# --- deleting batches ----------------------------------------------------------------------------------
+
+def empty_batches() -> QuerySet[Batch]:
+    """Ended batches with no member left, oldest first. Members are only ever added in the
+    transaction that creates their batch, so an ended, empty batch stays empty."""
+    return Batch.objects.filter(finished__isnull=False, jobs__isnull=True).order_by("created")
+
+
+def _delete_batches(batches: QuerySet[Batch]) -> int:
+    """Delete `batches` (rows first, their Idempotency-Keys with them), then their Redis keys (best
+    effort: they expire after JOB_EVENTS_TTL_SECONDS anyway). Returns how many rows went."""
+    batch_ids = list(batches.values_list("id", flat=True))
+    if not batch_ids:
+        return 0
+    _total, per_model = empty_batches().filter(id__in=batch_ids).delete()  # still empty and ended
+    try:
+        keys = [key(batch_id) for batch_id in batch_ids
+                for key in (batch_stream_key, batch_seq_key, batch_members_key, batch_aggregate_key)]
+        sync_redis().delete(*keys)
+    except redis.RedisError as exc:
+        logger.warning("could not delete the Redis keys of %d deleted batches (they expire): %s", len(batch_ids), exc)
+    return per_model.get(Batch._meta.label, 0)
+
+
+def sweep_empty_batches(batch: int = BATCH) -> int:
+    """Delete at most `batch` ended batches that have no member left (rows, Redis keys); returns how
+    many. Whatever JOB_RETENTION_DAYS says: an empty batch holds nothing to keep."""
+    deleted = _delete_batches(empty_batches()[:batch])
+    if deleted:
+        logger.info("retention: deleted %d ended batches with no member left", deleted)
     return deleted
 
 
@@ -201,18 +254,21 @@ class SweepResult:
     folders: int
     temp_files: int
     batch: int
+    batches: int = 0  # job batches (`Batch`) deleted, not to be confused with `batch`, the chunk size
 
     @property
     def full(self) -> bool:
-        """A batch was full: more may be waiting."""
-        return self.jobs >= self.batch or self.folders >= self.batch
+        """A chunk was full: more may be waiting."""
+        return self.jobs >= self.batch or self.folders >= self.batch or self.batches >= self.batch
 
 
 def sweep(now: datetime | None = None, batch: int = BATCH) -> SweepResult:
     jobs = sweep_expired_jobs(now, batch)
+    batches = sweep_empty_batches(batch)  # after the jobs: those they emptied are already gone
     folders, temp_files = sweep_job_folders(now, batch)
+    temp_files += batch_zip.remove_stale_zip_folders(((now or timezone.now()) - STALE_AFTER).timestamp())
     idempotency.purge_expired_keys(now)  # Idempotency-Keys past JOB_IDEMPOTENCY_HOURS (issue 20)
-    return SweepResult(jobs=jobs, folders=folders, temp_files=temp_files, batch=batch)
+    return SweepResult(jobs=jobs, folders=folders, temp_files=temp_files, batch=batch, batches=batches)
 
 
 class PeriodicSweep:

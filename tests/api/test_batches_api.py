@@ -92,11 +92,6 @@ def test_a_batch_counts_as_one_start_against_the_trigger_rate(api, queued, setti
     assert refused.status_code == 429 and refused.json()["detail"]
 
 
-def test_an_idempotency_key_is_refused_rather_than_ignored(api, queued):
-    response = api.post("/api/batches/", {"jobs": [steps(1)]}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
-    assert response.status_code == 400 and "Idempotency-Key" in response.json()["detail"]
-
-
 def test_only_the_owner_and_staff_see_a_batch(api, queued, bob, charlie, client_for):
     batch_id = start(api, [steps(1)]).json()["id"]
     assert api.get(f"/api/batches/{batch_id}/").status_code == 200
@@ -145,6 +140,21 @@ def test_the_zip_holds_every_done_members_output_and_is_a_409_before(api, queued
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
     assert archive.namelist() == ["001-steps.txt", "002-steps.txt"]
     assert archive.read("002-steps.txt") == b"step 1\nstep 2\nstep 3\n"
+
+
+def test_deleting_a_finished_member_keeps_the_batch_until_its_last_goes(api, queued):
+    body = start(api, [steps(1), steps(1)]).json()
+    first, second = (member["id"] for member in body["members"])
+    run_job(first)
+    assert api.delete(f"/api/jobs/{first}/").status_code == 204
+    batch = api.get(f"/api/batches/{body['id']}/").json()
+    assert (batch["total"], [m["id"] for m in batch["members"]]) == (2, [second])
+    assert batch["counts"] == {"queued": 1, "running": 0, "done": 0, "failed": 0, "cancelled": 0}
+    run_job(second)
+    assert api.get(f"/api/batches/{body['id']}/").json()["status"] == "done"
+    assert api.delete(f"/api/jobs/{second}/").status_code == 204
+    assert api.get(f"/api/batches/{body['id']}/").status_code == 404
+    assert not read_events_sync(batch_stream(body["id"])), "its events went with it"
 
 
 def test_several_images_in_the_thumbnails_form_make_a_batch_of_one_job_per_image(api, queued):

@@ -1,6 +1,7 @@
 """`Idempotency-Key` on every job start (issue 20): the same key and body from the same user within
 JOB_IDEMPOTENCY_HOURS answer with the first job (200, `Idempotent-Replayed: true`), another body is
-a 422, a failed start leaves the key free, and concurrent duplicates make one job.
+a 422, a failed start leaves the key free, and concurrent duplicates make one job. The same for a
+batch (`POST /api/batches/`, several images in the thumbnails form): one batch with all its members.
 
 Real commits (`transaction=True`): a keyed start reserves its key and creates its job in a
 transaction of its own, whose commit sends the task, as in production."""
@@ -17,7 +18,7 @@ from kombu.exceptions import OperationalError
 from PIL import Image
 
 from basic.jobs import retention, services
-from basic.models import IdempotencyKey, Job
+from basic.models import Batch, IdempotencyKey, Job
 from tests import job_kinds
 from tests.live import live_stack, stack_root  # noqa: F401  (fixture)
 
@@ -277,3 +278,189 @@ def test_a_browser_on_an_allowed_origin_may_send_the_key_and_read_the_replay(api
                       HTTP_IDEMPOTENCY_KEY=KEY, **origin)
     assert replay.status_code == 200
     assert "Idempotent-Replayed" in replay["Access-Control-Expose-Headers"]
+
+
+# --- batches ---------------------------------------------------------------------------------------
+
+def member(steps=2, **extra):
+    return {"kind": job_kinds.NAME, "params": {"steps": steps}, **extra}
+
+
+def post_batch(api, jobs=None, key=KEY, query=""):
+    headers = {} if key is None else {"HTTP_IDEMPOTENCY_KEY": key}
+    jobs = [member(2), member(3), {"kind": "students_by_age"}] if jobs is None else jobs
+    return api.post("/api/batches/" + query, {"jobs": jobs}, format="json", **headers)
+
+
+def member_ids(response) -> list[str]:
+    return [m["id"] for m in response.json()["members"]]
+
+
+def test_the_same_key_and_jobs_answer_200_with_the_first_batch_and_its_members(api, queued):
+    first = post_batch(api)
+    assert first.status_code == 202, first.json()
+    assert "Idempotent-Replayed" not in first
+    again = post_batch(api)
+    assert again.status_code == 200, again.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json()["id"] == first.json()["id"] and member_ids(again) == member_ids(first)
+    assert again["Location"] == first["Location"] == again.json()["url"]
+    assert set(again.json()) == set(first.json())
+    assert Batch.objects.count() == 1 and Job.objects.count() == 3 and len(queued) == 3
+    key = IdempotencyKey.objects.get()
+    assert (str(key.batch_id), key.job_id) == (first.json()["id"], None)
+
+
+def test_a_batch_replay_shows_it_as_it_is_now(api, queued):
+    first = post_batch(api).json()
+    Job.objects.filter(id=first["members"][0]["id"]).update(status="running", progress=40)
+    again = post_batch(api).json()
+    assert again["counts"]["running"] == 1 and again["members"][0]["progress"] == 40
+
+
+@pytest.mark.parametrize("other", [
+    [member(2), member(4), {"kind": "students_by_age"}],  # other parameters
+    [member(3), member(2), {"kind": "students_by_age"}],  # another order: other numbers in the zip
+    [member(2), member(3)],  # a member fewer
+    [member(2), member(3), {"kind": "students_by_age", "priority": 2}],  # another option
+])
+def test_the_same_key_with_other_jobs_is_a_422(api, queued, other):
+    first = post_batch(api)
+    response = post_batch(api, other)
+    assert response.status_code == 422, response.json()
+    assert response.json()["code"] == "idempotency_key_reused"
+    assert "this Idempotency-Key was used with a different request" in response.json()["detail"]
+    assert Batch.objects.count() == 1 and Job.objects.count() == 3
+    assert post_batch(api).json()["id"] == first.json()["id"], "the key still answers its own batch"
+
+
+def test_batch_wide_options_count_as_each_members_own(api, queued):
+    first = post_batch(api, [member(1), member(1)], query="?priority=4")
+    assert first.status_code == 202, first.json()
+    same = post_batch(api, [member(1, priority=4), member(1, priority=4)])
+    assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
+    assert post_batch(api, [member(1), member(1)], query="?priority=5").status_code == 422
+    # A member's own start time replaces the batch's, its priority alone does not.
+    delayed = post_batch(api, [member(1), member(1, priority=2)], key="delayed", query="?delay_seconds=600")
+    assert delayed.status_code == 202, delayed.json()
+    assert post_batch(api, [member(1, delay_seconds=600), member(1, priority=2, delay_seconds=600)],
+                      key="delayed").status_code == 200
+    assert post_batch(api, [member(1, delay_seconds=600), member(1, priority=2)], key="delayed").status_code == 422
+
+
+def test_a_key_that_started_a_job_is_a_422_for_a_batch_of_that_job_and_back(api, queued):
+    assert post_job(api, key="one").status_code == 202
+    assert post_batch(api, [member(2)], key="one").status_code == 422
+    assert post_batch(api, [member(2)], key="two").status_code == 202
+    assert post_job(api, key="two").status_code == 422
+    assert Job.objects.count() == 2 and Batch.objects.count() == 1
+
+
+def test_a_bad_key_on_a_batch_is_a_400_that_says_why(api, queued):
+    response = post_batch(api, key="caf\u00e9")
+    assert response.status_code == 400
+    assert "1 to 255 printable ASCII" in response.json()["detail"]
+    assert not Batch.objects.exists() and not queued
+
+
+def test_a_refused_batch_leaves_the_key_free(api, alice, queued, settings, tmp_path):
+    bad = post_batch(api, [member(2), member(0)])
+    assert bad.status_code == 400 and "1" in bad.json()["jobs"]
+    assert not IdempotencyKey.objects.exists() and not Batch.objects.exists()
+    settings.JOB_OUTPUT_QUOTA_MB = 1
+    settings.JOBS_DIR = tmp_path / "jobs"
+    full = Job.objects.create(kind=job_kinds.NAME, owner=alice, status="done", output_bytes=2 * 1024 * 1024)
+    refused = post_batch(api)
+    assert refused.status_code == 409 and "quota" in refused.json()["detail"]
+    assert not IdempotencyKey.objects.exists() and not Batch.objects.exists()
+    full.delete()
+    assert post_batch(api).status_code == 202
+    assert post_batch(api).status_code == 200
+
+
+def test_a_retry_after_a_503_starts_the_batch(api, monkeypatch, queued):
+    from app.celery import app
+
+    working_send = app.send_task
+
+    def down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    monkeypatch.setattr(app, "send_task", down)
+    failed = post_batch(api)
+    assert failed.status_code == 503
+    assert set(Job.objects.values_list("status", flat=True)) == {"failed"}
+    assert not IdempotencyKey.objects.exists()
+    monkeypatch.setattr(app, "send_task", working_send)
+    retried = post_batch(api)
+    assert retried.status_code == 202, retried.json()
+    assert len(queued) == 3 and Batch.objects.exclude(id=retried.json()["id"]).get().status == "failed"
+    assert {m["status"] for m in retried.json()["members"]} == {"queued"}
+    assert str(IdempotencyKey.objects.get().batch_id) == retried.json()["id"]
+
+
+def test_several_images_in_one_form_replay_their_batch(api, queued, settings, tmp_path):
+    settings.JOBS_DIR = tmp_path / "jobs"
+
+    def form(*colors, key="images-1"):
+        images = [SimpleUploadedFile(f"{n}.png", png(color)) for n, color in enumerate(colors)]
+        return api.post("/api/thumbnails/", {"image": images, "sizes": "32x32"}, format="multipart",
+                        HTTP_IDEMPOTENCY_KEY=key)
+
+    first = form((10, 120, 10), (200, 10, 10))
+    assert first.status_code == 202 and first.json()["total"] == 2, first.json()
+    again = form((10, 120, 10), (200, 10, 10))
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert member_ids(again) == member_ids(first)
+    assert len(list(settings.JOBS_DIR.iterdir())) == 2, "a replay stores no second upload"
+    assert form((10, 120, 10), (200, 10, 11)).status_code == 422  # another file
+    assert form((10, 120, 10)).status_code == 422  # one image: a job, not that batch
+    assert Batch.objects.count() == 1 and Job.objects.count() == 2
+
+
+@pytest.mark.skipif(connection.vendor == "sqlite", reason="the in-memory test database has one writer at "
+                    "a time by table locks, which fail at once; the live test below covers SQLite")
+def test_concurrent_duplicates_make_one_batch(alice, client_for, queued):
+    """Eight batches with the same key at once, each on its own connection: one 202, seven 200s, and
+    one batch with its three members (the key, the batch and the members are one transaction)."""
+    def post():
+        try:
+            return post_batch(client_for(alice))
+        finally:
+            connection.close()  # this thread's own
+
+    answers = eight_at_once(post)
+    assert sorted(answer.status_code for answer in answers) == [200] * 7 + [202], [a.json() for a in answers]
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert {tuple(member_ids(answer)) for answer in answers} == {tuple(member_ids(answers[0]))}
+    assert Batch.objects.count() == 1 and Job.objects.count() == 3 and len(queued) == 3
+    assert IdempotencyKey.objects.count() == 1
+
+
+@pytest.mark.integration
+def test_concurrent_duplicates_make_one_batch_on_a_live_server(stack_root):  # noqa: F811
+    """The same on a real Daphne and database file (or PostgreSQL): eight connections post one key."""
+    with live_stack(stack_root, "idempotency-batch-race", worker=False) as live:
+        jobs = [member(1), member(2), {"kind": "students_by_age"}]
+
+        def post():
+            with httpx.Client(base_url=live.base_url, headers=live.headers, timeout=60) as http:
+                return http.post("/api/batches/", json={"jobs": jobs}, headers={"Idempotency-Key": KEY})
+
+        answers = eight_at_once(post)
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [200] * 7 + [202], [answer.text for answer in answers]
+        assert len({answer.json()["id"] for answer in answers}) == 1
+        assert {tuple(member_ids(answer)) for answer in answers} == {tuple(member_ids(answers[0]))}
+        assert live.query("SELECT count(*) FROM basic_batch")[0][0] == 1
+        assert live.query("SELECT count(*) FROM basic_job")[0][0] == 3
+        assert live.query("SELECT count(*) FROM basic_idempotencykey WHERE batch_id IS NOT NULL")[0][0] == 1
+
+
+def test_the_schema_documents_the_header_on_batches(api):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    operation = schema["paths"]["/api/batches/"]["post"]
+    assert "Idempotency-Key" in [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+    assert {"200", "202", "400", "409", "422"} <= set(operation["responses"])
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == \
+        {"$ref": "#/components/schemas/Batch"}

@@ -336,25 +336,19 @@ def test_a_per_user_cap_runs_one_users_jobs_one_at_a_time_beside_anothers(caps_l
     assert all(job(live, job_id)["status"] == "done" for job_id in alices)
 
 
-def test_a_cap_holds_across_two_workers(caps_live):
+@pytest.mark.parametrize("kind, label", [
+    ("steps_cap_one", "Cap-one steps"),  # on the stack's two gevent workers
+    ("steps_cpu_cap_one", "CPU cap-one steps"),  # on the CPU queue's prefork worker with two children
+], ids=["two-gevent-workers", "prefork"])
+def test_a_cap_of_one_holds_across_workers_and_children(caps_live, kind, label):
     live = caps_live
-    job_ids = [start_kind(live, "steps_cap_one", steps=3, delay=0.2) for _ in range(4)]
-    samples = watch_rows(live, job_ids)
-    assert most_running(samples) == 1
-    assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
-    # One slot: each job starts after the one before it ended, so strictly in the order they came.
-    assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
-
-
-def test_a_cap_holds_on_the_prefork_pool(caps_live):
-    """The CPU queue's prefork worker with two children, under a kind cap of one."""
-    live = caps_live
-    job_ids = [start_kind(live, "steps_cpu_cap_one", steps=3, delay=0.2) for _ in range(3)]
+    job_ids = [start_kind(live, kind, steps=3, delay=0.2) for _ in range(3)]
     samples = watch_rows(live, job_ids)
     assert most_running(samples) == 1
     waiting = {row[3] for sample in samples for row in sample if row[2] == "queued"}
-    assert "waiting: 1 of 1 CPU cap-one steps jobs running" in waiting, waiting
+    assert f"waiting: 1 of 1 {label} jobs running" in waiting, waiting
     assert all(job(live, job_id)["status"] == "done" for job_id in job_ids)
+    # One slot: each job starts after the one before it ended, so strictly in the order they came.
     assert sorted(job_ids, key=lambda job_id: at(job(live, job_id)["started"])) == job_ids
 
 
