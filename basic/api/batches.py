@@ -21,7 +21,7 @@ from basic.api.trigger_options import (
     TriggerOptionsSerializer,
     trigger_options,
 )
-from basic.jobs import batch_zip, batches, idempotency, services
+from basic.jobs import batch_events, batch_zip, batches, idempotency, services
 from basic.jobs.registry import TRIGGER_OPTION_NAMES, JobKind, validate_params
 from basic.models import Batch, Job
 
@@ -73,10 +73,7 @@ class BatchSerializer(serializers.ModelSerializer):
         return cache
 
     def get_progress(self, batch: Batch) -> int:
-        members = self._members(batch)
-        if not members:
-            return 100 if batch.finished else 0
-        return min(100, sum(100 if job.is_terminal else job.progress for job in members) // len(members))
+        return batch_events.batch_percent(batch, self._members(batch))
 
     @extend_schema_field(BatchCountsSerializer)
     def get_counts(self, batch: Batch) -> dict[str, int]:

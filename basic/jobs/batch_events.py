@@ -117,6 +117,16 @@ def _restore(batch_id: UUID) -> event_store.BatchRestore | None:
     return event_store.BatchRestore(seq=row[0], progress=row[1], members=members)
 
 
+def batch_percent(batch: Batch, members: list[Job]) -> int:
+    """The batch's percent from its members' rows (an ended member counts 100), never below the last
+    `batch.progress` sent: a member's row is written at most every JOB_PROGRESS_DB_INTERVAL_SECONDS,
+    so the rows can lag the events, and a snapshot or a REST read must not step a bar back."""
+    if not members:
+        return 100 if batch.finished else 0
+    mean = min(100, sum(100 if job.is_terminal else job.progress for job in members) // len(members))
+    return max(mean, batch.last_progress)
+
+
 def member_counts(batch_id: UUID | str) -> dict[str, int]:
     """How many members are in each status (from the database), scheduled counted as queued."""
     counts = dict.fromkeys(COUNTED, 0)

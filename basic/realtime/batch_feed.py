@@ -20,7 +20,7 @@ def batch_snapshot(batch: Batch, members: list[Job], seq: int) -> BatchSnapshot:
         "batch": str(batch.id),
         "seq": seq,
         "status": batch.status,
-        "progress": min(100, sum(100 if job.is_terminal else job.progress for job in members) // max(len(members), 1)),
+        "progress": batch_events.batch_percent(batch, members),
         "message": f"{ended} of {batch.total} finished",
         "total": batch.total,
         **counts,
