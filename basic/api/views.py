@@ -287,11 +287,18 @@ def kind_start_view(kind: JobKind) -> type[APIView]:
         "application/json", "application/x-www-form-urlencoded", "multipart/form-data"]
 
     upload = upload_field(kind)
-    responses = START_RESPONSES if upload is None else {**START_RESPONSES, 202: OpenApiResponse(
-        PolymorphicProxySerializer(component_name=f"{kind.name.title().replace('_', '')}Started",
-                                   serializers=[JobSerializer, BatchSerializer], resource_type_field_name=None),
-        description=f"The job; or, with several `{upload}` files in one form, a batch of one job per file "
-                    "(see /api/batches/).")}
+    job_or_batch = PolymorphicProxySerializer(
+        component_name=f"{kind.name.title().replace('_', '')}Started", serializers=[JobSerializer, BatchSerializer],
+        resource_type_field_name=None)
+    responses = START_RESPONSES if upload is None else {
+        **START_RESPONSES,
+        202: OpenApiResponse(job_or_batch, description=(
+            f"The job; or, with several `{upload}` files in one form, a batch of one job per file "
+            "(see /api/batches/).")),
+        200: OpenApiResponse(job_or_batch, description=(
+            "The job (or batch) an earlier request with the same Idempotency-Key and body started, as it is now "
+            "(with `Location` and `Idempotent-Replayed: true`); nothing new is started.")),
+    }
 
     @extend_schema(request={body_type: kind.params for body_type in body_types},
                    responses=responses, parameters=[IDEMPOTENCY_KEY, *TRIGGER_OPTIONS_PARAMETERS],
