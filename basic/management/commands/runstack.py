@@ -1,9 +1,10 @@
-"""`manage.py runstack`: Redis (embedded unless REDIS_URL is set), WEB_PROCESSES Daphne processes on
+"""`manage.py runstack`: Redis (embedded unless REDIS_URL or REDIS_SENTINELS is set), WEB_PROCESSES Daphne processes on
 one port, a gevent Celery worker, a prefork one for the CPU queue and celery beat (schedules) under
 one command; a web process that dies is started again, Ctrl-C stops them all."""
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from django.conf import settings
@@ -14,8 +15,15 @@ from basic.ops import stack
 from basic.ops.web_pool import WebPool
 
 
+def needs_embedded_redis(environ: Mapping[str, str], sentinels: object) -> bool:
+    """A newcomer's `make run` gets a Redis of its own; a deployment names its own, by REDIS_URL or
+    by Redis Sentinel (REDIS_SENTINELS), and must not get a second one it never uses."""
+    return not environ.get("REDIS_URL") and not sentinels
+
+
 class Command(BaseCommand):
-    help = "Run the whole stack: Redis (embedded if REDIS_URL is unset), Daphne processes, Celery workers and beat."
+    help = ("Run the whole stack: Redis (embedded unless REDIS_URL or REDIS_SENTINELS is set), Daphne processes, "
+            "Celery workers and beat.")
 
     def add_arguments(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -45,7 +53,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
         try:
-            if not os.environ.get("REDIS_URL"):
+            if needs_embedded_redis(os.environ, settings.REDIS_SENTINELS):
                 workdir = Path(settings.VAR_DIR) / "redis"
                 processes.append(("redis", stack.start_redis(redis_port, workdir, appendfsync="everysec")))
                 env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
