@@ -50,6 +50,11 @@ def queued_key(job_id: UUID | str) -> str:
     return f"jobs:{job_id}:queued"
 
 
+def redis_server_key() -> str:
+    """The run id of the Redis server the recovery sweep last saw (basic/jobs/queue_markers.py)."""
+    return f"{settings.REDIS_KEY_PREFIX}:redis:server"
+
+
 def worker_alive_key(token: str) -> str:
     """A worker process that is alive (basic/jobs/worker_liveness.py); `token` is unique per process."""
     return f"workers:{token}:alive"
@@ -101,3 +106,9 @@ def login_attempts_key(kind: str, digest: str, window: int) -> str:
 def limit_keys_pattern() -> str:
     """Every chat bucket and socket-slot key of this deployment (for tests and operators)."""
     return f"{settings.REDIS_KEY_PREFIX}:limits:*"
+
+
+def group_channel(group: str) -> str:
+    """The Redis pub/sub channel on which channels-redis's pub/sub layer carries a group's messages
+    (its naming: "<prefix>__group__<group>"), for publishing to a group from a Lua script."""
+    return f"{settings.CHANNEL_LAYERS['default']['CONFIG'].get('prefix', 'asgi')}__group__{group}"

@@ -25,7 +25,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from basic.core import metrics, redis_clients
+from basic.core import keys, metrics, redis_clients
 from basic.jobs import event_store
 from basic.jobs.event_schemas import check_event
 from basic.jobs.events import LAYER_JOB_EVENT, TERMINAL_EVENTS, job_group, user_group
@@ -54,12 +54,10 @@ class RedisEventPusher:
         if not isinstance(self.layer, RedisPubSubChannelLayer):
             raise ImproperlyConfigured("Job events are published for channels_redis.pubsub.RedisPubSubChannelLayer; "
                                        f"CHANNEL_LAYERS uses {type(self.layer).__name__}.")
-        # The pub/sub layer names a group's Redis channel "<prefix>__group__<group>".
-        self.prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "asgi")
         self._one_trip: bool | None = None
 
     def channels(self, groups: list[str]) -> list[str]:
-        return [f"{self.prefix}__group__{group}" for group in groups]
+        return [keys.group_channel(group) for group in groups]
 
     @property
     def one_trip(self) -> bool:

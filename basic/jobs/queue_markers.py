@@ -23,7 +23,7 @@ from uuid import UUID
 from django.conf import settings
 from redis import RedisError
 
-from basic.core.keys import queued_key
+from basic.core.keys import queued_key, redis_server_key
 from basic.core.redis_clients import run_script, sync_redis
 from basic.jobs import worker_liveness
 
@@ -83,6 +83,20 @@ def unmarked(job_ids: list[UUID]) -> list[UUID]:
     living = worker_liveness.alive(holders)  # type: ignore[arg-type]
     return [job_id for job_id, marker in markers.items()
             if marker is None or (_holder(marker) is not None and _holder(marker) not in living)]
+
+
+def server_replaced() -> bool:
+    """Whether the Redis server changed since a sweep last asked (a Sentinel failover, or a restart
+    that kept its data): True for the one caller that sees the change first.
+
+    Then a marker can't be trusted: a worker whose BRPOP took a message on the old server may never
+    have got it (the reply died with the server), while the `queued` marker written before was
+    replicated. The sweep then sends every queued job again (the soak found such a job waiting
+    for the visibility timeout); the lease makes the duplicates harmless."""
+    client = sync_redis()
+    run_id = client.info("server")["run_id"]
+    seen = _text(client.getset(redis_server_key(), run_id))
+    return seen is not None and seen != run_id
 
 
 def _text(value: bytes | str | None) -> str | None:

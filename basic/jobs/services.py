@@ -208,6 +208,8 @@ def recover_lost_jobs() -> list[UUID]:
     A duplicate delivery is harmless: the job's lease lets one run at a time.
     """
     now = timezone.now()
+    if queue_markers.server_replaced():
+        return resend_after_server_change(now)
     stale_before = now - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS)
     running = Job.objects.filter(Q(heartbeat__isnull=True) | Q(heartbeat__lt=stale_before),
                                  status=Job.Status.RUNNING, started__lt=stale_before)
@@ -225,6 +227,20 @@ def recover_lost_jobs() -> list[UUID]:
         logger.warning("job %s (%s) lost its run; queueing it again", job.id, job.status)
         enqueue(job, countdown=_countdown(job, now))
     return [job.id for job in lost] + send_due_scheduled(now)
+
+
+def resend_after_server_change(now: datetime) -> list[UUID]:
+    """Redis was replaced (queue_markers.server_replaced): send every queued job and every delayed
+    one due soon again, whatever its marker says, each with the countdown left. Running jobs are
+    left to their leases as always."""
+    waiting = list(Job.objects.filter(
+        Q(status=Job.Status.QUEUED)
+        | Q(status=Job.Status.SCHEDULED, not_before__lte=now + timezone.timedelta(seconds=SEND_AHEAD_SECONDS)),
+        cancel_requested=False).only("id", "kind", "status", "priority", "not_before")[:10000])
+    logger.warning("Redis was replaced (failover or restart): sending %d waiting jobs again", len(waiting))
+    for job in waiting:
+        enqueue(job, countdown=_countdown(job, now))
+    return [job.id for job in waiting]
 
 
 def send_due_scheduled(now: datetime) -> list[UUID]:

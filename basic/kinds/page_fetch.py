@@ -3,11 +3,13 @@ keeps its body in Redis for PAGE_CACHE_TTL_SECONDS; a URL its owner fetched rece
 once (each user has their own cache entries, so nobody learns what others fetched)."""
 import html
 import json
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from redis import RedisError
 from rest_framework import serializers
 
 from basic.core import fetch as safe_fetch
@@ -15,6 +17,8 @@ from basic.core.keys import page_cache_key
 from basic.core.outside_text import outside_text
 from basic.core.redis_clients import sync_redis
 from basic.jobs.kind_api import JobContext, JobFailed, JobKind, JobRetryable, register
+
+logger = logging.getLogger(__name__)
 
 NAME = "page_fetch"
 # Found in two bounded steps, the opening tag then the first closing one after it: one pattern
@@ -73,7 +77,13 @@ def clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cached(key: str) -> tuple[bytes, dict[str, Any]] | None:
-    stored = sync_redis().hmget(key, "body", "meta")
+    """The cached page, if any. The cache is a shortcut: if Redis can't answer (down, failing over),
+    the page is fetched instead of failing the job."""
+    try:
+        stored = sync_redis().hmget(key, "body", "meta")
+    except RedisError as exc:
+        logger.warning("page cache not read: %s", exc)
+        return None
     if stored[0] is None or stored[1] is None:
         return None
     try:
@@ -88,7 +98,10 @@ def _store(key: str, body: bytes, meta: dict[str, Any]) -> None:
     pipe.delete(key)
     pipe.hset(key, mapping={"body": body, "meta": json.dumps(meta)})
     pipe.expire(key, settings.PAGE_CACHE_TTL_SECONDS)
-    pipe.execute()
+    try:
+        pipe.execute()
+    except RedisError as exc:  # the page is the job's output either way; the next fetch caches it
+        logger.warning("page cache not stored: %s", exc)
 
 
 def _fetch(url: str) -> tuple[bytes, dict[str, Any]]:

@@ -121,11 +121,18 @@ async def post_message(*, room: str, sender: Sender, text: object, channel_layer
         message = {"type": LAYER_CHAT_MESSAGE, "room": room, "message": text, "sender": sender.name,
                    "ts": timezone.now().isoformat(timespec="milliseconds")}
         check_frame(message, ChatMessage)
-    # Kept briefly, so a web process whose subscriber was reconnecting still delivers it.
-    payload = await chat_history.append(keys.chat_history_key(room), message, settings.CHAT_HISTORY_MAXLEN,
+    # Kept briefly, so a web process whose subscriber was reconnecting still delivers it; stored and
+    # published in one step when the layer reads Redis's msgpack (basic/realtime/chat_history.py).
+    stream, group = keys.chat_history_key(room), chat_group(room)
+    if await chat_history.one_trip(channel_layer):
+        return await chat_history.append_and_publish(
+            stream, message, settings.CHAT_HISTORY_MAXLEN, settings.CHAT_HISTORY_TTL_SECONDS,
+            [keys.group_channel(group)])
+    payload = await chat_history.append(stream, message, settings.CHAT_HISTORY_MAXLEN,
                                         settings.CHAT_HISTORY_TTL_SECONDS)
-    await channel_layer.group_send(chat_group(room), payload)
+    await channel_layer.group_send(group, payload)
     return payload
+
 
 
 async def _allowed(sender: Sender) -> bool:

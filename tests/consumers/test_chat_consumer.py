@@ -195,3 +195,46 @@ async def test_a_resume_point_that_is_not_a_message_id_closes_4400(connect, alic
     frames, code = await receive_until_closed(communicator)
     assert code == 4400
     assert json.loads(frames[0]["text"])["code"] == "invalid_after"
+
+
+async def test_a_message_is_stored_and_published_in_one_step(connect, alice, bob, monkeypatch):
+    """The sender's web process may die right after storing a message (a deploy, a crash): it must
+    not leave the message in the room's history unsent. The chaos soak found such messages, stored
+    but never delivered to the members on other processes."""
+    from channels.layers import get_channel_layer
+
+    listener, _ = await connect("/ws/chat/one-step/", token=alice.token)
+    speaker, _ = await connect("/ws/chat/one-step/", token=bob.token)
+    layer = get_channel_layer()
+    sends = []
+
+    async def dies_before_sending(group, message):  # the process is gone before its own send
+        sends.append(group)
+
+    monkeypatch.setattr(layer, "group_send", dies_before_sending)
+    await speaker.send_json_to({"message": "stored and sent"})
+    assert (await listener.receive_json_from(5))["message"] == "stored and sent"
+    assert sends == []  # it went out with the store, not by a later send
+    await close_all(listener, speaker)
+
+
+async def test_a_resume_while_the_history_cannot_be_read_closes_1013_to_come_back(connect, alice, bob, monkeypatch):
+    """Redis down as a client resumes: it is told to come back (1013), not sent the live messages
+    as if it had missed nothing."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from basic.realtime import chat_history as group_history
+
+    speaker, _ = await connect("/ws/chat/down/", token=bob.token)
+    await speaker.send_json_to({"message": "one"})
+    first = await speaker.receive_json_from(5)
+
+    async def redis_down(*args):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(group_history, "read_from", redis_down)
+    back, _ = await connect(f"/ws/chat/down/?after={first['id']}", token=alice.token)
+    frames, code = await receive_until_closed(back)
+    assert code == 1013
+    assert [json.loads(frame["text"])["code"] for frame in frames] == ["unavailable"]
+    await close_all(speaker)

@@ -150,6 +150,29 @@ def test_a_cache_hit_refresh_and_ttl_expiry(api, queued, allow, pages, settings)
     assert expired.result["cached"] is False and expired.result["title"] != refreshed.result["title"]
 
 
+def test_a_cache_redis_cannot_answer_is_passed_by_and_the_page_still_fetched(api, queued, allow, pages, monkeypatch):
+    """The cache is a shortcut: a Redis failing over while a fetch reads or writes it must not fail
+    the job (the chaos soak saw "unexpected error" from the cache write)."""
+    import redis
+
+    from basic.kinds import page_fetch
+
+    class FailingOver:
+        """The cache's Redis client, mid-failover: every call fails as redis-py's do then."""
+
+        def hmget(self, *args):
+            raise redis.ConnectionError("Connection closed by server.")
+
+        def pipeline(self, transaction=True):
+            pipe = redis.Redis(host="127.0.0.1", port=1).pipeline(transaction=transaction)  # never connected
+            pipe.execute = self.hmget
+            return pipe
+
+    monkeypatch.setattr(page_fetch, "sync_redis", FailingOver)
+    fetched = fetch(api, f"http://{pages}/counter?t={time.time()}")
+    assert fetched.status == "done" and fetched.result["cached"] is False
+
+
 @pytest.mark.parametrize("path", ["/metadata", "/other-port", "/ipv6"])
 def test_redirects_into_our_own_network_end_in_job_failed(api, queued, allow, pages, path):
     job = fetch(api, f"http://{pages}{path}")

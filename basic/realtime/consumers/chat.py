@@ -9,7 +9,7 @@ from basic.core import keys
 from basic.realtime import chat, close_codes
 from basic.realtime import chat_history as group_history
 from basic.realtime.auth import query_param
-from basic.realtime.consumers.base import ValidatingJsonConsumer, client_address, encoded_once
+from basic.realtime.consumers.base import UNAVAILABLE, ValidatingJsonConsumer, client_address, encoded_once
 
 # The socket log lines keep the name they have always had, so operators' filters survive the move.
 logger = logging.getLogger("basic.consumers")
@@ -74,13 +74,18 @@ class ChatConsumer(ValidatingJsonConsumer):
     async def send_missed(self, after: tuple[int, int]) -> None:
         """A client back from a dropped connection (`?after=<the last id it got>`) is sent what
         the room said meanwhile from its recent history, then the live messages held meanwhile:
-        each once, in order. What the history no longer holds is gone."""
+        each once, in order. What the history no longer holds is gone. If the history can't be read
+        (Redis is down), the socket is told so and closed with 1013, so the client comes back with
+        the same `?after=` instead of skipping what it missed."""
         try:
             missed = await group_history.read_from(keys.chat_history_key(self.room), group_history.next_id(after),
                                                    settings.CHAT_HISTORY_MAXLEN)
         except Exception:
             logger.warning("could not read the history of chat room %s", self.room, exc_info=True)
-            missed = []
+            self._held = None
+            await self.send_error(UNAVAILABLE["code"], UNAVAILABLE["detail"])
+            await self.close(code=close_codes.CLOSE_TRY_AGAIN_LATER)
+            return
         for payload in missed:
             await self.send_chat(payload)
         self._replayed = frozenset(payload[group_history.ID] for payload in missed)

@@ -85,3 +85,29 @@ def test_a_worker_announces_itself_for_worker_alive_seconds(redis_client, settin
     assert 0 < redis_client.ttl(worker_alive_key(worker_liveness.token())) <= 9
     assert worker_liveness.alive({worker_liveness.token(), "gone"}) == {worker_liveness.token()}
     assert worker_liveness.refresh_interval() == 3
+
+
+def test_after_redis_was_replaced_the_sweep_sends_every_waiting_job_once(alice, monkeypatch, redis_client):
+    """A failover (or a restart that kept its data) can lose a message a worker's BRPOP took from
+    the old server while its `queued` marker survived: the soak saw such a job wait for the
+    visibility timeout. The first sweep to see the new server sends every waiting job again."""
+    from basic.core.keys import redis_server_key
+
+    services.recover_lost_jobs()  # the sweep has seen this server
+    queued = Job.objects.create(kind="students_by_age", owner=alice)  # just now: the normal sweep waits for it
+    soon = Job.objects.create(kind="students_by_age", owner=alice, status=Job.Status.SCHEDULED,
+                              not_before=timezone.now() + timezone.timedelta(seconds=20))
+    for job in (queued, soon):  # both sent, their markers say so
+        with queue_markers.sending(job.id):
+            pass
+    later = Job.objects.create(kind="students_by_age", owner=alice, status=Job.Status.SCHEDULED,
+                               not_before=timezone.now() + timezone.timedelta(hours=2))
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda job, countdown=None: sent.append(job.id))
+    assert services.recover_lost_jobs() == []  # the same server: its markers are trusted
+    redis_client.set(redis_server_key(), "the-old-master")
+    assert set(services.recover_lost_jobs()) == {queued.id, soon.id}
+    assert later.id not in sent
+    assert services.recover_lost_jobs() == []  # once
+    for job in (queued, soon):
+        queue_markers.clear(job.id)
