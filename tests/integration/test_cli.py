@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 import zipfile
@@ -33,6 +34,12 @@ def jobs_command() -> list[str]:
     return [sys.executable, "-m", "basic.cli.main"]  # the same code, before `make setup` ran
 
 
+def as_from_a_shell() -> None:
+    """Ctrl-C reaches the command as in a person's terminal, even when the tests themselves were
+    started in the background by a script (which starts them with SIGINT ignored, inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """One command in a 120x30 pseudo-terminal; `screen()` is what a person would see."""
 
@@ -44,7 +51,8 @@ class Terminal:
         self.emulator = pyte.Screen(120, 30)
         self.stream = pyte.ByteStream(self.emulator)
         self.raw = b""
-        self.child = pexpect.spawn(command[0], command[1:], env=env, cwd=str(stack.BASE_DIR), dimensions=(30, 120))
+        self.child = pexpect.spawn(command[0], command[1:], env=env, cwd=str(stack.BASE_DIR), dimensions=(30, 120),
+                                   preexec_fn=as_from_a_shell)
         self.screens: list[str] = []
 
     def pump(self, seconds: float = 0.1) -> None:

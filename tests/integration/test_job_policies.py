@@ -353,15 +353,18 @@ def test_a_cap_of_one_holds_across_workers_and_children(caps_live, kind, label):
 
 
 def test_a_killed_workers_slot_is_not_leaked(caps_live):
-    """Last: it kills the stack's first gevent worker (the second one takes the jobs over)."""
+    """Last: it kills both of the stack's gevent workers (whichever runs the holder) and starts
+    another, which takes the jobs over."""
     live = caps_live
     holder = start_kind(live, "steps_kill", steps=20, delay=0.3)
     wait_for(lambda: job(live, holder)["progress"] >= 10, 20, "the holder to run")
     queued = start_kind(live, "steps_kill", steps=1)
     wait_for(lambda: job(live, queued)["message"].startswith("waiting: 1 of 1"), 20, "the second to wait")
-    live.processes["worker"].send_signal(signal.SIGKILL)
-    live.processes["worker"].wait()
+    for name in ("worker", "worker-second"):
+        live.processes[name].send_signal(signal.SIGKILL)
+        live.processes[name].wait()
     assert job(live, holder)["status"] == "running"
+    live.start_worker("after-the-kill", concurrency=10)
 
     first, second = ended(live, holder, timeout=60), ended(live, queued, timeout=60)
     assert (first["status"], second["status"]) == ("done", "done"), (first, second)
