@@ -218,3 +218,28 @@ async def test_reconnecting_after_the_end_sends_nothing_more(connect_as_alice, m
     communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=2")
     assert await communicator.receive_nothing(0.5)
     await close_all(communicator)
+
+
+async def test_an_event_appended_between_the_resumes_two_reads_is_replayed_not_taken_for_lost(
+        connect_as_alice, make_job, monkeypatch):
+    """A resume reads what it missed, then (finding nothing) the stream's last event; an event the
+    job appends in between made the history look trimmed, and the socket got a snapshot in place of
+    events the stream held (the chaos soak and the load-balancer test saw it beside a running job)."""
+    job = await make_job()
+    for _ in range(2):
+        await push(job)
+    real_read = event_store.read_events_after
+    calls = []
+
+    async def the_job_moves_on_meanwhile(*args, **kwargs):
+        found = await real_read(*args, **kwargs)
+        calls.append(len(found))
+        if len(calls) == 1:
+            await push(job)  # seq 3, right after this read
+        return found
+
+    monkeypatch.setattr(event_store, "read_events_after", the_job_moves_on_meanwhile)
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=2")
+    frame = await communicator.receive_json_from(5)
+    assert (frame["type"], frame["seq"]) == ("job.progress", 3)
+    await close_all(communicator)

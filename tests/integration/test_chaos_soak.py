@@ -57,10 +57,6 @@ def test_every_started_job_ends_exactly_once(soak: SoakResult):
     assert soak.check("jobs end exactly once").ok, explain(soak, "jobs end exactly once")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 21, open: a job socket resuming right after its web process was killed once got a snapshot "
-    "in place of events its job's stream held (seen in 2 of about 8 runs; docs/soak.md). Still checked "
-    "every run: an XPASS or XFAIL line says which, and the numbers are in the table"))
 def test_every_job_socket_is_gapless_across_its_resumes(soak: SoakResult):
     assert soak.check("socket streams gapless").ok, explain(soak, "socket streams gapless")
 
