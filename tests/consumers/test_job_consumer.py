@@ -190,6 +190,23 @@ async def test_a_lost_final_event_still_arrives_through_the_resync(connect_as_al
     await close_all(communicator)
 
 
+async def update_when_unlocked(job_id, **fields) -> None:
+    """The test database is SQLite in memory with a shared cache, where a write meeting the socket's
+    read thread fails at once with "table is locked" (no busy wait): try again, as a writer on a
+    real database would simply wait."""
+    from django.db import OperationalError
+
+    for _ in range(100):
+        try:
+            await database_sync_to_async(Job.objects.filter(id=job_id).update)(**fields)
+            return
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(0.02)
+    raise AssertionError("the job row stayed locked for 2 s")
+
+
 async def test_a_job_that_ended_while_redis_was_down_ends_with_a_terminal_snapshot(
         connect_as_alice, make_job, settings):
     from django.utils import timezone
@@ -202,8 +219,8 @@ async def test_a_job_that_ended_while_redis_was_down_ends_with_a_terminal_snapsh
     await push(job)
     communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=0")
     assert (await communicator.receive_json_from(5))["seq"] == 1
-    await database_sync_to_async(Job.objects.filter(id=job.id).update)(
-        status="done", progress=100, finished=timezone.now() - timezone.timedelta(seconds=1))
+    await update_when_unlocked(job.id, status="done", progress=100,
+                               finished=timezone.now() - timezone.timedelta(seconds=1))
     await communicator.send_json_to({"type": "resume", "after": 1})
     final = await communicator.receive_json_from(5)
     assert (final["type"], final["status"], final["seq"]) == ("job.snapshot", "done", 1)
