@@ -46,7 +46,16 @@ from websockets.asyncio.client import connect
 from basic.ops import stack
 from basic.ops.web_pool import WebPool
 from bench import bare_celery
-from bench.common import ensure_redis, manage, percentile, raise_open_files_limit, stop_redis, write_result
+from bench.common import (
+    ensure_redis,
+    manage,
+    percentile,
+    py_spy,
+    raise_open_files_limit,
+    stop_py_spy,
+    stop_redis,
+    write_result,
+)
 
 TERMINAL = {"job.done", "job.failed", "job.cancelled"}
 KIND = "students_by_age"
@@ -588,19 +597,10 @@ def main(argv: list[str] | None = None) -> dict:
             PIDS["redis"] = stack_redis.pid
         spies = []
         if args.profile:
-            import subprocess
-
-            folder = Path(args.profile)
-            folder.mkdir(parents=True, exist_ok=True)
-            spy = str(Path(sys.executable).with_name("py-spy"))
-            for name, pid in (("worker", processes[0].pid), ("daphne", web_pids[0])):
-                spies.append(subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-f", "raw",
-                                               "-o", str(folder / f"{name}.txt"), "--nonblocking", "--gil"],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            spies = [py_spy(pid, Path(args.profile) / f"{name}.txt")
+                     for name, pid in (("worker", processes[0].pid), ("daphne", web_pids[0]))]
         result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url))
-        for spy in spies:
-            spy.send_signal(2)
-            spy.wait(30)
+        stop_py_spy(spies)
     finally:
         if pool is not None:
             pool.stop()

@@ -37,7 +37,16 @@ from websockets.exceptions import InvalidStatus
 
 from basic.cli.stream import backoff_seconds, retry_hint
 from basic.ops import stack
-from bench.common import ensure_redis, manage, migrated_database, raise_open_files_limit, stop_redis, write_result
+from bench.common import (
+    ensure_redis,
+    manage,
+    migrated_database,
+    py_spy,
+    raise_open_files_limit,
+    stop_py_spy,
+    stop_redis,
+    write_result,
+)
 
 ROUTES = ("seed", "chat", "events", "job")
 GIVE_UP_SECONDS = 180.0
@@ -142,19 +151,24 @@ def start_job(base_url: str, token: str) -> str:
     return response.json()["id"]
 
 
-def run_project(route: str, sockets: int, env: dict[str, str], token: str, workdir: Path) -> dict:
+def run_project(route: str, sockets: int, env: dict[str, str], token: str, workdir: Path,
+                profile: Path | None = None) -> dict:
     port = stack.free_port()
     daphne = stack.start_daphne(port, env, log=workdir / f"daphne-{route}-{sockets}.log")
     base = f"127.0.0.1:{port}"
+    spies = []
     try:
         path = {"seed": "/chat/", "chat": f"/ws/chat/storm/?token={token}",
                 "events": f"/ws/events/?token={token}"}.get(route)
         if route == "job":
             path = f"/ws/jobs/{start_job(f'http://{base}', token)}/?token={token}"
+        if profile is not None:
+            spies.append(py_spy(daphne.pid, profile / f"daphne-{route}-{sockets}.txt"))
         # A job socket is sent its snapshot on open (counted in the time to open); the others nothing.
         return with_server_cpu(daphne.pid, lambda: asyncio.run(
             storm(f"ws://{base}{path}", sockets, quiet_on_open=route != "job")))
     finally:
+        stop_py_spy(spies)
         stack.stop(daphne)
 
 
@@ -163,6 +177,7 @@ def main() -> dict:
     parser.add_argument("--sizes", default="2000,5000,10000")
     parser.add_argument("--routes", default=",".join(ROUTES))
     parser.add_argument("--json", default="")
+    parser.add_argument("--profile", default="", help="folder: py-spy records Daphne there, one file a run")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",") if size]
     routes = [route for route in args.routes.split(",") if route]
@@ -181,7 +196,7 @@ def main() -> dict:
                   flush=True)
             for route in routes:
                 time.sleep(2)  # let the previous run's sockets finish closing
-                result = run_project(route, sockets, env, token, workdir)
+                result = run_project(route, sockets, env, token, workdir, Path(args.profile) if args.profile else None)
                 result["vs_bare"] = result["rate"] / bare["rate"] if bare["rate"] else None
                 runs.append({"route": route, "bare": bare, **result})
                 print(f"  {route:<7} {result['opened']:>6,}/{sockets:,} open in {result['seconds']:6.2f} s "

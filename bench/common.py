@@ -114,3 +114,19 @@ def without_json_flag(argv: list[str]) -> list[str]:
         i = argv.index("--json")
         return argv[:i] + argv[i + 2:]
     return argv
+
+
+def py_spy(pid: int, output: Path) -> subprocess.Popen:
+    """Start recording a process's Python stacks with py-spy (`--gil`: only samples holding the GIL,
+    i.e. Python CPU, so idle waits do not fill the top); stop it with `stop_py_spy`."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "-o", str(output),
+                             "--nonblocking", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_py_spy(spies: list[subprocess.Popen]) -> None:
+    """Stop the recordings; each writes its file as it ends."""
+    for spy in spies:
+        spy.send_signal(2)
+        spy.wait(30)

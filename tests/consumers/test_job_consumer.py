@@ -260,3 +260,39 @@ async def test_an_event_appended_between_the_resumes_two_reads_is_replayed_not_t
     frame = await communicator.receive_json_from(5)
     assert (frame["type"], frame["seq"]) == ("job.progress", 3)
     await close_all(communicator)
+
+
+async def test_sockets_opening_together_share_a_snapshot_read_that_began_after_each_joined(
+        connect_as_alice, make_job, monkeypatch):
+    """Issue 18: the job row read for each socket's snapshot was a fifth of the server's CPU when
+    2,000 sockets opened on one job at once. Sockets asking together now share one read; one that
+    joins while a read is running waits for the next read, so its snapshot still stands for the
+    event published before it joined."""
+    from basic.realtime.consumers import jobs as job_sockets
+
+    job = await make_job(status="running")
+    await push(job)  # seq 1
+    real_read_job = job_sockets.read_job
+    reads = []
+    reading = asyncio.Event()
+
+    async def slow_read_job(job_id):
+        reads.append(job_id)
+        reading.set()
+        row = await real_read_job(job_id)
+        await asyncio.sleep(0.3)
+        return row
+
+    monkeypatch.setattr(job_sockets, "read_job", slow_read_job)
+    first = asyncio.ensure_future(connect_as_alice(f"/ws/jobs/{job.id}/"))
+    await reading.wait()  # the first socket's read is running: it stands for seq 1
+    await push(job)  # seq 2, before the next sockets join
+    crowd = await asyncio.gather(*[connect_as_alice(f"/ws/jobs/{job.id}/") for _ in range(20)])
+    early, _ = await first
+    assert (await early.receive_json_from(5))["seq"] == 1
+    assert (await early.receive_json_from(5))["seq"] == 2  # live, after its snapshot
+    for communicator, _ in crowd:
+        snapshot = await communicator.receive_json_from(5)
+        assert (snapshot["type"], snapshot["seq"]) == ("job.snapshot", 2)
+    assert len(reads) < 10  # 21 sockets: two reads here, a few more on a slow machine, not one each
+    await close_all(early, *[communicator for communicator, _ in crowd])

@@ -39,6 +39,6 @@ class BatchEventsConsumer(EventFeedConsumer):
     async def read_row(self) -> Batch:
         return await read_batch(self.subject_id)
 
-    async def snapshot_frame(self) -> dict[str, Any]:
+    async def snapshot_of(self, feed: BatchFeed) -> dict[str, Any]:  # type: ignore[override]
         batch, members = await read_batch_and_members(self.subject_id)
-        return dict(self.feed.batch_snapshot(batch, members))
+        return dict(feed.batch_snapshot(batch, members))

@@ -19,13 +19,15 @@ from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
 from basic.realtime.job_feed import JobFeed
-from basic.realtime.shared_reads import SharedReads
+from basic.realtime.shared_reads import NextRead, SharedReads
 
 # The socket log lines keep the name they have always had, so operators' filters survive the move.
 logger = logging.getLogger("basic.consumers")
 
 # One history read and one row read per feed per round in this process, whatever the sockets.
 RESYNC_READS = SharedReads(ttl=1.0)
+# Sockets opening on one feed together share its snapshot: read after each joined, encoded once.
+SNAPSHOTS = NextRead()
 
 
 class EventFeedConsumer(AuthenticatedConsumer):
@@ -63,8 +65,8 @@ class EventFeedConsumer(AuthenticatedConsumer):
         """The row now (is_terminal, finished), for settling a feed whose end was never pushed."""
         raise NotImplementedError
 
-    async def snapshot_frame(self) -> dict[str, Any]:
-        """The snapshot at `self.feed.last_seq` (setting `feed.ended`)."""
+    async def snapshot_of(self, feed: JobFeed) -> dict[str, Any]:
+        """The snapshot frame at `feed.last_seq`, read now (setting `feed.ended`)."""
         raise NotImplementedError
 
     # --- the shared socket ----------------------------------------------------------------
@@ -127,9 +129,18 @@ class EventFeedConsumer(AuthenticatedConsumer):
                 await self.catch_up()
 
     async def send_snapshot(self) -> None:
-        last = await event_store.last_event(self.stream())
-        self.feed.start_snapshot(last)
-        await self.send_json(await self.snapshot_frame())
+        """The feed's snapshot, as of a read that began after this socket joined the group (so it
+        stands for every event published before the join): shared with the sockets of this feed
+        asking at the same time (shared_reads.NextRead)."""
+        last_seq, ended, text = await SNAPSHOTS.get(self.group(), self._read_snapshot)
+        self.feed.last_seq, self.feed.ended = last_seq, ended
+        await self.send(text_data=text)
+
+    async def _read_snapshot(self) -> tuple[int, bool, str]:
+        feed = self.new_feed()
+        feed.start_snapshot(await event_store.last_event(self.stream()))
+        frame = await self.snapshot_of(feed)
+        return feed.last_seq, feed.ended, json.dumps(frame)
 
     async def replay(self, after: int) -> None:
         missed = await event_store.read_events_after(self.stream(), after)
@@ -157,7 +168,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
         row = await RESYNC_READS.get(("row", self.group()), self.read_row)
         grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
         if self.feed.ended_unseen(row, timezone.now(), grace):
-            await self.send_json(await self.snapshot_frame())
+            await self.send_json(await self.snapshot_of(self.feed))
 
     async def send_event(self, event: dict[str, Any], text: str | None = None) -> None:
         if self.feed.take(event):

@@ -6,6 +6,7 @@ from basic.jobs import events, services
 from basic.models import Job
 from basic.realtime.consumers.event_feed import RESYNC_READS, EventFeedConsumer
 from basic.realtime.db_reads import InFlight, database_read
+from basic.realtime.job_feed import JobFeed
 
 __all__ = ["RESYNC_READS", "JobEventsConsumer"]
 
@@ -37,5 +38,5 @@ class JobEventsConsumer(EventFeedConsumer):
     async def read_row(self) -> Job:
         return await read_job(self.subject_id)
 
-    async def snapshot_frame(self) -> dict[str, Any]:
-        return dict(self.feed.snapshot(await read_job(self.subject_id)))
+    async def snapshot_of(self, feed: JobFeed) -> dict[str, Any]:
+        return dict(feed.snapshot(await read_job(self.subject_id)))
