@@ -178,10 +178,10 @@ def broker_transport_options(sentinels: Sentinels | None) -> dict[str, Any]:
 
 
 def cache_settings(url: str, sentinels: Sentinels | None) -> dict[str, Any]:
-    """BACKEND, LOCATION and OPTIONS of the Redis cache (Django's own, or basic/core/redis_cache.py's
-    subclass of it that connects through the sentinels)."""
+    """BACKEND, LOCATION and OPTIONS of the Redis cache (basic/core/redis_cache.py's subclasses of
+    Django's: one client per pool, and through the sentinels when there are some)."""
     if sentinels is None:
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}
+        return {"BACKEND": "basic.core.redis_cache.SharedClientRedisCache", "LOCATION": url}
     return {"BACKEND": "basic.core.redis_cache.SentinelRedisCache", "LOCATION": check_url(url, sentinels),
             "OPTIONS": {"sentinels": sentinels}}
 

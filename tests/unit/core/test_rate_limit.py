@@ -34,3 +34,20 @@ def test_the_start_budget_uses_one_cache_client_per_process(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
                                    "LOCATION": "elsewhere"}}
     assert rate_limit.shared_cache() is not first  # settings changed: a new client
+
+
+def test_the_redis_cache_builds_one_client_per_pool(settings):
+    """Issue 19: Django's Redis cache built a `redis.Redis` (~0.2 ms) for every command, two per
+    throttled REST request; basic/core/redis_cache.py keeps one per connection pool."""
+    from django.core.cache.backends.redis import RedisCacheClient
+
+    from basic.core import redis_target
+    from basic.core.redis_cache import SharedClientRedisCache
+
+    config = redis_target.cache_settings(settings.REDIS_URL, None)
+    cache = SharedClientRedisCache(config["LOCATION"], {})
+    assert isinstance(cache._cache, RedisCacheClient)
+    cache.set("shared-client-check", [1.5], 30)
+    assert cache.get("shared-client-check") == [1.5]
+    assert cache._cache.get_client(write=True) is cache._cache.get_client(write=False)
+    assert len(cache._cache._clients) == 1

@@ -47,7 +47,7 @@ def test_without_sentinels_every_consumer_gets_redis_url_as_before():
     assert redis_target.broker_url("", url, None) == url
     assert redis_target.broker_url("redis://broker/1", url, None) == "redis://broker/1"
     assert redis_target.broker_transport_options(None) == {}
-    assert redis_target.cache_settings(url, None) == {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+    assert redis_target.cache_settings(url, None) == {"BACKEND": "basic.core.redis_cache.SharedClientRedisCache",
                                                       "LOCATION": url}
     client = redis_target.sync_client(url, None, pool_class=redis.BlockingConnectionPool, max_connections=7)
     assert type(client.connection_pool) is redis.BlockingConnectionPool
@@ -165,7 +165,7 @@ def test_unset_settings_are_as_before():
     done = _settings_with(REDIS_SENTINELS="")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2",
-                                        "django.core.cache.backends.redis.RedisCache", "None"]
+                                        "basic.core.redis_cache.SharedClientRedisCache", "None"]
 
 
 def test_a_bad_setting_stops_start_up_with_its_name():
