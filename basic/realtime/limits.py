@@ -15,7 +15,7 @@
 import asyncio
 import logging
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from redis.commands.core import AsyncScript
@@ -25,6 +25,8 @@ from basic.core.keys import chat_rate_key, socket_slots_key
 from basic.core.redis_clients import async_redis
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SLOT_TTL_SECONDS = 90
 SLOT_REFRESH_SECONDS = 30
@@ -163,16 +165,19 @@ async def _release_quietly(who: str, member: str) -> None:
         logger.warning("could not release the socket slot of %s", who, exc_info=True)
 
 
-_claim_batches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClaimBatch]" = weakref.WeakKeyDictionary()
+_per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[type, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _of_this_loop(kind: type[T]) -> T:
+    """This event loop's one `kind()` (each server process runs one loop; each test its own)."""
+    mine = _per_loop.setdefault(asyncio.get_running_loop(), {})
+    if kind not in mine:
+        mine[kind] = kind()
+    return mine[kind]
 
 
 def _claims() -> ClaimBatch:
-    """This event loop's claim batch (each server process runs one loop; each test its own)."""
-    loop = asyncio.get_running_loop()
-    batch = _claim_batches.get(loop)
-    if batch is None:
-        batch = _claim_batches[loop] = ClaimBatch()
-    return batch
+    return _of_this_loop(ClaimBatch)
 
 
 class SlotKeeper:
@@ -212,16 +217,9 @@ class SlotKeeper:
                 logger.warning("could not refresh %s socket slot(s)", len(self.claims), exc_info=True)
 
 
-_keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotKeeper]" = weakref.WeakKeyDictionary()
-
-
 def slot_keeper() -> SlotKeeper:
-    """This event loop's keeper (each server process runs one loop; each test its own)."""
-    loop = asyncio.get_running_loop()
-    keeper = _keepers.get(loop)
-    if keeper is None:
-        keeper = _keepers[loop] = SlotKeeper()
-    return keeper
+    """This event loop's keeper."""
+    return _of_this_loop(SlotKeeper)
 
 
 async def release_slot(who: str, member: str) -> None:
