@@ -15,18 +15,15 @@
 import asyncio
 import logging
 import weakref
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from basic.core.keys import chat_rate_key, socket_slots_key
 from basic.core.redis_clients import async_redis
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 SLOT_TTL_SECONDS = 90
 SLOT_REFRESH_SECONDS = 30
@@ -88,96 +85,7 @@ async def chat_allowed(who: str) -> bool:
 
 async def claim_slot(who: str, member: str, cap: int) -> bool:
     """Count socket `member` among `who`'s open sockets, unless `cap` are open already."""
-    return await _claims().claim(who, member, cap)
-
-
-class ClaimBatch:
-    """Slot claims made while a round trip is under way go to Redis together in the next one, in
-    the order they were made (one pipeline of scripts; each claim is still its own script, so caps
-    are first come, first served). A connect storm made one script call, and one pooled
-    connection taken and given back, per socket: 12% of the CPU of 2,000 sockets opening at once on
-    the seed room (issue 18)."""
-
-    MAX = 500  # claims in one pipeline
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[str, str, int, asyncio.Future]] = []
-        self.sending = False
-
-    async def claim(self, who: str, member: str, cap: int) -> bool:
-        future = asyncio.get_running_loop().create_future()
-        self.pending.append((who, member, cap, future))
-        if not self.sending:
-            self.sending = True
-            asyncio.get_running_loop().create_task(self._send())
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:  # the socket went away: give back a slot claimed for it
-            future.add_done_callback(lambda done: _release_later(done, who, member))
-            raise
-
-    async def _send(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending[:self.MAX], self.pending[self.MAX:]
-                try:
-                    results = await _claim_all(batch)
-                except Exception as exc:  # Redis is down: every claim of the batch fails alike
-                    results = [exc] * len(batch)
-                for (*_rest, future), result in zip(batch, results, strict=True):
-                    if future.done():
-                        continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
-                    else:
-                        future.set_result(bool(result))
-        finally:
-            self.sending = False
-
-
-async def _claim_all(batch: list[tuple[str, str, int, asyncio.Future]]) -> list[Any]:
-    """Each claim's script result (or its error), in one round trip: by EVALSHA, and if Redis
-    forgot the script (a restart, a failover), again after loading it (a claim is idempotent: the
-    same member claiming twice holds one slot)."""
-    results = await _evalsha_each(batch)
-    if any(isinstance(result, NoScriptError) for result in results):
-        await async_redis().script_load(_CLAIM_SLOT)
-        results = await _evalsha_each(batch)
-    return results
-
-
-async def _evalsha_each(batch: list[tuple[str, str, int, asyncio.Future]]) -> list[Any]:
-    pipe = async_redis().pipeline(transaction=False)
-    for who, member, cap, _future in batch:
-        pipe.evalsha(_scripts[_CLAIM_SLOT].sha, 1, socket_slots_key(who), member, cap, SLOT_TTL_SECONDS)
-    return await pipe.execute(raise_on_error=False)
-
-
-def _release_later(claimed: asyncio.Future, who: str, member: str) -> None:
-    if not claimed.cancelled() and claimed.exception() is None and claimed.result():
-        asyncio.get_running_loop().create_task(_release_quietly(who, member))
-
-
-async def _release_quietly(who: str, member: str) -> None:
-    try:
-        await release_slot(who, member)
-    except Exception:  # the claim lapses by itself within SLOT_TTL_SECONDS
-        logger.warning("could not release the socket slot of %s", who, exc_info=True)
-
-
-_per_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[type, Any]]" = weakref.WeakKeyDictionary()
-
-
-def _of_this_loop(kind: type[T]) -> T:
-    """This event loop's one `kind()` (each server process runs one loop; each test its own)."""
-    mine = _per_loop.setdefault(asyncio.get_running_loop(), {})
-    if kind not in mine:
-        mine[kind] = kind()
-    return mine[kind]
-
-
-def _claims() -> ClaimBatch:
-    return _of_this_loop(ClaimBatch)
+    return bool(await _run(_CLAIM_SLOT, [socket_slots_key(who)], [member, cap, SLOT_TTL_SECONDS]))
 
 
 class SlotKeeper:
@@ -217,9 +125,16 @@ class SlotKeeper:
                 logger.warning("could not refresh %s socket slot(s)", len(self.claims), exc_info=True)
 
 
+_keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotKeeper]" = weakref.WeakKeyDictionary()
+
+
 def slot_keeper() -> SlotKeeper:
-    """This event loop's keeper."""
-    return _of_this_loop(SlotKeeper)
+    """This event loop's keeper (each server process runs one loop; each test its own)."""
+    loop = asyncio.get_running_loop()
+    keeper = _keepers.get(loop)
+    if keeper is None:
+        keeper = _keepers[loop] = SlotKeeper()
+    return keeper
 
 
 async def release_slot(who: str, member: str) -> None:
