@@ -53,6 +53,14 @@ def owned_visible_to(rows: QuerySet, *, user: User) -> QuerySet:
     return rows.filter(owner=user)
 
 
+def may_see_owned(user: User, owner_id: int | None) -> bool:
+    """`owned_visible_to`'s rule for one row, given its owner's id: staff see it, a signed-in user
+    if it is theirs, anonymous callers never. (The two must agree: tests/unit/jobs/test_visibility.py.)"""
+    if not user.is_authenticated:
+        return False
+    return bool(user.is_staff) or (owner_id is not None and owner_id == user.pk)
+
+
 def by_any_uuid(rows: QuerySet, some_id: UUID | str) -> Any:
     """The row whose UUID `some_id` spells (any spelling), or None, as for one that does not exist."""
     try:

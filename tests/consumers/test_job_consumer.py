@@ -296,3 +296,35 @@ async def test_sockets_opening_together_share_a_snapshot_read_that_began_after_e
         assert (snapshot["type"], snapshot["seq"]) == ("job.snapshot", 2)
     assert len(reads) < 10  # 21 sockets: two reads here, a few more on a slow machine, not one each
     await close_all(early, *[communicator for communicator, _ in crowd])
+
+
+async def test_sockets_opening_on_one_job_share_the_owner_read_and_a_deleted_job_is_4404(
+        connect_as_alice, make_job, monkeypatch):
+    """Issue 18: each socket read the job to check who owns it; an owner never changes, so sockets
+    opening within a second share one read. A job deleted after that read is found missing by the
+    snapshot read: a 4404, not a crashed socket."""
+    from basic.realtime.consumers import event_feed
+    from basic.realtime.consumers import jobs as job_sockets
+
+    monkeypatch.setattr(event_feed.OWNERS, "ttl", 60)  # the late socket below is sure to share it
+    job = await make_job(status="running")
+    real_read_owner = job_sockets.read_owner
+    owner_reads = []
+
+    async def counted(job_id):
+        owner_reads.append(job_id)
+        return await real_read_owner(job_id)
+
+    monkeypatch.setattr(job_sockets, "read_owner", counted)
+    sockets = await asyncio.gather(*[connect_as_alice(f"/ws/jobs/{job.id}/") for _ in range(20)])
+    for communicator, _ in sockets:
+        assert (await communicator.receive_json_from(5))["type"] == "job.snapshot"
+    assert len(owner_reads) < 5  # 20 sockets, one read (a few on a slow machine)
+    await database_sync_to_async(Job.objects.filter(id=job.id).delete)()
+    late, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")  # the owner read is still shared
+    frames, code = await receive_until_closed(late)
+    assert code == 4404 and json.loads(frames[0]["text"])["code"] == "not_found"
+    assert len(owner_reads) < 5  # it was the snapshot read that found the job gone
+    resuming, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=1")  # the same, on a resume
+    assert (await receive_until_closed(resuming))[1] == 4404
+    await close_all(*[communicator for communicator, _ in sockets])

@@ -5,14 +5,13 @@ from typing import Any
 from basic.jobs import batches, event_store, events
 from basic.models import Batch
 from basic.realtime.batch_feed import BatchFeed
-from basic.realtime.consumers.event_feed import EventFeedConsumer
-from basic.realtime.db_reads import InFlight, database_read
+from basic.realtime.consumers.event_feed import EventFeedConsumer, Gone
+from basic.realtime.db_reads import database_read
 
-VISIBILITY = InFlight()
-read_visible_batch = database_read(lambda user, batch_id: batches.batch_visible_to(user=user, batch_id=batch_id))
+read_owner = database_read(lambda batch_id: Batch.objects.filter(id=batch_id).values_list("owner_id").first())
 read_batch = database_read(lambda batch_id: Batch.objects.select_related("owner").get(id=batch_id))
 read_batch_and_members = database_read(lambda batch_id: (
-    Batch.objects.select_related("owner").get(id=batch_id),
+    Batch.objects.select_related("owner").filter(id=batch_id).first(),
     list(batches.members_of(Batch(id=batch_id)))))
 
 
@@ -24,8 +23,8 @@ class BatchEventsConsumer(EventFeedConsumer):
     not_found = "No such batch."
     feed: BatchFeed
 
-    async def find(self, subject_id: str) -> object | None:
-        return await VISIBILITY.get((self.user.pk, subject_id), lambda: read_visible_batch(self.user, subject_id))
+    async def read_owner(self, subject_id: str) -> tuple[int | None] | None:
+        return await read_owner(subject_id)
 
     def group(self) -> str:
         return events.batch_group(self.subject_id)
@@ -41,4 +40,6 @@ class BatchEventsConsumer(EventFeedConsumer):
 
     async def snapshot_of(self, feed: BatchFeed) -> dict[str, Any]:  # type: ignore[override]
         batch, members = await read_batch_and_members(self.subject_id)
+        if batch is None:
+            raise Gone(self.subject_id)
         return dict(feed.batch_snapshot(batch, members))

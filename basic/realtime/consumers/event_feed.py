@@ -11,10 +11,11 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
 from basic.core.rate_limit import TokenBucket
-from basic.jobs import event_store
+from basic.jobs import event_store, services
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
@@ -28,6 +29,13 @@ logger = logging.getLogger("basic.consumers")
 RESYNC_READS = SharedReads(ttl=1.0)
 # Sockets opening on one feed together share its snapshot: read after each joined, encoded once.
 SNAPSHOTS = NextRead()
+# Who owns a job or batch never changes, so sockets opening on one within a second share one read
+# of its owner (`find`); a row deleted meanwhile is found missing by the snapshot read (a 4404).
+OWNERS = SharedReads(ttl=1.0)
+
+
+class Gone(Exception):
+    """The watched row was deleted after the socket found it."""
 
 
 class EventFeedConsumer(AuthenticatedConsumer):
@@ -47,9 +55,14 @@ class EventFeedConsumer(AuthenticatedConsumer):
 
     # --- what a subclass says ---------------------------------------------------------------
 
-    async def find(self, subject_id: str) -> object | None:
-        """The watched thing if the user may see it, else None (a 4404 either way)."""
+    async def read_owner(self, subject_id: str) -> tuple[int | None] | None:
+        """(owner id,) of the watched row, or None if there is none."""
         raise NotImplementedError
+
+    async def find(self, subject_id: str) -> bool:
+        """Whether the watched row exists and the user may see it (a 4404 either way)."""
+        found = await OWNERS.get((type(self).__name__, subject_id), lambda: self.read_owner(subject_id))
+        return found is not None and services.may_see_owned(self.user, found[0])
 
     def group(self) -> str:
         raise NotImplementedError
@@ -66,7 +79,8 @@ class EventFeedConsumer(AuthenticatedConsumer):
         raise NotImplementedError
 
     async def snapshot_of(self, feed: JobFeed) -> dict[str, Any]:
-        """The snapshot frame at `feed.last_seq`, read now (setting `feed.ended`)."""
+        """The snapshot frame at `feed.last_seq`, read now (setting `feed.ended`); `Gone` if the
+        row was deleted."""
         raise NotImplementedError
 
     # --- the shared socket ----------------------------------------------------------------
@@ -97,13 +111,17 @@ class EventFeedConsumer(AuthenticatedConsumer):
         # socket's queue), so one may arrive while the socket is accepted; it must wait for the
         # snapshot or replay to say where the feed starts, or it is gap-filled from seq 1 and
         # the replay then sends those events again.
-        async with self.lock:
-            await self.join_group(self.group())  # left by the base, however it ends
-            await self.accept()
-            if after is None:
-                await self.send_snapshot()
-            else:
-                await self.replay(after)
+        try:
+            async with self.lock:
+                await self.join_group(self.group())  # left by the base, however it ends
+                await self.accept()
+                if after is None:
+                    await self.send_snapshot()
+                else:
+                    await self.replay(after)
+        except (Gone, ObjectDoesNotExist):  # deleted since `find` (whose answer is shared for a second)
+            await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", self.not_found)
+            return
         self._resync = self.start_task(self._resync_until_ended())  # cancelled by the base at the end
 
     async def _resync_until_ended(self) -> None:

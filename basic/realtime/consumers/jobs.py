@@ -2,18 +2,17 @@
 socket in event_feed.py, watching a job)."""
 from typing import Any
 
-from basic.jobs import events, services
+from basic.jobs import events
 from basic.models import Job
-from basic.realtime.consumers.event_feed import RESYNC_READS, EventFeedConsumer
-from basic.realtime.db_reads import InFlight, database_read
+from basic.realtime.consumers.event_feed import RESYNC_READS, EventFeedConsumer, Gone
+from basic.realtime.db_reads import database_read
 from basic.realtime.job_feed import JobFeed
 
 __all__ = ["RESYNC_READS", "JobEventsConsumer"]
 
-# Sockets of one user opening on one job at the same moment share the ownership check in flight.
-VISIBILITY = InFlight()
-read_visible_job = database_read(lambda user, job_id: services.job_visible_to(user=user, job_id=job_id))
+read_owner = database_read(lambda job_id: Job.objects.filter(id=job_id).values_list("owner_id").first())
 read_job = database_read(lambda job_id: Job.objects.select_related("owner").get(id=job_id))
+read_job_if_any = database_read(lambda job_id: Job.objects.select_related("owner").filter(id=job_id).first())
 
 
 class JobEventsConsumer(EventFeedConsumer):
@@ -26,8 +25,8 @@ class JobEventsConsumer(EventFeedConsumer):
     def job_id(self) -> str:
         return self.subject_id
 
-    async def find(self, subject_id: str) -> object | None:
-        return await VISIBILITY.get((self.user.pk, subject_id), lambda: read_visible_job(self.user, subject_id))
+    async def read_owner(self, subject_id: str) -> tuple[int | None] | None:
+        return await read_owner(subject_id)
 
     def group(self) -> str:
         return events.job_group(self.subject_id)
@@ -39,4 +38,7 @@ class JobEventsConsumer(EventFeedConsumer):
         return await read_job(self.subject_id)
 
     async def snapshot_of(self, feed: JobFeed) -> dict[str, Any]:
-        return dict(feed.snapshot(await read_job(self.subject_id)))
+        job = await read_job_if_any(self.subject_id)
+        if job is None:
+            raise Gone(self.subject_id)
+        return dict(feed.snapshot(job))
