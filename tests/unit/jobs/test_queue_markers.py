@@ -111,3 +111,17 @@ def test_after_redis_was_replaced_the_sweep_sends_every_waiting_job_once(alice, 
     assert services.recover_lost_jobs() == []  # once
     for job in (queued, soon):
         queue_markers.clear(job.id)
+
+
+def test_an_ended_job_leaves_no_queue_marker(alice, redis_client):
+    """A marker written for a message that never arrives (sent during a failover to the old
+    master) outlived the job that another delivery ended, for hours: the chaos soak found one.
+    Ending a job drops it."""
+    from basic.jobs import transitions
+
+    job = Job.objects.create(kind="students_by_age", owner=alice)
+    with queue_markers.sending(job.id):
+        pass
+    assert marker(redis_client, job.id) == queue_markers.QUEUED
+    assert transitions.cancel(job)
+    assert marker(redis_client, job.id) is None
