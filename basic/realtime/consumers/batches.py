@@ -5,13 +5,13 @@ from typing import Any
 from basic.jobs import batches, event_store, events
 from basic.models import Batch
 from basic.realtime.batch_feed import BatchFeed
-from basic.realtime.consumers.event_feed import EventFeedConsumer, Gone
+from basic.realtime.consumers.event_feed import EventFeedConsumer
 from basic.realtime.db_reads import database_read
 
 read_owner = database_read(lambda batch_id: Batch.objects.filter(id=batch_id).values_list("owner_id").first())
 read_batch = database_read(lambda batch_id: Batch.objects.select_related("owner").get(id=batch_id))
 read_batch_and_members = database_read(lambda batch_id: (
-    Batch.objects.select_related("owner").filter(id=batch_id).first(),
+    Batch.objects.select_related("owner").get(id=batch_id),
     list(batches.members_of(Batch(id=batch_id)))))
 
 
@@ -40,6 +40,4 @@ class BatchEventsConsumer(EventFeedConsumer):
 
     async def snapshot_of(self, feed: BatchFeed) -> dict[str, Any]:  # type: ignore[override]
         batch, members = await read_batch_and_members(self.subject_id)
-        if batch is None:
-            raise Gone(self.subject_id)
         return dict(feed.batch_snapshot(batch, members))

@@ -34,10 +34,6 @@ SNAPSHOTS = NextRead()
 OWNERS = SharedReads(ttl=1.0)
 
 
-class Gone(Exception):
-    """The watched row was deleted after the socket found it."""
-
-
 class EventFeedConsumer(AuthenticatedConsumer):
     """A snapshot (or the missed events after `?after=SEQ`), then live events.
 
@@ -79,8 +75,8 @@ class EventFeedConsumer(AuthenticatedConsumer):
         raise NotImplementedError
 
     async def snapshot_of(self, feed: JobFeed) -> dict[str, Any]:
-        """The snapshot frame at `feed.last_seq`, read now (setting `feed.ended`); `Gone` if the
-        row was deleted."""
+        """The snapshot frame at `feed.last_seq`, read now (setting `feed.ended`); the model's
+        DoesNotExist if the row was deleted."""
         raise NotImplementedError
 
     # --- the shared socket ----------------------------------------------------------------
@@ -119,7 +115,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
                     await self.send_snapshot()
                 else:
                     await self.replay(after)
-        except (Gone, ObjectDoesNotExist):  # deleted since `find` (whose answer is shared for a second)
+        except ObjectDoesNotExist:  # deleted since `find` (whose answer is shared for a second)
             await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", self.not_found)
             return
         self._resync = self.start_task(self._resync_until_ended())  # cancelled by the base at the end

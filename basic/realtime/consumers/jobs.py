@@ -4,7 +4,7 @@ from typing import Any
 
 from basic.jobs import events
 from basic.models import Job
-from basic.realtime.consumers.event_feed import RESYNC_READS, EventFeedConsumer, Gone
+from basic.realtime.consumers.event_feed import RESYNC_READS, EventFeedConsumer
 from basic.realtime.db_reads import database_read
 from basic.realtime.job_feed import JobFeed
 
@@ -12,7 +12,6 @@ __all__ = ["RESYNC_READS", "JobEventsConsumer"]
 
 read_owner = database_read(lambda job_id: Job.objects.filter(id=job_id).values_list("owner_id").first())
 read_job = database_read(lambda job_id: Job.objects.select_related("owner").get(id=job_id))
-read_job_if_any = database_read(lambda job_id: Job.objects.select_related("owner").filter(id=job_id).first())
 
 
 class JobEventsConsumer(EventFeedConsumer):
@@ -38,7 +37,4 @@ class JobEventsConsumer(EventFeedConsumer):
         return await read_job(self.subject_id)
 
     async def snapshot_of(self, feed: JobFeed) -> dict[str, Any]:
-        job = await read_job_if_any(self.subject_id)
-        if job is None:
-            raise Gone(self.subject_id)
-        return dict(feed.snapshot(job))
+        return dict(feed.snapshot(await read_job(self.subject_id)))
