@@ -55,6 +55,11 @@ def redis_server_key() -> str:
     return f"{settings.REDIS_KEY_PREFIX}:redis:server"
 
 
+def recheck_key() -> str:
+    """When the sweep takes its second look after a Redis server change (basic/jobs/queue_markers.py)."""
+    return f"{settings.REDIS_KEY_PREFIX}:redis:server:recheck"
+
+
 def worker_alive_key(token: str) -> str:
     """A worker process that is alive (basic/jobs/worker_liveness.py); `token` is unique per process."""
     return f"workers:{token}:alive"

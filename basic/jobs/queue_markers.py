@@ -16,6 +16,7 @@ A QUEUED or due SCHEDULED job without a marker, or reserved by a worker that is 
 """
 import logging
 import math
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
@@ -23,7 +24,7 @@ from uuid import UUID
 from django.conf import settings
 from redis import RedisError
 
-from basic.core.keys import queued_key, redis_server_key
+from basic.core.keys import queued_key, recheck_key, redis_server_key
 from basic.core.redis_clients import run_script, sync_redis
 from basic.jobs import worker_liveness
 
@@ -96,7 +97,32 @@ def server_replaced() -> bool:
     client = sync_redis()
     run_id = client.info("server")["run_id"]
     seen = _text(client.getset(redis_server_key(), run_id))
-    return seen is not None and seen != run_id
+    replaced = seen is not None and seen != run_id
+    if replaced:
+        client.set(recheck_key(), time.time() + settings.JOB_REQUEUE_AFTER_SECONDS)
+    return replaced
+
+
+# The one caller that finds the second look due takes it (deletes the key).
+_TAKE_IF_DUE = """
+local due = redis.call('GET', KEYS[1])
+if due and tonumber(due) <= tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def recheck_due() -> bool:
+    """Whether the second look after a server change is due: True for one caller,
+    JOB_REQUEUE_AFTER_SECONDS after `server_replaced` saw the change.
+
+    Why a second look: the broker's connection is not the markers' connection. For a while after
+    the sweep saw the new server, a sender's broker connection can still reach the old one, so a
+    message can go there (and be lost when it is demoted) while its `queued` marker goes to the
+    new server, where the first look already passed. The chaos soak found such a marker."""
+    return bool(run_script(_TAKE_IF_DUE, keys=[recheck_key()], args=[time.time()]))
 
 
 def _text(value: bytes | str | None) -> str | None:

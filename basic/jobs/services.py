@@ -216,7 +216,7 @@ def recover_lost_jobs() -> list[UUID]:
     A duplicate delivery is harmless: the job's lease lets one run at a time.
     """
     now = timezone.now()
-    if queue_markers.server_replaced():
+    if queue_markers.server_replaced() or queue_markers.recheck_due():
         return resend_after_server_change(now)
     stale_before = now - timezone.timedelta(seconds=settings.JOB_LEASE_SECONDS)
     running = Job.objects.filter(Q(heartbeat__isnull=True) | Q(heartbeat__lt=stale_before),
@@ -238,9 +238,10 @@ def recover_lost_jobs() -> list[UUID]:
 
 
 def resend_after_server_change(now: datetime) -> list[UUID]:
-    """Redis was replaced (queue_markers.server_replaced): send every queued job and every delayed
-    one due soon again, whatever its marker says, each with the countdown left. Running jobs are
-    left to their leases as always."""
+    """Redis was replaced (queue_markers.server_replaced), or the second look after it is due
+    (queue_markers.recheck_due): send every queued job and every delayed one due soon again,
+    whatever its marker says, each with the countdown left. Running jobs are left to their leases
+    as always."""
     waiting = list(Job.objects.filter(
         Q(status=Job.Status.QUEUED)
         | Q(status=Job.Status.SCHEDULED, not_before__lte=now + timezone.timedelta(seconds=SEND_AHEAD_SECONDS)),

@@ -3,6 +3,7 @@ broker took the message, so a Redis replica promoted by Sentinel never has the m
 message; a worker that received or started the job first is not overwritten; a message held by a
 worker that is no longer alive counts as lost at once, so a delayed start it held is sent again in
 time (issue 20: "starts on time after a worker restart")."""
+import time
 import uuid
 
 import pytest
@@ -125,3 +126,32 @@ def test_an_ended_job_leaves_no_queue_marker(alice, redis_client):
     assert marker(redis_client, job.id) == queue_markers.QUEUED
     assert transitions.cancel(job)
     assert marker(redis_client, job.id) is None
+
+
+def test_a_second_look_a_requeue_period_after_the_change_sends_what_still_waits(alice, monkeypatch, redis_client,
+                                                                                 settings):
+    """After the first sweep saw the new server, a sender's broker connection can still reach the
+    old one: its message is lost there while its `queued` marker lands on the new server, where the
+    first look already passed. One requeue period later, one sweep looks again."""
+    from basic.core.keys import recheck_key, redis_server_key
+
+    settings.JOB_REQUEUE_AFTER_SECONDS = 30
+    services.recover_lost_jobs()  # the sweep has seen this server
+    redis_client.set(redis_server_key(), "the-old-master")
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda job, countdown=None: sent.append(job.id))
+    services.recover_lost_jobs()  # the first look: nothing waits yet
+    stranded = Job.objects.create(kind="students_by_age", owner=alice)
+    with queue_markers.sending(stranded.id):
+        pass  # its message went to the old master; its marker says queued
+    assert services.recover_lost_jobs() == []  # the marker is trusted until the second look
+    clock = [time.time()]
+    monkeypatch.setattr(queue_markers.time, "time", lambda: clock[0])
+    clock[0] += 29
+    assert services.recover_lost_jobs() == []
+    clock[0] += 2
+    assert services.recover_lost_jobs() == [stranded.id]
+    assert sent == [stranded.id]
+    assert services.recover_lost_jobs() == []  # once
+    assert not redis_client.exists(recheck_key())
+    queue_markers.clear(stranded.id)
