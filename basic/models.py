@@ -4,7 +4,7 @@ Code in `basic.jobs`, `basic.students` and `basic.accounts` imports its own `mod
 everything above them (the API, sockets, operations, the admin) may import from here.
 """
 from basic.accounts.models import ApiToken
-from basic.jobs.models import Batch, IdempotencyKey, Job, Schedule
+from basic.jobs.models import Batch, IdempotencyKey, Job, Schedule, StoredOutput
 from basic.students.models import Student
 
-__all__ = ["ApiToken", "Batch", "IdempotencyKey", "Job", "Schedule", "Student"]
+__all__ = ["ApiToken", "Batch", "IdempotencyKey", "Job", "Schedule", "StoredOutput", "Student"]

@@ -1,6 +1,7 @@
 """Jobs (one row per long-running job, of any kind: the source of truth), Batches (jobs started
 together and watched as one), Schedules (a job started
-again and again by `celery beat`) and the Idempotency-Keys of job and batch starts. App label `basic`;
+again and again by `celery beat`), the Idempotency-Keys of job and batch starts and what each
+owner's jobs keep (for the quota). App label `basic`;
 basic/models.py is the index of every model."""
 import uuid
 
@@ -168,3 +169,19 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"idempotency key {self.key!r} of {self.owner_id} -> {self.job_id or self.batch_id}"
+
+
+class StoredOutput(models.Model):
+    """What one owner's jobs keep, in bytes: the sum of their `Job.output_bytes`, kept by the
+    database itself (triggers on basic_job, migration 0011), so the quota check reads one row
+    instead of summing every job the owner kept, which grew with the jobs kept (38 ms per start
+    at 100,000 jobs on SQLite). The triggers run in the writing transaction, whatever writes the
+    row (a start, a run's end, a delete, the admin), so the total never drifts from the sum.
+    Read only: never written by the app."""
+
+    owner = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE,
+                                 related_name="+")
+    bytes = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.bytes} bytes kept by {self.owner_id}"

@@ -14,8 +14,9 @@
 - **Folders.** Job folders whose row is gone (older than a day: `job_start` writes an upload
   before it creates the row) and temp files older than a day that a killed worker left.
 - **Quota.** `Job.output_bytes` is what a job keeps on disk (uploads from its start, outputs once
-  done); a user whose jobs keep JOB_OUTPUT_QUOTA_MB or more starts no new job until some are
-  deleted (`DELETE /api/jobs/{id}/`, `delete_job`) or expire.
+  done), summed per owner by the database (StoredOutput); a user whose jobs keep
+  JOB_OUTPUT_QUOTA_MB or more starts no new job until some are deleted (`DELETE /api/jobs/{id}/`,
+  `delete_job`) or expire.
 
 Every worker runs the sweep from its recovery loop (basic/jobs/recovery.py), at most every
 JOB_RETENTION_SWEEP_SECONDS, so it needs no beat; `manage.py sweep_jobs` runs it by hand or from
@@ -35,7 +36,7 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from basic.core.keys import (
@@ -50,7 +51,7 @@ from basic.core.keys import (
 )
 from basic.core.redis_clients import sync_redis
 from basic.jobs import batch_zip, files, idempotency
-from basic.jobs.models import Batch, Job
+from basic.jobs.models import Batch, Job, StoredOutput
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class QuotaExceeded(Exception):
 
 
 def stored_output_bytes(owner: AbstractBaseUser) -> int:
-    return Job.objects.filter(owner=owner).aggregate(total=Sum("output_bytes"))["total"] or 0
+    """The sum of the owner's `Job.output_bytes`, read from the one row the database keeps equal
+    to it (StoredOutput)."""
+    return StoredOutput.objects.filter(owner=owner).values_list("bytes", flat=True).first() or 0
 
 
 def _megabytes(size: int) -> str:
