@@ -167,7 +167,8 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         storm's refusals cost next to nothing."""
         turns = handshake_gate.gate()
         if turns.full():
-            refused = Refused(503, handshake_gate.overloaded_reason(turns.retry_after()), turns.retry_after())
+            retry_after = turns.retry_after()  # once: each refusal is given its own time
+            refused = Refused(503, handshake_gate.overloaded_reason(retry_after), retry_after)
         elif len(self.factory.server_class.connections) >= open_files_limit() - FD_RESERVE:
             refused = Refused(503, {"type": "error", "code": "too_many_open_files", "retry_after": 5,
                                     "detail": "This server is at its open-file limit; reconnect later."}, 5)

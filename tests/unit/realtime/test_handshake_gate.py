@@ -59,6 +59,35 @@ def test_arrivals_are_refused_while_the_oldest_in_line_has_waited_too_long():
     assert gate.oldest_wait() == 0 and not gate.arrivals
 
 
+def test_a_refused_crowd_is_told_to_come_back_spread_out_at_the_rate_the_line_drains(monkeypatch):
+    """One hint for a whole refused crowd sent it back as the next storm (2,000 sockets on one job
+    took 27-29 s for 8-9 s of work): each refusal gets its own time, 1/rate after the last one,
+    behind the sockets still waiting."""
+    clock = [1000.0]
+    monkeypatch.setattr(handshake_gate.time, "monotonic", lambda: clock[0])
+    gate = HandshakeGate(at_once=1, max_wait=1.0)
+    for _ in range(200):  # 200 turns over 2 s: the line drains at 100 a second
+        gate.running = 1
+        gate.leave()
+        clock[0] += 0.01
+    gate.arrive(clock[0] - 5)  # the head of the line has waited 5 s
+    hints = [gate.retry_after() for _ in range(500)]
+    assert hints == sorted(hints) and hints[0] == 1
+    assert 5 <= hints[-1] <= 6  # 500 refused at 100 a second
+    assert max(hints.count(h) for h in set(hints)) <= 101  # no second at more than the rate
+    clock[0] += 10  # the promised times have passed: the next refused comes back soon
+    for _ in range(100):
+        gate.running = 1
+        gate.leave()
+    assert gate.retry_after() == 1
+
+
+def test_before_a_rate_is_known_the_hint_is_the_heads_wait():
+    gate = HandshakeGate(at_once=1, max_wait=1.0)
+    gate.arrive(time.monotonic() - 6.5)
+    assert [gate.retry_after() for _ in range(3)] == [7, 7, 7]
+
+
 def test_a_socket_let_in_gives_up_its_turn_before_the_server_would_drop_it():
     assert HandshakeGate(at_once=1, max_wait=2).give_up == 4
     assert HandshakeGate(at_once=1, max_wait=30).give_up == handshake_gate.CONNECT_TIMEOUT_SECONDS - 2
