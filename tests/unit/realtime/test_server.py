@@ -33,3 +33,23 @@ def test_a_text_sent_to_many_sockets_is_framed_once():
     assert frame.payloadHybi == b"\x81" + bytes([len(text)]) + text.encode()  # FIN + text opcode, unmasked
     equal_but_another_object = (text + " ")[:-1]
     assert prepared_frame(factory, equal_but_another_object) is not frame
+
+
+def test_the_file_limit_counts_open_connections_not_those_waiting_to_be_reaped():
+    """Daphne keeps a closed connection in `connections` until its checker reaps it (once a second,
+    after the application ended): counted there, closed sockets kept new ones out at the limit."""
+    from basic.realtime.server import BoundedServer
+
+    server = BoundedServer(application=None, endpoints=["tcp:port=0:interface=127.0.0.1"], signal_handlers=False)
+    server.connections = {}  # as run() starts it
+    sockets = [object() for _ in range(3)]
+    for socket in sockets:
+        server.protocol_connected(socket)
+    assert server.open_connections == 3
+    server.protocol_disconnected(sockets[0])
+    server.protocol_disconnected(sockets[0])  # Daphne may say it twice (an HTTP request's lost and finish)
+    assert server.open_connections == 2 and len(server.connections) == 3  # not reaped yet
+    server.protocol_disconnected(sockets[1])
+    del server.connections[sockets[0]]  # reaped
+    server.protocol_disconnected(sockets[2])
+    assert server.open_connections == 0
