@@ -36,9 +36,14 @@ ARRIVED = "handshake_arrival"  # scope key: the socket's Arrival, stamped by our
 CONNECT_TIMEOUT_SECONDS = 10
 
 
-# The drain rate behind the retry hints: turns ended over this window, once there are this many.
+# The rate behind the retry hints: turns ended per second over this window, once there are this
+# many, and never below PRIOR_RATE (sockets a second: a 2-core box opens about 600 once their
+# requests are read). The longest hint: our clients honour up to 60 s (basic/cli/stream.py).
 RATE_WINDOW_SECONDS = 5.0
 RATE_MIN_TURNS = 20
+PRIOR_RATE = 500.0
+MAX_RETRY_AFTER = 60
+CLIENT_JITTER_MEAN = 1.5  # our clients wait the hint times U(1, 2)
 
 
 def overloaded_reason(retry_after: int) -> dict[str, Any]:
@@ -106,22 +111,26 @@ class HandshakeGate:
         return len(self.ended) / max(now - self.ended[0], 0.5)
 
     def retry_after(self) -> int:
-        """When a refused client should come back (1-30 s): a time of its own in a line of the
+        """When a refused client should come back (1-60 s): a time of its own in a line of the
         clients refused before it, each 1/rate after the last, behind the sockets waiting now.
 
         Why each its own time: a hint shared by a whole refused crowd (how long the head of the
-        line has waited, as this was) sends the crowd back together as the next storm, which is
-        refused in turn; 2,000 sockets on one job took 27-29 s that way, for 8-9 s of work.
-        Clients wait between the hint and twice it (full jitter above the hint), so returns
-        arrive at about two thirds of the rate the gate drains. Before a rate is known, the head
-        of the line's wait, as the line drains about as fast as it has been."""
+        line had waited, as it was) sent the crowd back together as the next storm, refused in
+        turn: 10,000 sockets opening at once took 85 s that way, for 17 s of work. Our clients
+        wait between the hint and twice it (full jitter above the hint, basic/cli/stream.py and
+        sockets.js), so the hint is the time over CLIENT_JITTER_MEAN: they come back around their
+        time on average, not up to twice as late.
+
+        The rate: the one measured, but at least PRIOR_RATE. Neither alone will do: at a storm's
+        start the loop is reading requests and few turns end, and later, while refused clients
+        trickle back, turns end as fast as they come; both measure less than the process can
+        take, and hints from them left it idle (100 s for 10,000). A rate too high costs less:
+        a client back too early is refused again, with a later time."""
         now = time.monotonic()
-        rate = self.drain_rate(now)
-        if rate is None:
-            return max(1, min(30, math.ceil(self.oldest_wait())))
+        rate = max(self.drain_rate(now) or 0.0, PRIOR_RATE)
         slot = max(now + len(self.waiters) / rate, self.promised_until) + 1 / rate
-        self.promised_until = min(slot, now + 30)
-        return max(1, min(30, math.ceil(slot - now)))
+        self.promised_until = min(slot, now + MAX_RETRY_AFTER * CLIENT_JITTER_MEAN)
+        return max(1, min(MAX_RETRY_AFTER, math.ceil((slot - now) / CLIENT_JITTER_MEAN)))
 
     async def enter(self, timeout: float) -> bool:
         """Wait for a turn; False if none came within `timeout` (the caller refuses the socket)."""
