@@ -104,11 +104,14 @@ class HandshakeGate:
     def drain_rate(self, now: float) -> float | None:
         """Turns ended per second over the last RATE_WINDOW_SECONDS (None before RATE_MIN_TURNS):
         counted up to `now`, so a loop that stalls lowers it at once."""
-        while self.ended and self.ended[0] < now - RATE_WINDOW_SECONDS:
-            self.ended.popleft()
+        self._forget_ended_before(now - RATE_WINDOW_SECONDS)
         if len(self.ended) < RATE_MIN_TURNS:
             return None
         return len(self.ended) / max(now - self.ended[0], 0.5)
+
+    def _forget_ended_before(self, cutoff: float) -> None:
+        while self.ended and self.ended[0] < cutoff:
+            self.ended.popleft()
 
     def retry_after(self) -> int:
         """When a refused client should come back (1-60 s): a time of its own in a line of the
@@ -161,8 +164,7 @@ class HandshakeGate:
         """A turn is over (the socket was accepted, refused, or failed): the next waiter's turn."""
         now = time.monotonic()
         self.ended.append(now)
-        while self.ended[0] < now - RATE_WINDOW_SECONDS:  # bounded: only the window is kept
-            self.ended.popleft()
+        self._forget_ended_before(now - RATE_WINDOW_SECONDS)  # bounded: only the window is kept
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
