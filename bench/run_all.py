@@ -33,7 +33,8 @@ def main() -> int:
     parser.add_argument("--report-rows", default="1000000", help="students in the report benchmark")
     parser.add_argument("--storm", default="2000,5000,10000", help="connect-storm sizes (sockets at once)")
     parser.add_argument("--job-load", default="2000", help="jobs per client level in bench_jobs (--only jobs)")
-    parser.add_argument("--only", default="", help="a subset: fanout,e2e,push,storm,report,jobs,isolation")
+    parser.add_argument("--restart", default="5000", help="sockets on a web process (then a Redis) that restarts")
+    parser.add_argument("--only", default="", help="a subset: fanout,e2e,push,storm,report,jobs,isolation,restart")
     parser.add_argument("--docs", default=str(stack.BASE_DIR / "docs"), help="where benchmarks.md and charts go")
     args = parser.parse_args()
 
@@ -45,6 +46,7 @@ def main() -> int:
         "report": ("bench_report", [args.report_rows]),
         "jobs": ("bench_jobs", ["--jobs", args.job_load]),
         "isolation": ("bench_cpu_isolation", []),
+        "restart": ("bench_restart", ["--sockets", args.restart]),
     }
     only = [name for name in args.only.split(",") if name]
     # Every server a benchmark starts binds 127.0.0.1 only (as under `make`, which exports this).

@@ -347,6 +347,34 @@ def storm_section(storm: dict) -> list[str]:
     return lines + [""]
 
 
+RESTARTS = {"web": "web process SIGKILLed, started again", "redis": "Redis stopped 2 s, started again"}
+
+
+def restart_section(restart: dict) -> list[str]:
+    lines = [
+        "## Restart recovery (`bench/bench_restart.py`)", "",
+        f"{restart['sockets']:,} sockets on one web process (60% on ticking jobs, 20% on a user's feed, 20% in a chat",
+        "room; half back off as the console does, half as the CLI does), then a restart. *Back* is the time from",
+        "the restart to each socket's first frame after it (on a new connection, for a web restart); the",
+        f"promise is every socket within {restart['recover_within']} s and every job stream with no seq missing or",
+        "repeated.",
+        "", "| restart | all open first | back within the promise | p50 | p99 | max | refused on the way back "
+        "| seqs missing | repeated |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in restart["runs"]:
+        if not run.get("all_open"):
+            lines.append(f"| {RESTARTS[run['what']]} | only {run.get('open', 0):,} | – | – | – | – | – | – | – |")
+            continue
+        back, streams = run["resumed"], run["job_streams"]
+        refused = sum(run["refused_after_restart"].values())
+        lines.append(
+            f"| {RESTARTS[run['what']]} | {fmt(run['open_seconds'], 1)} s | {run['recovered']:,} of "
+            f"{run['live_clients']:,} | {fmt(back.get('p50', float('nan')), 1)} s | "
+            f"{fmt(back.get('p99', float('nan')), 1)} s | {fmt(back.get('max', float('nan')), 1)} s | {refused:,} | "
+            f"{streams['missing']} | {streams['repeated']} |")
+    return lines + [""]
+
+
 def report_section(rep: dict) -> list[str]:
     naive, ours, cli = rep["naive"], rep["ours"], rep.get("sqlite3_cli")
     lines = [
@@ -411,6 +439,8 @@ def write_docs(results: dict, docs: Path) -> Path:
         lines += push_section(results["push"])
     if results.get("storm"):
         lines += storm_section(results["storm"])
+    if results.get("restart"):
+        lines += restart_section(results["restart"])
     if results.get("report"):
         lines += report_section(results["report"])
     if results.get("jobs"):

@@ -67,6 +67,15 @@ class LiveStack:
         stack.wait_for_text(log, "beat: Starting", process=process)
         return process
 
+    def restart_web(self) -> None:
+        """SIGKILL the web process (a crash: no goodbye to any socket) and start a new one on the same
+        port, as a supervisor would; returns once it listens."""
+        port = int(self.base_url.rsplit(":", 1)[1])
+        old = self.processes["daphne"]
+        old.kill()
+        old.wait()
+        self.processes["daphne"] = stack.start_daphne(port, self.env, log=self.worker_log.with_name("daphne.log"))
+
     def stop_redis(self) -> None:
         stack.stop(self.processes["redis"])
 

@@ -238,3 +238,27 @@ async def test_a_resume_while_the_history_cannot_be_read_closes_1013_to_come_bac
     assert code == 1013
     assert [json.loads(frame["text"])["code"] for frame in frames] == ["unavailable"]
     await close_all(speaker)
+
+
+async def test_a_message_sent_while_redis_is_down_is_refused_as_unavailable_and_the_socket_stays(
+        connect, alice, monkeypatch):
+    """An outage is not a bug: the sender is told the message was not sent and to send it again
+    (it was an `internal_error` and a traceback), and the socket stays open for when Redis is back."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from basic.realtime import chat_history as group_history
+
+    speaker, _ = await connect("/ws/chat/outage/", token=alice.token)
+
+    async def redis_down(*args, **kwargs):
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(group_history, "append", redis_down)
+    monkeypatch.setattr(group_history, "append_and_publish", redis_down)
+    await speaker.send_json_to({"message": "lost?"})
+    refused = await speaker.receive_json_from(5)
+    assert refused["code"] == "unavailable" and "send it again" in refused["detail"]
+    monkeypatch.undo()  # Redis is back
+    await speaker.send_json_to({"message": "back"})
+    assert (await speaker.receive_json_from(5))["message"] == "back"
+    await close_all(speaker)

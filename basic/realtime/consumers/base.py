@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -34,6 +35,9 @@ except ImportError:  # pragma: no cover - another ASGI server
 logger = logging.getLogger("basic.consumers")
 
 MAX_CONTROL_FRAME_BYTES = 4096
+# Group messages that reach a socket before its handshake is answered, held until it is: joining a
+# group is a Redis round trip, queued behind every other join under a connect storm.
+MAX_EARLY_GROUP_MESSAGES = 1000
 
 
 def client_address(scope: dict[str, Any]) -> str:
@@ -89,6 +93,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     _groups: frozenset[str] | None = None  # joined through join_group(); left by _clean_up()
     _disconnect_ran = False
     _tasks: list[asyncio.Task] | None = None  # started through start_task(); cancelled by _clean_up()
+    _early: deque[dict[str, Any]] | None = None  # group messages held until the accept is sent
+    _taking_group_messages = False  # set once the accept is sent and what was held is handed over
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         async def send_unless_gone(message: dict[str, Any]) -> None:
@@ -192,8 +198,33 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             take(self.channel_name, handler)
 
     async def dispatch_group_message(self, message: dict[str, Any]) -> None:
-        if not self.closed:
-            await self.dispatch(message)
+        """A consumer is a member of its groups from the moment it joins, before its accept: a
+        message sent then reached Daphne as a frame on an unaccepted socket ("Socket has not been
+        accepted"), logged with a traceback and lost (hundreds of times when a crowd reconnected
+        to a restarted process). Such messages wait, in order, until the accept has gone out."""
+        if self.closed:
+            return
+        if not self._taking_group_messages:
+            if self._early is None:
+                self._early = deque(maxlen=MAX_EARLY_GROUP_MESSAGES)
+            self._early.append(message)  # full: the oldest goes (a job socket fills a gap from history)
+            return
+        await self.dispatch(message)
+
+    async def _hand_over_early_messages(self) -> None:
+        """Dispatch what was held, then take messages directly. In a task of its own: a handler may
+        wait for the consumer's connect to finish (a job socket's lock, held over its accept)."""
+        early = self._early
+        while early:
+            message = early.popleft()
+            if self.closed:
+                continue
+            try:
+                await self.dispatch(message)
+            except Exception:  # as the layer's own delivery does (channel_layer.deliver)
+                logger.exception("%s failed on a group message", type(self).__name__)
+        self._early = None
+        self._taking_group_messages = True
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """A socket that cannot join its groups because Redis is unreachable is told so and closed
@@ -300,6 +331,10 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         if not self.accepted:
             self.accepted = True
             await super().accept(subprotocol, headers)
+            if self._early:
+                self.start_task(self._hand_over_early_messages())
+            else:
+                self._taking_group_messages = True
 
     async def reject(self, close_code: int, code: str, detail: str) -> None:
         """Accept only to say why, then close: a refused handshake would hide the close code."""

@@ -4,8 +4,10 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from basic.core import keys
+from basic.core.repeated_log import RepeatedWarning
 from basic.realtime import chat, close_codes
 from basic.realtime import chat_history as group_history
 from basic.realtime.auth import query_param
@@ -13,6 +15,8 @@ from basic.realtime.consumers.base import UNAVAILABLE, ValidatingJsonConsumer, c
 
 # The socket log lines keep the name they have always had, so operators' filters survive the move.
 logger = logging.getLogger("basic.consumers")
+POST_FAILED = RepeatedWarning(logger, "chat messages not sent (Redis is unreachable)")
+NOT_SENT = "Not sent: the chat service is unavailable right now; send it again in a few seconds."
 
 
 class ChatConsumer(ValidatingJsonConsumer):
@@ -102,6 +106,9 @@ class ChatConsumer(ValidatingJsonConsumer):
             await self.strike(settings.CHAT_RATE_STRIKES, refused.detail)
         except chat.ChatRefused as refused:
             await self.send_error(refused.code, refused.detail)
+        except (RedisError, OSError) as error:  # an outage, not a bug: the sender is told to retry
+            POST_FAILED.warning(error)
+            await self.send_error(UNAVAILABLE["code"], NOT_SENT)
 
     async def chat_message(self, payload: dict[str, Any]) -> None:
         if self._held is not None:

@@ -15,6 +15,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
 from basic.core.rate_limit import TokenBucket
+from basic.core.repeated_log import RepeatedWarning
 from basic.jobs import event_store, services
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
@@ -24,6 +25,8 @@ from basic.realtime.shared_reads import NextRead, SharedReads
 
 # The socket log lines keep the name they have always had, so operators' filters survive the move.
 logger = logging.getLogger("basic.consumers")
+# Every job socket of the process fails its resync at once while Redis or the database is down.
+RESYNC_FAILED = RepeatedWarning(logger, "job socket resyncs failed (Redis or the database is down)")
 
 # One history read and one row read per feed per round in this process, whatever the sockets.
 RESYNC_READS = SharedReads(ttl=1.0)
@@ -133,8 +136,8 @@ class EventFeedConsumer(AuthenticatedConsumer):
                     # Only a quiet feed can have ended unseen; a busy one costs no database query.
                     if self.feed.quiet(time.monotonic(), interval):
                         await self.settle_if_finished()
-            except Exception:  # Redis or the database is down: try again next round
-                logger.warning("resync of %s failed", self.group(), exc_info=True)
+            except Exception as error:  # Redis or the database is down: try again next round
+                RESYNC_FAILED.warning(error)
 
     async def layer_reconnected(self, message: dict[str, Any]) -> None:
         """Events published while the layer was reconnecting are in the stream: send them."""
