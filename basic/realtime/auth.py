@@ -7,9 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.middleware import BaseMiddleware
-from channels.sessions import CookieMiddleware
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
 from basic.accounts import tokens
 from basic.realtime.db_reads import InFlight, database_read
@@ -52,7 +51,15 @@ async def user_for_token(key: Any) -> Any:
     return await _in_flight.get(("token", key), lambda: _read_token_user(key))
 
 
-class SocketAuthMiddleware(BaseMiddleware):
+def cookies_of(scope: dict[str, Any]) -> dict[str, str]:
+    """The request's cookies, as Channels' CookieMiddleware reads them."""
+    for name, value in scope.get("headers", []):
+        if name == b"cookie":
+            return parse_cookie(value.decode("latin1"))
+    return {}
+
+
+class SocketAuthMiddleware:
     """scope["user"] (and scope["session"]) for a socket, in at most one database round trip:
     `?token=` when present (a bad one marks the scope `token_rejected`), else the session cookie.
     A socket with neither costs no database work and no thread hop at all.
@@ -63,11 +70,15 @@ class SocketAuthMiddleware(BaseMiddleware):
     out to thousands of sockets, docs/benchmarks.md). A consumer that changes the session saves
     it itself, as Channels asks."""
 
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         from django.contrib.auth.models import AnonymousUser
 
         key = query_param(scope, "token")
-        session_key = scope.get("cookies", {}).get(settings.SESSION_COOKIE_NAME) or None
+        cookies = cookies_of(scope)
+        session_key = cookies.get(settings.SESSION_COOKIE_NAME) or None
         extra: dict[str, Any] = {}
         if key is not None:
             user = await user_for_token(key)
@@ -78,9 +89,12 @@ class SocketAuthMiddleware(BaseMiddleware):
             session, user = await session_user(session_key)
         else:
             session, user = _session_store()(None), AnonymousUser()
-        return await super().__call__({**scope, "session": session, "user": user, **extra}, receive, send)
+        # One copy of the scope for cookies, session and user (Channels' stack made three, about
+        # 0.5 KiB each, kept for the socket's life by each middleware's frame).
+        scope = {**scope, "cookies": cookies, "session": session, "user": user, **extra}
+        return await self.inner(scope, receive, send)
 
 
 def socket_auth_stack(inner: Any) -> Any:
-    """Cookies, then the socket's user (SocketAuthMiddleware), for WebSocket routes."""
-    return CookieMiddleware(SocketAuthMiddleware(inner))
+    """The socket's cookies and user (SocketAuthMiddleware), for WebSocket routes."""
+    return SocketAuthMiddleware(inner)

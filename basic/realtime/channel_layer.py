@@ -31,6 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from basic.core import metrics
 from basic.realtime import chat_history as group_history
+from basic.realtime.slim_queue import SlimQueue
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         if prefix != "specific.":
             return await super().new_channel(prefix)
         channel = f"{self.own_prefix}{uuid.uuid4().hex}"
-        self.channels[channel] = asyncio.Queue()
+        self.channels[channel] = SlimQueue()  # one per socket: asyncio.Queue was ~3 KiB of it
         pattern = f"{glob_escaped(self.own_prefix)}*"
         for shard in self._shards:
             await shard.psubscribe(pattern)

@@ -12,12 +12,14 @@ queues behind the backlog, so a slow client that catches up within CLOSE_GRACE_S
 Request bodies are capped here too, before they are read (REQUEST_MAX_BODY_BYTES,
 basic/realtime/body_limit.py).
 """
+import asyncio
 import json
 import logging
 import resource
 import socket
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -32,6 +34,7 @@ from basic.core import metrics
 from basic.realtime import handshake_gate
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
+from basic.realtime.slim_queue import SlimQueue
 
 logger = logging.getLogger(__name__)
 
@@ -221,8 +224,22 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         if self.refused is None:  # a refused socket never reached Daphne's books
             super().onClose(wasClean, code, reason)
 
+    _send_queue: deque | None = None
+
+    @property
+    def send_queue(self) -> deque:
+        """autobahn's queue for chopped or synced sends, made the first time one is sent: every
+        socket got an empty deque (0.7 KiB) for it, and ours send neither (`sendData`)."""
+        if self._send_queue is None:
+            self._send_queue = deque()
+        return self._send_queue
+
+    @send_queue.setter
+    def send_queue(self, queue: deque) -> None:
+        self._send_queue = queue or None
+
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:  # noqa: N802
-        if sync or chopsize or self.send_queue:
+        if sync or chopsize or self._send_queue:
             super().sendData(data, sync, chopsize)
             return
         write_now(self.transport, data)
@@ -250,6 +267,20 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         super().handle_reply(message)
 
 
+def let_go_of_http(channel: Any, transport: Any) -> None:
+    """After the upgrade, drop what tied the connection to its HTTP channel. Daphne hands the TCP
+    transport to the WebSocket protocol but leaves the channel registered as the transport's
+    producer (and its idle timer running), so the channel and its request, headers and all,
+    lived as long as the socket: about 3 KiB of every idle socket (docs/benchmarks.md, memory).
+    The channel only paused reading when the client was slow to read; a socket whose client
+    stops reading is closed by its own bound (`max_unsent_bytes`)."""
+    if getattr(transport, "producer", None) is channel:
+        transport.unregisterProducer()
+    set_timeout = getattr(channel, "setTimeout", None)
+    if set_timeout is not None:
+        set_timeout(None)
+
+
 class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
     """Daphne's request without Twisted's own parsing of form bodies into `request.args`, which
     Daphne never reads (Django parses the body it is given): Twisted answered a multipart body it
@@ -260,6 +291,12 @@ class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._parsePOSTFormSubmission = False
+
+    def process(self) -> None:
+        transport = self.transport
+        super().process()
+        if transport is not None and self.transport is None:  # Daphne handed it to a WebSocket
+            let_go_of_http(self.channel, transport)
 
     def basic_error(self, status: int, status_text: bytes, body: str) -> None:
         """Daphne's HTML error page (a header value it refuses, an application that failed or timed
@@ -345,7 +382,16 @@ class BoundedServer(Server):
             if arrival is not None:
                 scope[handshake_gate.ARRIVED] = arrival
             scope["extensions"] = {**scope.get("extensions", {}), "websocket.http.response": {}}
-        return super().create_application(protocol, scope)
+        # Daphne's own, but the input queue is a SlimQueue (about 3 KiB less per socket).
+        connection = self.connections.get(protocol)
+        if connection is None:  # the client left already
+            return None
+        assert "application_instance" not in connection
+        input_queue = SlimQueue()
+        scope.setdefault("asgi", {"version": "3.0"})
+        connection["application_instance"] = asyncio.ensure_future(self.application(
+            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)))
+        return input_queue
 
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         """Daphne's, with one connection lookup instead of two and no header check for a frame
