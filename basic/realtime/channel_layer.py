@@ -4,7 +4,7 @@ out a group message at the cost of one decode per process instead of one per soc
 - Publishing and subscribing retry once on a fresh connection: after Redis restarts, the first
   command otherwise goes out on a dead pooled connection and fails (docs/design.md trap 6).
 - A message for a group is decoded once in the receive loop and the same dict is handed to every
-  local member; consumers then encode it once between them (`basic.realtime.consumers.encoded_once`), where
+  local member; consumers then encode it once between them (`basic.realtime.frames.encoded_once`), where
   the stock layer queues the raw bytes and every socket decodes and encodes them again (trap 8).
 - When the subscriber connection comes back after an outage, every local consumer is sent a
   `layer.reconnected` message, so sockets can resync what was published meanwhile (channels-redis
@@ -171,7 +171,7 @@ class ResilientShardConnection(RedisSingleShardConnection):
             name = name.decode()
         layer = self.channel_layer
         if name in layer.channels:
-            layer.channels[name].put_nowait(message["data"])
+            layer.hand_to_channel(name, message["data"])
             return
         if layer.groups.get(name):
             layer.deliver_group_message(name, layer.channel_layer.deserialize(message["data"]))  # decoded once
@@ -302,8 +302,25 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         return message if isinstance(message, dict) else self.channel_layer.deserialize(message)
 
     def announce_reconnect(self) -> None:
-        for queue in self.channels.values():
-            queue.put_nowait({"type": LAYER_RECONNECTED})
+        for channel in list(self.channels):
+            self.hand_to_channel(channel, {"type": LAYER_RECONNECTED})
+
+    def hand_to_channel(self, channel: str, message: Any) -> None:
+        """A message for one consumer's own channel: straight to it when it takes its messages
+        directly (ours do, and then read no channel queue: basic/realtime/consumers/base.py),
+        else into the channel's queue for `receive()`."""
+        handler = self.direct_handlers.get(channel)
+        if handler is None:
+            self.channels[channel].put_nowait(message)
+            return
+        decoded = message if isinstance(message, dict) else self.channel_layer.deserialize(message)
+        asyncio.ensure_future(deliver([handler], decoded))
+
+    def forget_channel(self, channel: str) -> None:
+        """A consumer that read no channel queue has ended: drop its channel (what `receive()`'s
+        cancellation does for the others)."""
+        self.channels.pop(channel, None)
+        self.direct_handlers.pop(channel, None)
 
 
 class ResilientPubSubChannelLayer(RedisPubSubChannelLayer):

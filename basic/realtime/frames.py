@@ -2,7 +2,8 @@
 never per recipient (fan-out is benchmarked, docs/benchmarks.md). Keys starting with "_" are the
 server's own (the encoded text, the history stream) and never reach a socket, so no schema has them."""
 import functools
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from basic.core.shapes import Shape, ShapeError
@@ -21,3 +22,20 @@ def check_frame(frame: Mapping[str, Any], schema: type) -> None:
     """Raise FrameMismatch unless `frame` has every required key of the TypedDict `schema`, no key
     it lacks, and values of the declared types."""
     _shape(schema).check(frame)
+
+
+ENCODED = "_encoded"
+
+
+def encoded_once(message: dict[str, Any], key: str, content: Callable[[], Any]) -> str:
+    """The JSON text of `content()`, computed by the first socket that sends it and reused by the
+    other sockets of this process that got the same group message: the channel layer hands them
+    one shared dict (basic/realtime/channel_layer.py). With the stock layer each socket has its own dict
+    and this is just json.dumps."""
+    cache = message.get(ENCODED)
+    if cache is None:
+        cache = message[ENCODED] = {}
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = json.dumps(content())
+    return text

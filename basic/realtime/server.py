@@ -18,9 +18,10 @@ import logging
 import resource
 import socket
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from functools import partial
 from http import HTTPStatus
+from types import FunctionType
 from typing import Any
 
 import autobahn.websocket.protocol as autobahn_protocol
@@ -35,41 +36,12 @@ from basic.realtime import handshake_gate
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
 from basic.realtime.slim_queue import SlimQueue
+from basic.realtime.socket_memory import forget_the_handshake, let_go_of_http
+from basic.realtime.wire import prepared_frame, unsent_bytes, write_now
 
 logger = logging.getLogger(__name__)
 
 CLOSE_GRACE_SECONDS = 10
-
-
-def unsent_bytes(transport: Any) -> int:
-    """Bytes written to a Twisted transport that the kernel has not taken yet (a TLS wrapper is
-    looked through to the TCP transport under it)."""
-    while transport is not None and not hasattr(transport, "dataBuffer"):
-        transport = getattr(transport, "transport", None)
-    if transport is None:
-        return 0
-    return len(transport.dataBuffer) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
-
-
-_prepared: "OrderedDict[int, tuple[str, Any]]" = OrderedDict()
-PREPARED_CACHE_SIZE = 64
-
-
-def prepared_frame(factory: Any, text: str) -> Any:
-    """The WebSocket frame for `text`, built once for every socket it goes to: a group message is
-    encoded once per process (basic.realtime.consumers.encoded_once), so its sockets send the very same
-    str, and the frame is looked up by that object's identity (the cache holds the str, so the
-    identity cannot be reused while cached). Saves encoding and framing it per socket."""
-    key = id(text)
-    cached = _prepared.get(key)
-    if cached is not None and cached[0] is text:
-        _prepared.move_to_end(key)
-        return cached[1]
-    frame = factory.prepareMessage(text.encode("utf-8"), isBinary=False)
-    _prepared[key] = (text, frame)
-    if len(_prepared) > PREPARED_CACHE_SIZE:
-        _prepared.popitem(last=False)
-    return frame
 
 
 def max_unsent_bytes() -> int:
@@ -110,29 +82,6 @@ autobahn_protocol.Timings.__str__ = lambda self: str(LazyPformat(self._timings))
 SERVER_CLOSE_CODES = frozenset({1012, 1013})
 
 
-def write_now(transport: Any, data: bytes) -> None:
-    """Send on the socket at once when nothing is queued before the data, as asyncio's own
-    transports do. Twisted's write() always queues and asks the loop to watch the socket for
-    writability, which on the asyncio reactor is two epoll_ctl calls and a selector-key rebuild per
-    message: 40% of Daphne's time fanning out to 1,000 sockets (py-spy, docs/benchmarks.md)."""
-    sock = getattr(transport, "socket", None)
-    idle = (sock is not None and transport.connected and not transport.disconnecting
-            and not getattr(transport, "_writeDisconnected", False) and not getattr(transport, "TLS", False)
-            and unsent_bytes(transport) == 0)
-    if not idle:
-        transport.write(data)
-        return
-    try:
-        sent = sock.send(data)
-    except (BlockingIOError, InterruptedError):
-        sent = 0
-    except OSError:  # let Twisted find out and close the connection its own way
-        transport.write(data)
-        return
-    if sent < len(data):
-        transport.write(data[sent:])
-
-
 # File descriptors kept for what a process opens besides client sockets (Redis, the database,
 # reports, logs): past RLIMIT_NOFILE less this, new sockets are refused with a 503, so accept()
 # never fails with EMFILE, which Twisted answers by leaving the client hanging in the backlog.
@@ -157,6 +106,27 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     refused: Refused | None = None
     made_at = 0.0
     arrival: handshake_gate.Arrival | None = None
+
+    def _connectionMade(self) -> None:
+        """autobahn copies its ~30 options from the factory onto every protocol it makes, unless
+        the protocol already has them: this process has one factory, so they are put on the class
+        once, and each socket's attribute dict is that much smaller."""
+        cls = type(self)
+        source = cls.__dict__.get("_options_from")
+        if source is None:
+            for name in self.CONFIG_ATTRS:
+                value = getattr(self.factory, name)
+                # A function on the class would be bound to each socket (perMessageCompressionAccept).
+                setattr(cls, name, staticmethod(value) if isinstance(value, FunctionType) else value)
+            cls._options_from = self.factory
+        elif source is not self.factory:  # a second factory (tests): its own options, per socket
+            for name in self.CONFIG_ATTRS:
+                setattr(self, name, getattr(self.factory, name))
+        super()._connectionMade()
+
+    def onOpen(self) -> None:  # noqa: N802 (autobahn's name)
+        super().onOpen()
+        forget_the_handshake(self)
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         # When the connection was taken in (basic/realtime/body_limit.py): under a storm the upgrade
@@ -265,20 +235,6 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
                 self.sendPreparedMessage(prepared_frame(self.factory, text))
                 return
         super().handle_reply(message)
-
-
-def let_go_of_http(channel: Any, transport: Any) -> None:
-    """After the upgrade, drop what tied the connection to its HTTP channel. Daphne hands the TCP
-    transport to the WebSocket protocol but leaves the channel registered as the transport's
-    producer (and its idle timer running), so the channel and its request, headers and all,
-    lived as long as the socket: about 3 KiB of every idle socket (docs/benchmarks.md, memory).
-    The channel only paused reading when the client was slow to read; a socket whose client
-    stops reading is closed by its own bound (`max_unsent_bytes`)."""
-    if getattr(transport, "producer", None) is channel:
-        transport.unregisterProducer()
-    set_timeout = getattr(channel, "setTimeout", None)
-    if set_timeout is not None:
-        set_timeout(None)
 
 
 class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):

@@ -5,22 +5,21 @@ chat (`/ws/chat/{room}/`, `/chat/`), unknown (anything else), on the bases in ba
 Everything routing.py, the tests and the docs name as `basic.realtime.consumers.X` stays
 importable from here, however the modules are split.
 """
+from basic.realtime.consumers.authenticated import AuthenticatedConsumer
 from basic.realtime.consumers.base import (
-    ENCODED,
     MAX_CONTROL_FRAME_BYTES,
     NO_THREAD_HOP,
     UNAVAILABLE,
-    AuthenticatedConsumer,
     ClientGone,
     ValidatingJsonConsumer,
     client_address,
-    encoded_once,
 )
 from basic.realtime.consumers.batches import BatchEventsConsumer
 from basic.realtime.consumers.chat import ChatConsumer, SeedChatConsumer
 from basic.realtime.consumers.feed import UserEventsConsumer
 from basic.realtime.consumers.jobs import RESYNC_READS, JobEventsConsumer
 from basic.realtime.consumers.unknown import UnknownPathConsumer
+from basic.realtime.frames import ENCODED, encoded_once
 
 __all__ = [
     "ENCODED", "MAX_CONTROL_FRAME_BYTES", "NO_THREAD_HOP", "RESYNC_READS", "UNAVAILABLE",

@@ -14,7 +14,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.exceptions import RedisError
 
@@ -22,7 +24,6 @@ from basic.core import metrics, untrusted_json
 from basic.jobs import events
 from basic.realtime import chat, close_codes
 from basic.realtime import limits as ws_limits
-from basic.realtime.auth import user_for_token
 from basic.realtime.channel_layer import LAYER_RECONNECTED
 
 try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
@@ -53,23 +54,6 @@ def client_address(scope: dict[str, Any]) -> str:
 # Connect and disconnect too: a hop per socket opened was most of a connect storm's thread traffic.
 NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.disconnect",
                            chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT, LAYER_RECONNECTED})
-ENCODED = "_encoded"
-
-
-def encoded_once(message: dict[str, Any], key: str, content: Callable[[], Any]) -> str:
-    """The JSON text of `content()`, computed by the first socket that sends it and reused by the
-    other sockets of this process that got the same group message: the channel layer hands them
-    one shared dict (basic/realtime/channel_layer.py). With the stock layer each socket has its own dict
-    and this is just json.dumps."""
-    cache = message.get(ENCODED)
-    if cache is None:
-        cache = message[ENCODED] = {}
-    text = cache.get(key)
-    if text is None:
-        text = cache[key] = json.dumps(content())
-    return text
-
-
 UNAVAILABLE = {"type": "error", "code": "unavailable",
                "detail": "The live service is unavailable right now; reconnect in a few seconds."}
 INTERNAL_ERROR = {"type": "error", "code": "internal_error",
@@ -95,24 +79,28 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     _tasks: list[asyncio.Task] | None = None  # started through start_task(); cancelled by _clean_up()
     _early: deque[dict[str, Any]] | None = None  # group messages held until the accept is sent
     _taking_group_messages = False  # set once the accept is sent and what was held is handed over
+    _cleaning_up = False  # set as _clean_up() starts: no task may start after it
+
+    async def _send_unless_gone(self, message: dict[str, Any]) -> None:
+        """The socket's send: a no-op once the client is gone (a method, not a closure per socket)."""
+        if self.closed:
+            return
+        if message["type"] == "websocket.close":
+            self.closed = True
+            self._close_code = message.get("code", 1000)
+        elif message["type"] == "websocket.accept" and self._opened_at is None:
+            self._opened_at = time.monotonic()
+            logger.info("socket open", extra=self._log_fields(self._outer_scope))
+        try:
+            await self._outer_send(message)
+        except ClientGone:
+            self.closed = True
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
-        async def send_unless_gone(message: dict[str, Any]) -> None:
-            if self.closed:
-                return
-            if message["type"] == "websocket.close":
-                self.closed = True
-                self._close_code = message.get("code", 1000)
-            elif message["type"] == "websocket.accept" and self._opened_at is None:
-                self._opened_at = time.monotonic()
-                logger.info("socket open", extra=self._log_fields(scope))
-            try:
-                await send(message)
-            except ClientGone:
-                self.closed = True
-
+        self._outer_scope, self._outer_send = scope, send
+        send_unless_gone = self._send_unless_gone
         try:
-            await super().__call__(scope, receive, send_unless_gone)
+            await self._run(scope, receive, send_unless_gone)
         except (RedisError, OSError) as exc:
             # The channel layer could not even give this socket a channel: Redis is unreachable.
             logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
@@ -124,16 +112,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             await send_unless_gone({"type": "websocket.send", "text": json.dumps(UNAVAILABLE)})
             await send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_TRY_AGAIN_LATER})
         except Exception:
-            # A bug in a handler (connect, a frame, a group message, disconnect): logged, cleaned
-            # up as after a normal close (first, so a client that reconnects at once finds its slot
-            # free), then the client is told.
-            logger.exception("%s failed; closing the socket", type(self).__name__)
-            await self._clean_up()
-            if not self.accepted:  # it failed in connect(): accept only to say so, as reject() does
-                self.accepted = True
-                await send_unless_gone({"type": "websocket.accept"})
-            await send_unless_gone({"type": "websocket.send", "text": json.dumps(INTERNAL_ERROR)})
-            await send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_INTERNAL_ERROR})
+            await self._fail()
         finally:
             self.closed = True
             await self._clean_up()
@@ -142,12 +121,44 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                     **self._log_fields(scope), "close_code": self._close_code,
                     "duration_s": round(time.monotonic() - self._opened_at, 3)})
 
+    async def _fail(self) -> None:
+        """A bug in a handler (connect, a frame, a message, disconnect): logged, cleaned up as after
+        a normal close (first, so a client that reconnects at once finds its slot free), then the
+        client is told: an error frame and close 1011."""
+        logger.exception("%s failed; closing the socket", type(self).__name__)
+        await self._clean_up()
+        if not self.accepted:  # it failed in connect(): accept only to say so, as reject() does
+            self.accepted = True
+            await self._send_unless_gone({"type": "websocket.accept"})
+        await self._send_unless_gone({"type": "websocket.send", "text": json.dumps(INTERNAL_ERROR)})
+        await self._send_unless_gone({"type": "websocket.close", "code": close_codes.CLOSE_INTERNAL_ERROR})
+
+    async def _run(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__, but when the layer hands this consumer its messages
+        directly (its groups' and its own channel's: basic/realtime/channel_layer.py) the socket's
+        loop only reads the client. Channels parks a second task on the channel's queue and makes
+        a task per receive (await_many_dispatch): about 2 KiB of every idle socket."""
+        layer = get_channel_layer(self.channel_layer_alias)
+        if layer is None or not hasattr(layer, "forget_channel"):
+            await super().__call__(scope, receive, send)
+            return
+        self.scope, self.channel_layer, self.base_send = scope, layer, send
+        self.channel_name = await layer.new_channel()
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
+        finally:
+            layer.forget_channel(self.channel_name)
+
     async def _clean_up(self) -> None:
         """However the consumer ended (a close, a crash, Redis down): it takes no more group
         messages, its `disconnect()` hook has run, the tasks it started are cancelled, it has left
         every group it joined and its socket slot is free; each step even if one before it failed.
         Idempotent (the crash path runs it, then `finally` again). Before it, a crashed socket stayed
         in its groups until restart: after 300 crashes a room's message went to 301 members."""
+        self._cleaning_up = True
         self._take_group_messages(None)
         if not self._disconnect_ran:
             self._disconnect_ran = True
@@ -165,6 +176,9 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         """Run `coroutine` alongside the socket; the base cancels it however the socket ends, even
         if `disconnect()` fails (a job socket's resync loop otherwise outlived a crash)."""
         task = asyncio.create_task(coroutine)
+        if self._cleaning_up:  # it ended while connect() was still on its way here (a failed message)
+            task.cancel()
+            return task
         self._tasks = [*(t for t in self._tasks or [] if not t.done()), task]
         return task
 
@@ -209,7 +223,15 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                 self._early = deque(maxlen=MAX_EARLY_GROUP_MESSAGES)
             self._early.append(message)  # full: the oldest goes (a job socket fills a gap from history)
             return
-        await self.dispatch(message)
+        await self._dispatch_or_fail(message)
+
+    async def _dispatch_or_fail(self, message: dict[str, Any]) -> None:
+        """A message from the layer (a group's, or one sent to this socket's channel) that fails
+        its handler ends the socket as a failed frame does."""
+        try:
+            await self.dispatch(message)
+        except Exception:
+            await self._fail()
 
     async def _hand_over_early_messages(self) -> None:
         """Dispatch what was held, then take messages directly. In a task of its own: a handler may
@@ -217,12 +239,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         early = self._early
         while early:
             message = early.popleft()
-            if self.closed:
-                continue
-            try:
-                await self.dispatch(message)
-            except Exception:  # as the layer's own delivery does (channel_layer.deliver)
-                logger.exception("%s failed on a group message", type(self).__name__)
+            if not self.closed:
+                await self._dispatch_or_fail(message)
         self._early = None
         self._taking_group_messages = True
 
@@ -347,60 +365,3 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     @property
     def user(self) -> Any:
         return self.scope.get("user")
-
-
-
-class AuthenticatedConsumer(ValidatingJsonConsumer):
-    """A socket for signed-in users: the session cookie, `?token=`, or a first frame
-    `{"type": "auth", "token": …}` within AUTH_TIMEOUT seconds. Subclasses implement `start()`
-    (join groups, accept, send the first frames) and `handle_frame()`."""
-
-    AUTH_TIMEOUT = 10.0
-    awaiting_auth = False
-    _auth_timer: asyncio.Task | None = None
-
-    async def connect(self) -> None:
-        if self.scope.get("token_rejected"):
-            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", "That token is not valid.")
-        elif self.user and self.user.is_authenticated:
-            await self.start()
-        elif await self.claim_socket_slot():  # until it authenticates, it counts as anonymous
-            self.awaiting_auth = True
-            await self.accept()
-            self._auth_timer = self.start_task(self._close_if_still_anonymous())
-
-    async def _close_if_still_anonymous(self) -> None:
-        await asyncio.sleep(self.AUTH_TIMEOUT)
-        if self.awaiting_auth:
-            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", "No credentials in time.")
-
-    async def bad_frame(self, code: str, detail: str) -> None:
-        if self.awaiting_auth:
-            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized", f"{detail} Authenticate first.")
-        else:
-            await super().bad_frame(code, detail)
-
-    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
-        if not self.awaiting_auth:
-            await self.handle_frame(content)
-            return
-        token = content.get("token") if content.get("type") == "auth" else None
-        user = await user_for_token(token) if isinstance(token, str) else None
-        if user is None:
-            await self.reject(close_codes.CLOSE_UNAUTHORIZED, "unauthorized",
-                              'Sign in, or send {"type": "auth", "token": "<API token>"} first.')
-            return
-        self.awaiting_auth = False
-        if self._auth_timer:
-            self._auth_timer.cancel()
-        self.scope["user"] = user
-        await self.release_socket_slot()  # start() claims one of the user's slots instead
-        await self.start()
-
-    async def start(self) -> None:
-        """Check the request, `claim_socket_slot()`, join groups, accept and send the first frames."""
-        raise NotImplementedError
-
-    async def handle_frame(self, content: dict[str, Any]) -> None:
-        raise NotImplementedError
-

@@ -11,7 +11,8 @@ from basic.core.repeated_log import RepeatedWarning
 from basic.realtime import chat, close_codes
 from basic.realtime import chat_history as group_history
 from basic.realtime.auth import query_param
-from basic.realtime.consumers.base import UNAVAILABLE, ValidatingJsonConsumer, client_address, encoded_once
+from basic.realtime.consumers.base import UNAVAILABLE, ValidatingJsonConsumer, client_address
+from basic.realtime.frames import encoded_once
 
 # The socket log lines keep the name they have always had, so operators' filters survive the move.
 logger = logging.getLogger("basic.consumers")

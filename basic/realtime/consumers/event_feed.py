@@ -19,7 +19,8 @@ from basic.core.repeated_log import RepeatedWarning
 from basic.jobs import event_store, services
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
-from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
+from basic.realtime.consumers.authenticated import AuthenticatedConsumer
+from basic.realtime.frames import encoded_once
 from basic.realtime.job_feed import JobFeed
 from basic.realtime.shared_reads import NextRead, SharedReads
 

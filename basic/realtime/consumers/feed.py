@@ -2,7 +2,8 @@
 from typing import Any
 
 from basic.jobs import events
-from basic.realtime.consumers.base import AuthenticatedConsumer, encoded_once
+from basic.realtime.consumers.authenticated import AuthenticatedConsumer
+from basic.realtime.frames import encoded_once
 
 
 class UserEventsConsumer(AuthenticatedConsumer):

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 from twisted.internet.abstract import FileDescriptor
 
-from basic.realtime.server import unsent_bytes
+from basic.realtime.wire import unsent_bytes
 
 
 def test_unsent_bytes_counts_both_twisted_buffers():
@@ -24,7 +24,7 @@ def test_a_wrapper_is_looked_through_and_no_transport_owes_nothing():
 def test_a_text_sent_to_many_sockets_is_framed_once():
     from autobahn.twisted.websocket import WebSocketServerFactory
 
-    from basic.realtime.server import prepared_frame
+    from basic.realtime.wire import prepared_frame
 
     factory = WebSocketServerFactory()
     text = '{"type": "chat.message", "message": "hi"}'

@@ -2,7 +2,7 @@
 stay tied to the connection: it did, as the transport's producer, ~3 KiB of every idle socket."""
 from types import SimpleNamespace
 
-from basic.realtime.server import let_go_of_http
+from basic.realtime.socket_memory import let_go_of_http
 
 
 class FakeTransport:
