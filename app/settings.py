@@ -397,6 +397,12 @@ JOB_PROGRESS_MIN_INTERVAL = float(env_str("JOB_PROGRESS_MIN_INTERVAL", "0.1"))
 # 1/JOB_PROGRESS_MIN_INTERVAL a second; `force` writes every step).
 JOB_CHECK_INTERVAL_SECONDS = float(env_str("JOB_CHECK_INTERVAL_SECONDS", "0.1"))
 JOB_PROGRESS_DB_INTERVAL_SECONDS = float(env_str("JOB_PROGRESS_DB_INTERVAL_SECONDS", "1"))
+# Progress updates one worker process sends a second across all the bodies it runs (each update is
+# an event, a lease renewal and a cancel read); with many running, each one's updates and checks are
+# spaced out to share it (basic/jobs/progress_budget.py).
+JOB_PROGRESS_UPDATES_PER_SECOND = env_int("JOB_PROGRESS_UPDATES_PER_SECOND", 200)
+if JOB_PROGRESS_UPDATES_PER_SECOND < 1:
+    raise ImproperlyConfigured("JOB_PROGRESS_UPDATES_PER_SECOND must be at least 1")
 # "redis" (default, gevent-safe) or "async_to_sync" (the naive seed helper, kept as a baseline).
 JOB_EVENT_PUSHER = env_str("JOB_EVENT_PUSHER", "redis")
 # A running job renews its lease every chunk; a job whose lease lapsed (its worker died) is

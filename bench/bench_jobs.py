@@ -509,7 +509,7 @@ async def project(base_url: str, token: str, args: argparse.Namespace, database_
             print(f"  progress-heavy: {heavy['per_s']:.1f} jobs/s (trivial {trivial['per_s']:.1f}), "
                   f"{heavy['db_writes_total']} row writes for {args.heavy_jobs} x {args.heavy_steps} steps, "
                   f"{heavy['smooth_and_final']}/{len(ids)} smooth and final, events/job "
-                  f"{heavy['events_per_job']}", flush=True)
+                  f"{heavy['events_per_job']}\n    CPU ms per job {heavy['cpu_ms_per_job']}", flush=True)
         writes.uninstall()
     await feed.close()
     http.close()
@@ -526,6 +526,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cost-jobs", type=int, default=200)
     parser.add_argument("--heavy-jobs", type=int, default=100)
     parser.add_argument("--heavy-steps", type=int, default=1000)
+    parser.add_argument("--heavy-step-seconds", type=float, default=0.0,
+                        help="each progress-heavy step waits this long first (I/O per row; yields)")
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--worker-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the project's worker only, e.g. DATABASE_POOL=1 (a variant to "
@@ -551,6 +553,7 @@ def main(argv: list[str] | None = None) -> dict:
         "WS_MAX_PER_USER": "100000",
         "JOB_KIND_EXTRA_MODULES": "bench.progress_kind",
         "BENCH_PROGRESS_STEPS": str(args.heavy_steps),
+        "BENCH_PROGRESS_STEP_SECONDS": str(args.heavy_step_seconds),
         **stack.fresh_metrics_dir(workdir / "metrics"),
     }
     os.environ["REDIS_URL"] = redis_url

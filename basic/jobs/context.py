@@ -14,7 +14,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from basic.core.outside_text import outside_text
-from basic.jobs import events, files, transitions
+from basic.jobs import events, files, progress_budget, transitions
 from basic.jobs.leases import JobLease
 from basic.jobs.models import Job
 from basic.jobs.publish import ProgressThrottle
@@ -44,6 +44,7 @@ class JobContext:
         self.summary = "Done"  # the message of the job.done event; a body may set it
         self._lease = lease
         self._throttle = ProgressThrottle()
+        self._min_interval = self._throttle.min_interval
         self._run = uuid.uuid4().hex[:12]
         self._outputs: dict[str, Path] = {}
         self._download: str | None = None
@@ -52,7 +53,8 @@ class JobContext:
         # Coalescing (issue 19): a body may call `progress` thousands of times a second. The lease
         # and the cancel flag are checked when an event goes out, on `force`, and otherwise at most
         # every JOB_CHECK_INTERVAL_SECONDS; the row is written at most every
-        # JOB_PROGRESS_DB_INTERVAL_SECONDS (events still go out at up to ~10 a second).
+        # JOB_PROGRESS_DB_INTERVAL_SECONDS (events still go out at up to ~10 a second). Both
+        # intervals stretch while many bodies run in the process (basic/jobs/progress_budget.py).
         self._checked_at: float | None = None
         self._check_every = settings.JOB_CHECK_INTERVAL_SECONDS
         self._written_at = time.monotonic()  # the start wrote the row
@@ -77,14 +79,16 @@ class JobContext:
         JOB_CHECK_INTERVAL_SECONDS (0.1 s), so calling this for every row costs little."""
         percent = min(99, done * 100 // total) if total > 0 else 0
         now = time.monotonic()
-        send = force or self._throttle.should_send(percent)
+        # Both intervals grow while many bodies run in this process (its budget of updates).
+        send = force or self._throttle.should_send(percent, progress_budget.interval(self._min_interval))
         if self._deadline is not None:
             self._deadline.check()
-        if send or self._checked_at is None or now - self._checked_at >= self._check_every:
-            self._checked_at = now
+        check_every = progress_budget.interval(self._check_every)
+        if send or self._checked_at is None or now - self._checked_at >= check_every:
             self._lease.renew()
             if Job.objects.filter(id=self.job.id, cancel_requested=True).exists():
                 raise JobCancelled
+            self._checked_at = time.monotonic()  # from the end: the round trips may have waited
         if not send:
             if now - self._beat_at > self._beat_every:  # quiet but alive: tell the recovery sweep
                 self._beat_at = now
@@ -93,6 +97,7 @@ class JobContext:
         # Cleaned: a body's message may quote a page or a file (a NUL would fail the row's update).
         self.job.progress, self.job.message = percent, outside_text(message, limit=transitions.MESSAGE_MAX)
         transitions.push(self.job, events.JOB_PROGRESS)
+        self._throttle.sent()
         if force or now - self._written_at >= self._write_every:
             self._beat_at = self._written_at = now
             Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(

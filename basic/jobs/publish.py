@@ -188,13 +188,21 @@ class ProgressThrottle:
         self._last_sent: float | None = None
         self._last_progress = -1
 
-    def should_send(self, progress: int) -> bool:
+    def should_send(self, progress: int, min_interval: float | None = None) -> bool:
+        """True if `progress` should go out now; `min_interval` overrides the throttle's own (a
+        worker's shared budget stretches it while many jobs run)."""
+        interval = self.min_interval if min_interval is None else min_interval
         now = self.clock()
         if progress == self._last_progress:
             return False
-        if self._last_sent is not None and now - self._last_sent < self.min_interval:
+        if self._last_sent is not None and now - self._last_sent < interval:
             return False
         self._last_sent = now
         self._last_progress = progress
         return True
+
+    def sent(self) -> None:
+        """Count the interval from the end of the send: on a busy gevent worker the send itself can
+        wait longer than the interval, and counting from its start would let every step through."""
+        self._last_sent = self.clock()
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.outside_text import storable
-from basic.jobs import events, files, queue_markers, services, slots, transitions
+from basic.jobs import events, files, progress_budget, queue_markers, services, slots, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed, JobRetryable
 from basic.jobs.leases import JobLease, LeaseLost
 from basic.jobs.models import Job
@@ -136,7 +136,7 @@ def _run_body(job: Job, kind: JobKind, lease: JobLease, run_policy: Policy) -> N
     deadline = Deadline(limit)
     ctx = JobContext(job, lease, deadline)
     try:
-        with enforced(deadline):
+        with enforced(deadline), progress_budget.body_running():
             result = _json_safe(kind.run(ctx))
         deadline.check()  # a body that swallowed the stop and went on has still run too long
     except JobCancelled:

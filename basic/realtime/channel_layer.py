@@ -202,6 +202,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         # group channel name -> the ids delivered of a group whose messages are kept in a stream
         self.replay_marks: dict[str, DeliveredIds] = {}
+        self.deliveries: set[asyncio.Task] = set()  # direct deliveries under way
 
     def deliver_group_message(self, name: str, decoded: dict[str, Any]) -> bool:
         """Hand a group message (decoded once) to this process's members of the group: directly
@@ -228,8 +229,16 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
             if queue is not None:
                 queue.put_nowait(decoded)
         if direct:
-            asyncio.get_running_loop().create_task(deliver(direct, decoded))
+            self._start_delivery(direct, decoded)
         return True
+
+    def _start_delivery(self, handlers: list[Callable[[dict[str, Any]], Awaitable[None]]],
+                        decoded: dict[str, Any]) -> None:
+        """Deliver in a task of its own, held until done: the loop keeps only a weak reference to
+        a task, so one nobody holds could be collected before it runs."""
+        task = asyncio.get_running_loop().create_task(deliver(handlers, decoded))
+        self.deliveries.add(task)
+        task.add_done_callback(self.deliveries.discard)
 
     def replay_group(self, group: str, stream: str) -> None:
         """`group`'s messages are also kept in `stream` (basic/realtime/chat_history.py): after the
@@ -314,7 +323,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
             self.channels[channel].put_nowait(message)
             return
         decoded = message if isinstance(message, dict) else self.channel_layer.deserialize(message)
-        asyncio.ensure_future(deliver([handler], decoded))
+        self._start_delivery([handler], decoded)
 
     def forget_channel(self, channel: str) -> None:
         """A consumer that read no channel queue has ended: drop its channel (what `receive()`'s

@@ -1,5 +1,9 @@
-"""The channel layer's bookkeeping of replayable group messages (basic/realtime/channel_layer.py)."""
-from basic.realtime.channel_layer import REMEMBERED_IDS, REPLAY_SLACK_MS, DeliveredIds
+"""The channel layer's bookkeeping (basic/realtime/channel_layer.py): replayable group messages, and
+deliveries to consumers that take their messages directly."""
+import asyncio
+import gc
+
+from basic.realtime.channel_layer import REMEMBERED_IDS, REPLAY_SLACK_MS, DeliveredIds, ResilientPubSubChannelLayer
 
 
 def test_each_id_is_delivered_once_and_the_replay_starts_before_the_newest():
@@ -22,3 +26,24 @@ def test_forgotten_ids_count_as_delivered_so_memory_stays_bounded():
     assert not delivered.add("1000-0")  # forgotten, and older than what is remembered
     assert not delivered.add("1009-0")
     assert delivered.add("999999-0")
+
+
+async def test_a_direct_delivery_is_held_until_it_has_run():
+    """The loop holds tasks weakly: a delivery nobody references could be collected unrun."""
+    layer = ResilientPubSubChannelLayer(hosts=["redis://127.0.0.1:1"])._get_layer()  # no Redis needed
+    started, release, got = asyncio.Event(), asyncio.Event(), []
+
+    async def handler(message):
+        started.set()
+        await release.wait()
+        got.append(message)
+
+    layer.take_group_messages_directly("mine", handler)
+    layer.hand_to_channel("mine", {"type": "layer.reconnected"})
+    assert len(layer.deliveries) == 1
+    gc.collect()
+    await asyncio.wait_for(started.wait(), 5)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*layer.deliveries), 5)
+    assert got == [{"type": "layer.reconnected"}]
+    assert not layer.deliveries  # let go once done
