@@ -235,7 +235,7 @@ class HandshakeGateMiddleware:
             return await refuse_overloaded(scope, receive, send, turns.retry_after())
         turn = HeldTurn(turns, send)
         try:
-            return await self.application(scope, receive, turn.send)
+            return await self.application(scope, receive, turn)
         finally:
             turn.release()
 
@@ -261,3 +261,11 @@ class HeldTurn:
         if self.holding and message.get("type") in ("websocket.accept", "websocket.close"):
             self.release()
         return self.inner_send(message)
+
+    __call__ = send  # the socket's send is this object, so `text_now` below can be found on it
+
+    @property
+    def text_now(self) -> Any:
+        """The server's direct text-frame path (basic/realtime/wire.py ReplySender), if it has one:
+        a text frame neither accepts nor closes, so the turn has nothing to do with it."""
+        return getattr(self.inner_send, "text_now", None)

@@ -19,12 +19,11 @@ import resource
 import socket
 import time
 from collections import deque
-from functools import partial
+from functools import cache
 from http import HTTPStatus
 from types import FunctionType
 from typing import Any
 
-import autobahn.websocket.protocol as autobahn_protocol
 from autobahn.websocket.types import ConnectionDeny
 from daphne.cli import CommandLineInterface
 from daphne.http_protocol import WebRequest
@@ -32,18 +31,19 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
 from basic.core import metrics
-from basic.realtime import handshake_gate
+from basic.realtime import handshake_gate, lazy_format
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
 from basic.realtime.slim_queue import SlimQueue
 from basic.realtime.socket_memory import forget_the_handshake, let_go_of_http
-from basic.realtime.wire import prepared_frame, unsent_bytes, write_now
+from basic.realtime.wire import ReplySender, prepared_frame, unsent_bytes, write_now
 
 logger = logging.getLogger(__name__)
 
 CLOSE_GRACE_SECONDS = 10
 
 
+@cache  # read for every frame of every fan-out; settings do not change in a running server
 def max_unsent_bytes() -> int:
     from django.conf import settings
 
@@ -56,25 +56,7 @@ def max_body_bytes() -> int:
     return settings.REQUEST_MAX_BODY_BYTES
 
 
-class LazyPformat:
-    """pprint.pformat, run only if the text is asked for: autobahn formats every new socket's
-    settings for a debug line nobody logs, a tenth of Daphne's time in a connect storm (py-spy)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __str__(self) -> str:
-        from pprint import pformat
-
-        return pformat(self.value)
-
-    def __format__(self, spec: str) -> str:
-        return format(str(self), spec)
-
-
-autobahn_protocol.pformat = LazyPformat
-# The one caller that returns the text itself gets it formatted.
-autobahn_protocol.Timings.__str__ = lambda self: str(LazyPformat(self._timings))  # type: ignore[method-assign]
+lazy_format.install()
 
 
 # Close codes a server may send (IANA registry) that autobahn's sendClose() refuses, since it
@@ -222,19 +204,39 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def _handle_bounded_reply(self, message: dict[str, Any]) -> None:
         if message.get("type") == "websocket.send" and self.state == self.STATE_OPEN:
-            backlog = unsent_bytes(self.transport)
-            if backlog > max_unsent_bytes():
-                logger.warning("closing a WebSocket whose client stopped reading (%s bytes unsent) with %s",
-                               backlog, CLOSE_SLOW_CONSUMER)
-                metrics.socket_closed_over_limit("slow_consumer")
-                self.closeHandshakeTimeout = CLOSE_GRACE_SECONDS
-                self.serverClose(code=CLOSE_SLOW_CONSUMER)
-                return
             text = message.get("text")
-            if text is not None and not message.get("bytes") and self._perMessageCompress is None:
-                self.sendPreparedMessage(prepared_frame(self.factory, text))
+            if text is not None and not message.get("bytes"):
+                self.send_text(text)
+                return
+            if self._closed_as_slow(unsent_bytes(self.transport)):
                 return
         super().handle_reply(message)
+
+    def send_text(self, text: str) -> None:
+        """One text frame, framed once for all the sockets it goes to (`prepared_frame`); what
+        `ReplySender.text_now` calls for every socket of a fan-out, with no coroutine in between."""
+        if self.state != self.STATE_OPEN:  # Daphne's own answer (not accepted yet: ValueError)
+            super().handle_reply({"type": "websocket.send", "text": text})
+            return
+        backlog = unsent_bytes(self.transport)  # once, for the bound and for write_now
+        if self._closed_as_slow(backlog):
+            return
+        if self._perMessageCompress is not None:
+            self.sendMessage(text.encode("utf-8"), False)
+        elif self._send_queue:
+            self.sendData(prepared_frame(self.factory, text).payloadHybi)
+        else:  # what sendPreparedMessage and sendData do, three calls less
+            write_now(self.transport, prepared_frame(self.factory, text).payloadHybi, backlog)
+
+    def _closed_as_slow(self, backlog: int) -> bool:
+        if backlog <= max_unsent_bytes():
+            return False
+        logger.warning("closing a WebSocket whose client stopped reading (%s bytes unsent) with %s",
+                       backlog, CLOSE_SLOW_CONSUMER)
+        metrics.socket_closed_over_limit("slow_consumer")
+        self.closeHandshakeTimeout = CLOSE_GRACE_SECONDS
+        self.serverClose(code=CLOSE_SLOW_CONSUMER)
+        return True
 
 
 class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
@@ -346,7 +348,7 @@ class BoundedServer(Server):
         input_queue = SlimQueue()
         scope.setdefault("asgi", {"version": "3.0"})
         connection["application_instance"] = asyncio.ensure_future(self.application(
-            scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)))
+            scope=scope, receive=input_queue.get, send=ReplySender(self, protocol)))
         return input_queue
 
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:

@@ -80,7 +80,7 @@ class SocketMetricsMiddleware:
             return await self.application(scope, receive, send)
         counted = CountedSocket(route_of(scope.get("path", "")), receive, send)
         try:
-            return await self.application(scope, counted.receive, counted.send)
+            return await self.application(scope, counted.receive, counted)
         finally:
             counted.closed(None)
 
@@ -89,7 +89,7 @@ class CountedSocket:
     """One socket's counting send and receive. An object with slots, not closures over a state
     dict: those were 1.8 KiB of every idle socket's memory (docs/benchmarks.md, memory)."""
 
-    __slots__ = ("route", "sent", "is_open", "is_closed", "inner_receive", "inner_send")
+    __slots__ = ("route", "sent", "is_open", "is_closed", "inner_receive", "inner_send", "inner_text_now")
 
     def __init__(self, route: str, receive: Callable, send: Callable) -> None:
         self.route, self.inner_receive, self.inner_send = route, receive, send
@@ -117,6 +117,22 @@ class CountedSocket:
         elif kind == "websocket.http.response.start":  # refused with an HTTP answer instead
             _handshake_refused(self.route)
         return self.inner_send(message)
+
+    __call__ = send  # the socket's send is this object, so `text_now` below can be found on it
+
+    @property
+    def text_now(self) -> Callable[[str], None] | None:
+        """The server's direct text-frame path (basic/realtime/wire.py ReplySender), counted; None
+        if the server below has none (the consumer then uses `send`)."""
+        inner = getattr(self.inner_send, "text_now", None)
+        if inner is None:
+            return None
+        self.inner_text_now = inner
+        return self._counted_text_now
+
+    def _counted_text_now(self, text: str) -> None:
+        _frames_sent.add(self.sent)
+        self.inner_text_now(text)
 
     async def receive(self) -> dict:
         message = await self.inner_receive()

@@ -54,6 +54,8 @@ def client_address(scope: dict[str, Any]) -> str:
 # Connect and disconnect too: a hop per socket opened was most of a connect storm's thread traffic.
 NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.disconnect",
                            chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT, LAYER_RECONNECTED})
+# The handler of each group message type dispatched with no thread hop (what dispatch() finds).
+GROUP_HANDLERS = {kind: get_handler_name({"type": kind}) for kind in NO_THREAD_HOP}
 UNAVAILABLE = {"type": "error", "code": "unavailable",
                "detail": "The live service is unavailable right now; reconnect in a few seconds."}
 INTERNAL_ERROR = {"type": "error", "code": "internal_error",
@@ -80,6 +82,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
     _early: deque[dict[str, Any]] | None = None  # group messages held until the accept is sent
     _taking_group_messages = False  # set once the accept is sent and what was held is handed over
     _cleaning_up = False  # set as _clean_up() starts: no task may start after it
+    _text_now: Any = False  # the server's direct text-frame path, None if it has none (send_text)
 
     async def _send_unless_gone(self, message: dict[str, Any]) -> None:
         """The socket's send: a no-op once the client is gone (a method, not a closure per socket)."""
@@ -95,6 +98,21 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             await self._outer_send(message)
         except ClientGone:
             self.closed = True
+
+    async def send_text(self, text: str) -> None:
+        """A text frame. Under our server it goes straight to the protocol (`ReplySender.text_now`,
+        basic/realtime/wire.py), not down Channels' and Daphne's chain of coroutines: this runs for
+        every socket of every fan-out. Elsewhere (a test's communicator) it is `send`."""
+        text_now = self._text_now
+        if text_now is False:  # looked up once per socket: this runs for every frame it is sent
+            text_now = self._text_now = getattr(self._outer_send, "text_now", None)
+        if text_now is None:
+            await self.send(text_data=text)
+        elif not self.closed:
+            try:
+                text_now(text)
+            except ClientGone:
+                self.closed = True
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         self._outer_scope, self._outer_send = scope, send
@@ -223,7 +241,11 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
                 self._early = deque(maxlen=MAX_EARLY_GROUP_MESSAGES)
             self._early.append(message)  # full: the oldest goes (a job socket fills a gap from history)
             return
-        await self._dispatch_or_fail(message)
+        try:  # _dispatch_or_fail and dispatch inlined: this runs for every socket of every fan-out
+            handler = getattr(self, GROUP_HANDLERS.get(message["type"], ""), None)
+            await (handler(message) if handler is not None else self.dispatch(message))
+        except Exception:
+            await self._fail()
 
     async def _dispatch_or_fail(self, message: dict[str, Any]) -> None:
         """A message from the layer (a group's, or one sent to this socket's channel) that fails

@@ -118,7 +118,7 @@ class ChatConsumer(ValidatingJsonConsumer):
             await self.send_chat(payload)
 
     async def send_chat(self, payload: dict[str, Any]) -> None:
-        await self.send(text_data=encoded_once(payload, "chat", lambda: chat.room_frame(payload)))
+        await self.send_text(encoded_once(payload, "chat", lambda: chat.room_frame(payload)))
 
 
 class SeedChatConsumer(ChatConsumer):
@@ -133,4 +133,4 @@ class SeedChatConsumer(ChatConsumer):
         return True
 
     async def send_chat(self, payload: dict[str, Any]) -> None:
-        await self.send(text_data=encoded_once(payload, "seed", lambda: chat.seed_frame(payload)))
+        await self.send_text(encoded_once(payload, "seed", lambda: chat.seed_frame(payload)))

@@ -152,7 +152,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
         asking at the same time (shared_reads.NextRead)."""
         last_seq, ended, text = await SNAPSHOTS.get(self.group(), self._read_snapshot)
         self.feed.last_seq, self.feed.ended = last_seq, ended
-        await self.send(text_data=text)
+        await self.send_text(text)
 
     async def _read_snapshot(self) -> tuple[int, bool, str]:
         feed = self.new_feed()
@@ -190,7 +190,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
 
     async def send_event(self, event: dict[str, Any], text: str | None = None) -> None:
         if self.feed.take(event):
-            await self.send(text_data=text if text is not None else json.dumps(event))
+            await self.send_text(text if text is not None else json.dumps(event))
 
     async def job_event(self, message: dict[str, Any]) -> None:
         event = message["event"]

@@ -24,7 +24,7 @@ class UserEventsConsumer(AuthenticatedConsumer):
         await self.accept()
 
     async def job_event(self, message: dict[str, Any]) -> None:
-        await self.send(text_data=encoded_once(message, "event", lambda: message["event"]))
+        await self.send_text(encoded_once(message, "event", lambda: message["event"]))
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         if content.get("type") == "ping":
