@@ -25,16 +25,12 @@ class FakeServer:
         self.replies.append((protocol, message))
 
 
-def test_text_now_reaches_the_protocol_only_while_the_connection_is_there():
+def test_text_now_is_the_protocols_own_send_text():
     protocol = FakeProtocol()
-    server = FakeServer(protocol, {})
-    sender = ReplySender(server, protocol)
+    sender = ReplySender(FakeServer(protocol, {}), protocol)
     sender.text_now("one")
-    server.connections[protocol]["disconnected"] = True
-    sender.text_now("two")
-    del server.connections[protocol]
-    sender.text_now("three")
     assert protocol.texts == ["one"]
+    assert ReplySender(FakeServer(object(), {}), object()).text_now is None  # an HTTP protocol
 
 
 def test_every_other_message_still_goes_through_daphnes_reply():
