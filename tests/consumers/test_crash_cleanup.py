@@ -24,6 +24,7 @@ from basic.realtime.consumers import (
     UserEventsConsumer,
     ValidatingJsonConsumer,
 )
+from basic.realtime.feed_watch import FEEDS
 
 from .conftest import close_all
 
@@ -63,7 +64,9 @@ def members(group: str) -> set[str]:
 
 
 def resync_tasks() -> list[asyncio.Task]:
-    return [task for task in asyncio.all_tasks() if "_resync_until_ended" in repr(task.get_coro())]
+    """Feed timers (basic/realtime/feed_watch.py) and the socket resyncs they start."""
+    return [task for task in asyncio.all_tasks()
+            if any(name in repr(task.get_coro()) for name in ("FeedWatch._watch", "EventFeedConsumer._resync"))]
 
 
 async def ended_by_crash(communicator) -> tuple[list[dict], int | None]:
@@ -116,6 +119,7 @@ async def test_after_many_crashes_a_route_has_no_leftover_members_slots_or_tasks
     assert sync_redis().zcard(socket_slots_key(slot_owner)) == 0, "crashed sockets kept their slots"
     await asyncio.sleep(0)
     assert not resync_tasks(), "a crashed job socket's resync task still runs"
+    assert FEEDS.watching() == 0, "a crashed job socket is still in its feed's resync round"
     monkeypatch.undo()
 
     normal, accepted = await connect(path, token=token, client=ADDRESS)  # and the route still serves

@@ -5,7 +5,6 @@ A subclass says what it watches: how to find it, its group, its stream, its row 
 import asyncio
 import json
 import logging
-import random
 import time
 import uuid
 from typing import Any
@@ -15,19 +14,17 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
 from basic.core.rate_limit import TokenBucket
-from basic.core.repeated_log import RepeatedWarning
 from basic.jobs import event_store, services
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.authenticated import AuthenticatedConsumer
+from basic.realtime.feed_watch import FEEDS, RESYNC_FAILED
 from basic.realtime.frames import encoded_once
 from basic.realtime.job_feed import JobFeed
 from basic.realtime.shared_reads import NextRead, SharedReads
 
 # The socket log lines keep the name they have always had, so operators' filters survive the move.
 logger = logging.getLogger("basic.consumers")
-# Every job socket of the process fails its resync at once while Redis or the database is down.
-RESYNC_FAILED = RepeatedWarning(logger, "job socket resyncs failed (Redis or the database is down)")
 
 # One history read and one row read per feed per round in this process, whatever the sockets.
 RESYNC_READS = SharedReads(ttl=1.0)
@@ -51,7 +48,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
     not_found = "No such job."
     subject_id: str = ""
     feed: JobFeed
-    _resync: asyncio.Task | None = None
+    _watched = False  # a member of its feed's resync round (FEEDS)
 
     # --- what a subclass says ---------------------------------------------------------------
 
@@ -122,23 +119,37 @@ class EventFeedConsumer(AuthenticatedConsumer):
         except ObjectDoesNotExist:  # deleted since `find` (whose answer is shared for a second)
             await self.reject(close_codes.CLOSE_NOT_FOUND, "not_found", self.not_found)
             return
-        self._resync = self.start_task(self._resync_until_ended())  # cancelled by the base at the end
+        if not self._cleaning_up:  # it may have failed meanwhile (a group message): then never join
+            FEEDS.join(self)  # resynced every JOB_SOCKET_RESYNC_SECONDS until it ends; left in leave_groups
+            self._watched = True
 
-    async def _resync_until_ended(self) -> None:
-        interval = settings.JOB_SOCKET_RESYNC_SECONDS
-        await asyncio.sleep(random.uniform(0, interval))  # sockets of one feed don't all wake at once
-        while not self.feed.ended:
-            await asyncio.sleep(interval)
-            try:
-                last = await RESYNC_READS.get(("last", self.group()), lambda: event_store.last_event(self.stream()))
-                async with self.lock:
-                    if self.feed.behind(last):
-                        await self.catch_up()  # this socket missed something: read it for itself
-                    # Only a quiet feed can have ended unseen; a busy one costs no database query.
-                    if self.feed.quiet(time.monotonic(), interval):
-                        await self.settle_if_finished()
-            except Exception as error:  # Redis or the database is down: try again next round
-                RESYNC_FAILED.warning(error)
+    async def leave_groups(self) -> None:
+        if self._watched:
+            self._watched = False
+            FEEDS.leave(self)
+        await super().leave_groups()
+
+    async def read_last(self) -> Any:
+        """The stream's last event: one read per feed and round in this process."""
+        return await RESYNC_READS.get(("last", self.group()), lambda: event_store.last_event(self.stream()))
+
+    async def read_row_shared(self) -> Any:
+        return await RESYNC_READS.get(("row", self.group()), self.read_row)
+
+    def start_resync(self, last: Any) -> None:
+        self.start_task(self._resync(last))
+
+    async def _resync(self, last: Any) -> None:
+        """What the feed's round found this socket needs (basic/realtime/feed_watch.py), checked
+        again under the lock: catch up to the stream, or settle a feed that ended unseen."""
+        try:
+            async with self.lock:
+                if self.feed.behind(last):
+                    await self.catch_up()  # this socket missed something: read it for itself
+                if self.feed.quiet(time.monotonic(), settings.JOB_SOCKET_RESYNC_SECONDS):
+                    await self.settle_if_finished()
+        except Exception as error:  # Redis or the database is down: the next round tries again
+            RESYNC_FAILED.warning(error)
 
     async def layer_reconnected(self, message: dict[str, Any]) -> None:
         """Events published while the layer was reconnecting are in the stream: send them."""
@@ -183,7 +194,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
     async def settle_if_finished(self) -> None:
         if self.feed.ended:  # no database query for a socket that already told the end
             return
-        row = await RESYNC_READS.get(("row", self.group()), self.read_row)
+        row = await self.read_row_shared()
         grace = timezone.timedelta(seconds=settings.JOB_TERMINAL_EVENT_GRACE_SECONDS)
         if self.feed.ended_unseen(row, timezone.now(), grace):
             await self.send_json(await self.snapshot_of(self.feed))
