@@ -1,5 +1,4 @@
 """ASGI entry point: HTTP through Django, WebSockets through origin check, auth and routing."""
-import gc
 import os
 
 import django
@@ -31,6 +30,7 @@ django_asgi_app = OneHopASGIHandler()
 # Imported after Django is set up, so models load in the right order.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from basic.core import collector  # noqa: E402
 from basic.realtime.auth import socket_auth_stack  # noqa: E402
 from basic.realtime.handshake_gate import HandshakeGateMiddleware  # noqa: E402
 from basic.realtime.origin_check import browser_origin_validator  # noqa: E402
@@ -48,6 +48,6 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Everything loaded so far lives as long as the process: out of the collector's sight, a full
-# collection no longer walks Django's and every library's objects (a pause in any request's time).
-gc.freeze()
+# Everything loaded so far lives as long as the process (basic/core/collector.py).
+collector.tune_for_a_server()
+collector.settle_what_is_loaded()
