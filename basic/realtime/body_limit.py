@@ -14,7 +14,6 @@ JSON 400 the same way instead of Twisted's bare one.
 """
 import json
 import logging
-import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -45,12 +44,6 @@ class BodyLimitedHTTPChannel(http.HTTPChannel):
     _refused = False
     _linger_call: Any = None
     _body_bytes = 0
-
-    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
-        # When the connection was taken in: a socket upgraded from it counts its wait from here
-        # (basic/realtime/handshake_gate.py), as its client does.
-        self.transport.accepted_at = time.monotonic()
-        super().connectionMade()
 
     def allHeadersReceived(self) -> None:  # noqa: N802 (Twisted's name)
         self._body_bytes = 0
@@ -146,11 +139,11 @@ class BodyLimitedRequestMixin:
         super().handleContentChunk(data)  # type: ignore[misc]
 
 
-def protocol_factory(max_body_bytes: int) -> Any:
+def protocol_factory(max_body_bytes: int, base: type[BodyLimitedHTTPChannel] = BodyLimitedHTTPChannel) -> Any:
     """What HTTPFactory.protocol builds (Twisted's own wraps an HTTPChannel the same way, so the
     factory can switch to HTTP/2 after TLS ALPN; that path has no cap here: Daphne serves h2 only
-    with TLS, which we leave to the proxy)."""
-    channel_class = type("BodyLimitedHTTPChannel", (BodyLimitedHTTPChannel,), {"max_body_bytes": max_body_bytes})
+    with TLS, which we leave to the proxy). `base`: the channel class (a subclass adds to it)."""
+    channel_class = type(base.__name__, (base,), {"max_body_bytes": max_body_bytes})
 
     def build() -> Any:
         return http._GenericHTTPChannelProtocol(channel_class())

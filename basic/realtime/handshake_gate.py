@@ -21,9 +21,11 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from basic.core import metrics
+from basic.realtime import read_meter
 from basic.realtime.close_codes import CLOSE_TRY_AGAIN_LATER
 
 logger = logging.getLogger(__name__)
@@ -53,13 +55,25 @@ def overloaded_reason(retry_after: int) -> dict[str, Any]:
 
 
 class Arrival:
-    """A socket between its arrival at the server and its turn (or refusal)."""
+    """A socket between its arrival at the server and its turn (or refusal): `at` when its
+    connection was taken in (its client's clock starts then), `queued_at` when its request was
+    read and it joined the line (basic/realtime/read_meter.py may hold a connection unread in
+    between); `on_end` is called once when it stops waiting."""
 
-    __slots__ = ("at", "waiting")
+    __slots__ = ("at", "queued_at", "waiting", "on_end")
 
-    def __init__(self, at: float) -> None:
+    def __init__(self, at: float, queued_at: float | None = None, on_end: Callable[[], None] | None = None) -> None:
         self.at = at
+        self.queued_at = at if queued_at is None else queued_at
         self.waiting = True
+        self.on_end = on_end
+
+    def end(self) -> None:
+        """Its turn began, it was refused, or its client left."""
+        self.waiting = False
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
 
 
 class HandshakeGate:
@@ -85,21 +99,26 @@ class HandshakeGate:
         self.ended: deque[float] = deque()  # when recent turns ended: the drain rate
         self.promised_until = 0.0  # the latest time a refused client was told to come back
 
-    def arrive(self, at: float) -> Arrival:
-        arrival = Arrival(at)
+    def arrive(self, at: float, on_end: Callable[[], None] | None = None) -> Arrival:
+        """A socket whose connection was taken in at `at` joins the line now."""
+        arrival = Arrival(at, time.monotonic(), on_end)
         self.arrivals.append(arrival)
         return arrival
 
     def oldest_wait(self) -> float:
-        """How long the socket longest in line has been waiting for its turn (0 if none is)."""
+        """How long the socket longest in line has been in it, waiting for its turn (0 if none is)."""
         while self.arrivals and not self.arrivals[0].waiting:
             self.arrivals.popleft()
         if self.arrivals:
-            return time.monotonic() - self.arrivals[0].at
+            return time.monotonic() - self.arrivals[0].queued_at
         return time.monotonic() - self.waiters[0].started if self.waiters else 0.0  # type: ignore[attr-defined]
 
-    def full(self) -> bool:
-        return self.oldest_wait() > self.max_wait
+    def full(self, waited: float = 0.0) -> bool:
+        """Whether a socket about to join the line is refused: the line stands still (its head has
+        been in it over `max_wait`), or this socket, which has waited `waited` since its connection
+        was taken in, would wait in line past `give_up` on top of that."""
+        line = self.oldest_wait()
+        return line > self.max_wait or waited + line > self.give_up
 
     def drain_rate(self, now: float) -> float | None:
         """Turns ended per second over the last RATE_WINDOW_SECONDS (None before RATE_MIN_TURNS):
@@ -113,7 +132,7 @@ class HandshakeGate:
         while self.ended and self.ended[0] < cutoff:
             self.ended.popleft()
 
-    def retry_after(self) -> int:
+    def retry_after(self, unread: int = 0) -> int:
         """When a refused client should come back (1-60 s): a time of its own in a line of the
         clients refused before it, each 1/rate after the last, behind the sockets waiting now.
 
@@ -128,10 +147,12 @@ class HandshakeGate:
         start the loop is reading requests and few turns end, and later, while refused clients
         trickle back, turns end as fast as they come; both measure less than the process can
         take, and hints from them left it idle (100 s for 10,000). A rate too high costs less:
-        a client back too early is refused again, with a later time."""
+        a client back too early is refused again, with a later time.
+
+        `unread`: connections taken in and not read yet (basic/realtime/read_meter.py), also ahead."""
         now = time.monotonic()
         rate = max(self.drain_rate(now) or 0.0, PRIOR_RATE)
-        slot = max(now + len(self.waiters) / rate, self.promised_until) + 1 / rate
+        slot = max(now + (len(self.waiters) + unread) / rate, self.promised_until) + 1 / rate
         self.promised_until = min(slot, now + MAX_RETRY_AFTER * CLIENT_JITTER_MEAN)
         return max(1, min(MAX_RETRY_AFTER, math.ceil((slot - now) / CLIENT_JITTER_MEAN)))
 
@@ -228,11 +249,11 @@ class HandshakeGateMiddleware:
             try:
                 let_in = await turns.enter(turns.give_up - (time.monotonic() - arrival.at))
             finally:
-                arrival.waiting = False
+                arrival.end()
         if not let_in:
             metrics.socket_closed_over_limit("overloaded")
             logger.info("socket refused: %s handshakes waiting", len(turns.waiters))
-            return await refuse_overloaded(scope, receive, send, turns.retry_after())
+            return await refuse_overloaded(scope, receive, send, turns.retry_after(read_meter.waiting_now()))
         turn = HeldTurn(turns, send)
         try:
             return await self.application(scope, receive, turn)

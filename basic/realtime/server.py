@@ -19,7 +19,7 @@ import resource
 import socket
 import time
 from collections import deque
-from functools import cache
+from functools import cache, partial
 from http import HTTPStatus
 from types import FunctionType
 from typing import Any
@@ -31,7 +31,7 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 
 from basic.core import metrics
-from basic.realtime import handshake_gate, lazy_format
+from basic.realtime import handshake_gate, lazy_format, read_meter
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
 from basic.realtime.slim_queue import SlimQueue
@@ -87,6 +87,7 @@ class Refused(ConnectionDeny):
 class BoundedWebSocketProtocol(WebSocketProtocol):
     refused: Refused | None = None
     made_at = 0.0
+    metered: Any = None
     arrival: handshake_gate.Arrival | None = None
 
     def _connectionMade(self) -> None:
@@ -111,9 +112,10 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         forget_the_handshake(self)
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
-        # When the connection was taken in (basic/realtime/body_limit.py): under a storm the upgrade
-        # request may wait in the reactor for seconds before it is read, and its client's clock runs.
-        self.made_at = getattr(self.transport, "accepted_at", None) or time.monotonic()
+        # When its request came (basic/realtime/read_meter.py): under a storm it may wait there,
+        # unparsed, and its client's clock runs.
+        self.made_at = getattr(self.transport, "request_at", None) or time.monotonic()
+        self.metered = self.transport
         super().connectionMade()
 
     def onConnect(self, request: Any) -> Any:  # noqa: N802 (autobahn's name)
@@ -121,15 +123,16 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
         time (basic/realtime/handshake_gate.py) or is at its open-file limit; cheap enough that a
         storm's refusals cost next to nothing."""
         turns = handshake_gate.gate()
-        if turns.full():
-            retry_after = turns.retry_after()  # once: each refusal is given its own time
+        if turns.full(time.monotonic() - self.made_at):
+            retry_after = turns.retry_after(read_meter.waiting_now())  # once: each refusal its own time
             refused = Refused(503, handshake_gate.overloaded_reason(retry_after), retry_after)
         elif self.factory.server_class.open_connections >= open_files_limit() - FD_RESERVE:
             refused = Refused(503, {"type": "error", "code": "too_many_open_files", "retry_after": 5,
                                     "detail": "This server is at its open-file limit; reconnect later."}, 5)
-        else:
-            self.arrival = turns.arrive(self.made_at)  # in line until the middleware gives it a turn
+        else:  # in line until the middleware gives it a turn; then the next connection is read
+            self.arrival = turns.arrive(self.made_at, partial(read_meter.meter().done, self.transport))
             return super().onConnect(request)
+        read_meter.meter().done(self.transport)
         self.refused = refused
         metrics.socket_closed_over_limit(refused.body["code"])
         raise refused
@@ -172,7 +175,10 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def onClose(self, wasClean: bool, code: int, reason: str) -> None:  # noqa: N802, N803
         if self.arrival is not None:
-            self.arrival.waiting = False  # a client that hung up is not in line any more
+            self.arrival.end()  # a client that hung up is not in line any more
+        if self.metered is not None:  # nor, if it never got that far, being read (read_meter.py)
+            read_meter.meter().done(self.metered)
+            self.metered = None
         if self.refused is None:  # a refused socket never reached Daphne's books
             super().onClose(wasClean, code, reason)
 
@@ -255,6 +261,8 @@ class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
         super().process()
         if transport is not None and self.transport is None:  # Daphne handed it to a WebSocket
             let_go_of_http(self.channel, transport)
+        elif transport is not None:  # a plain request, read: the next connection may be read
+            read_meter.meter().done(transport)
 
     def basic_error(self, status: int, status_text: bytes, body: str) -> None:
         """Daphne's HTML error page (a header value it refuses, an application that failed or timed
@@ -312,7 +320,7 @@ class BoundedServer(Server):
                 return protocol
 
             self.http_factory.buildProtocol = build_raw_body_http
-            self.http_factory.protocol = protocol_factory(max_body_bytes())
+            self.http_factory.protocol = protocol_factory(max_body_bytes(), read_meter.MeteredHTTPChannel)
             if ready:
                 ready()
 

@@ -70,7 +70,7 @@ async def storm(url: str) -> tuple[list[list[str]], int, float]:
 
 def test_a_storm_past_capacity_is_partly_let_in_the_rest_refused_at_once_and_all_in_after_retrying(stack_root):
     with live_stack(stack_root, "overload", worker=False, CHAT_ALLOW_ANONYMOUS="1",
-                    WS_HANDSHAKES_AT_ONCE="4", WS_HANDSHAKE_MAX_WAIT_SECONDS="0.2") as live:
+                    WS_HANDSHAKES_AT_ONCE="2", WS_HANDSHAKE_MAX_WAIT_SECONDS="0.05") as live:
         outcomes, heard, elapsed = asyncio.run(storm(f"{live.ws_url}/chat/"))
     firsts = [attempts[0] for attempts in outcomes]
     every = [outcome for attempts in outcomes for outcome in attempts]

@@ -52,12 +52,33 @@ def test_arrivals_are_refused_while_the_oldest_in_line_has_waited_too_long():
     now = time.monotonic()
     first, second = gate.arrive(now - 0.5), gate.arrive(now)
     assert not gate.full()
-    first.at = now - 3.5  # the head of the line has waited 3.5 s
+    first.queued_at = now - 3.5  # the head of the line has been in it 3.5 s
     assert gate.full()  # (when to come back: the tests of retry_after below)
-    first.waiting = False  # it got its turn: the next in line has only just arrived
+    first.end()  # it got its turn: the next in line has only just arrived
     assert not gate.full()
-    second.waiting = False
+    second.end()
     assert gate.oldest_wait() == 0 and not gate.arrivals
+
+
+def test_a_socket_whose_request_waited_unread_is_refused_if_the_line_would_take_it_past_giving_up():
+    """The line is counted from when each socket joined it; a socket's own wait before that (its
+    request held unparsed under a storm, basic/realtime/read_meter.py) is added when it arrives:
+    let in only if it can still have its turn before the server would give up on it."""
+    gate = HandshakeGate(at_once=1, max_wait=1.0)  # gives up after 2 s
+    head = gate.arrive(time.monotonic() - 5)  # its connection came 5 s ago, its request was parsed now
+    head.queued_at = time.monotonic() - 0.5  # and it has been in line half a second
+    assert not gate.full(waited=0.0) and not gate.full(waited=1.4)
+    assert gate.full(waited=1.6)  # 1.6 s held + 0.5 s of line > 2 s
+    head.end()
+    assert not gate.full(waited=1.9) and gate.full(waited=2.1)
+
+
+def test_an_arrival_says_once_that_it_stopped_waiting():
+    ended = []
+    arrival = HandshakeGate(at_once=1, max_wait=1.0).arrive(time.monotonic(), lambda: ended.append(1))
+    arrival.end()
+    arrival.end()
+    assert ended == [1] and not arrival.waiting
 
 
 def hints_spread(hints: list[int], rate: float) -> None:
