@@ -6,25 +6,13 @@ import time
 from contextlib import ExitStack
 
 import pytest
-from django.utils import timezone
 
 from basic.jobs import events, progress_budget, transitions
 from basic.jobs.context import JobContext
 from basic.jobs.event_store import read_events_sync
 from basic.jobs.leases import JobLease
-from basic.models import Job
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def running(alice):
-    job = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=timezone.now())
-    lease = JobLease(job.id)
-    assert lease.acquire()
-    transitions.push(job, events.JOB_STARTED)
-    yield job, lease
-    lease.release()
 
 
 def _progress_sent(job):

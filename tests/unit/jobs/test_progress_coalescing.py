@@ -7,7 +7,6 @@ import time
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from basic.core.keys import seq_key
 from basic.core.redis_clients import sync_redis
@@ -18,16 +17,6 @@ from basic.jobs.leases import JobLease
 from basic.models import Job
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def running(alice):
-    job = Job.objects.create(kind="students_by_age", owner=alice, status="running", started=timezone.now())
-    lease = JobLease(job.id)
-    assert lease.acquire()
-    transitions.push(job, events.JOB_STARTED)
-    yield job, lease
-    lease.release()
 
 
 def test_a_thousand_fast_steps_make_few_writes_and_a_smooth_bar_that_ends_done(running, monkeypatch, settings):
