@@ -15,7 +15,6 @@ basic/realtime/body_limit.py).
 import asyncio
 import json
 import logging
-import resource
 import socket
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from basic.core import metrics
 from basic.realtime import handshake_gate, lazy_format, read_meter
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
 from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
+from basic.realtime.open_files import FD_RESERVE, open_files_limit, raise_open_files_limit
 from basic.realtime.slim_queue import SlimQueue
 from basic.realtime.socket_memory import forget_the_handshake, let_go_of_http
 from basic.realtime.wire import ReplySender, prepared_frame, unsent_bytes, write_now
@@ -62,16 +62,6 @@ lazy_format.install()
 # Close codes a server may send (IANA registry) that autobahn's sendClose() refuses, since it
 # only allows 1000 and 3000-4999 from the application: 1013 is "try again later".
 SERVER_CLOSE_CODES = frozenset({1012, 1013})
-
-
-# File descriptors kept for what a process opens besides client sockets (Redis, the database,
-# reports, logs): past RLIMIT_NOFILE less this, new sockets are refused with a 503, so accept()
-# never fails with EMFILE, which Twisted answers by leaving the client hanging in the backlog.
-FD_RESERVE = 128
-
-
-def open_files_limit() -> int:
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 class Refused(ConnectionDeny):
@@ -376,26 +366,6 @@ class BoundedCommandLineInterface(CommandLineInterface):
     def __init__(self) -> None:
         super().__init__()
         self.parser.set_defaults(websocket_connect_timeout=handshake_gate.CONNECT_TIMEOUT_SECONDS)
-
-
-LOW_OPEN_FILES = 4096
-
-
-def raise_open_files_limit() -> int:
-    """Every open socket is a file: take the soft RLIMIT_NOFILE up to the hard limit, and say so at
-    start if even that is low (past it, less FD_RESERVE, sockets are refused with a 503)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            logger.warning("could not raise the open-file limit from %s", soft)
-    if soft < LOW_OPEN_FILES:
-        logger.warning("open-file limit %s: this process takes at most %s sockets before refusing new ones "
-                       "with a 503; raise it (ulimit -n, or nofile in compose/systemd)", soft, soft - FD_RESERVE)
-    return soft
 
 
 if __name__ == "__main__":

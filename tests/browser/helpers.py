@@ -118,6 +118,11 @@ class ConsolePage:
 
     # --- jobs ---------------------------------------------------------------------------
 
+    def wait_for_job_list(self) -> None:
+        """Until the job list has loaded from the API (it always sets this line, shown or not): rows
+        counted before then miss the jobs it is about to show."""
+        self.page.wait_for_function("() => document.querySelector('#jobs-more').textContent !== ''")
+
     def start_form(self, label: str) -> Locator:
         """A kind's start form, by its heading (the kind's label)."""
         return self.page.get_by_role("form", name=label, exact=True)

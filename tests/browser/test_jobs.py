@@ -125,8 +125,7 @@ def test_delete_a_finished_report(alice_tab):
     assert page.request.get(f"/api/jobs/{job_id}/").status == 404
     page.reload()
     alice_tab.expect_connected()
-    # The list has loaded (it always sets this line, shown or not): it is the API's, without the job.
-    page.wait_for_function("() => document.querySelector('#jobs-more').textContent !== ''")
+    alice_tab.wait_for_job_list()  # the list is the API's, without the job
     listed = [job["id"] for job in page.request.get("/api/jobs/").json()["results"]]
     assert job_id not in listed
     assert [r.get_attribute("data-job-id") for r in page.locator("#job-list .job").all()] == listed

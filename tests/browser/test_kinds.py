@@ -64,6 +64,7 @@ def test_a_text_file_named_png_is_refused_next_to_the_image_field(alice_tab, tmp
     form = alice_tab.start_form("Thumbnails")
     image = form.get_by_label("Image")
     image.set_input_files(bogus)
+    alice_tab.wait_for_job_list()
     rows_before, jobs_before = page.locator(".job").count(), jobs_on_server(alice_tab)
 
     with page.expect_response(is_job_start) as answer:

@@ -1,5 +1,5 @@
 """A web process at its open-file limit refuses new sockets cleanly (a 503 that says why) and keeps
-serving the open ones (basic/realtime/server.py, FD_RESERVE); without that, accept() fails with
+serving the open ones (basic/realtime/open_files.py, FD_RESERVE); without that, accept() fails with
 EMFILE and Twisted leaves new clients hanging in the listen backlog."""
 import asyncio
 import json
@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from basic.realtime.server import FD_RESERVE
+from basic.realtime.open_files import FD_RESERVE
 from tests.live import live_stack
 
 pytestmark = pytest.mark.integration
