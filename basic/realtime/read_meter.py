@@ -12,8 +12,9 @@ further bytes wait in the kernel) until one ends, in the order the requests came
 turns stay short, handshakes finish at the rate the process can take them, and no connection is
 ever held for its client's slowness: one that has sent nothing takes no place.
 
-A request that holds its place without ending (a client sending its headers slowly) gives it up
-after SLOT_SECONDS, so slow clients cannot stop the process from parsing the others.
+A request asks for a place only once its head is whole: a client that sends its headers a byte at a
+time (slowloris) takes none meanwhile. One that then holds its place without ending (a slow body)
+gives it up after SLOT_SECONDS, so slow clients cannot stop the process from parsing the others.
 """
 import time
 from collections import deque
@@ -92,17 +93,33 @@ class ReadMeter:
             self._check_later()
 
 
+# Past this, a request's head is handed to the parser whole or not (Twisted refuses heads over 16 KiB).
+MAX_HEAD_BYTES = 16_384
+
+
+def head_is_whole(data: bytes) -> bool:
+    """Whether `data` holds a request's whole head: its empty line (CRLF, or LF alone as Twisted
+    also accepts)."""
+    return b"\n\r\n" in data or b"\n\n" in data
+
+
 class MeteredHTTPChannel(BodyLimitedHTTPChannel):
     """A connection's first request is parsed when the process has a place for it (ReadMeter)."""
 
     _metered = False  # its first request got a place (or waits for one)
     _held: bytes | None = None
+    _head = b""  # the first request's start, until its head is whole
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
         if self._held is not None:  # waiting for a place: keep what comes (one read at most)
             self._held += data
             return
         if not self._metered:
+            data = self._head + data
+            if not head_is_whole(data) and len(data) <= MAX_HEAD_BYTES:
+                self._head = data  # a client sending its head slowly takes no place meanwhile
+                return
+            self._head = b""
             self._metered = True
             self.transport.request_at = time.monotonic()  # the request came: the server's clock runs
             if not meter().take(self.transport):

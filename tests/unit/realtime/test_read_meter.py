@@ -115,3 +115,25 @@ def test_a_request_over_the_limit_is_kept_unparsed_and_its_connection_not_read_u
     assert idle_transport.producerState == "producing"
     second.connectionLost(None)
     assert not read_meter.meter().parsing
+
+
+def test_a_client_sending_its_head_slowly_takes_no_place_until_the_head_is_whole(clock, monkeypatch):
+    monkeypatch.setattr(read_meter, "_meter", meter_on(clock, limit=1))
+    Recorded.seen = []
+    slow, slow_transport = connected_channel(clock)
+    for byte in b"GET /slow HTTP/1.1\r\nHost: x\r\n":
+        slow.dataReceived(bytes([byte]))  # a byte at a time (slowloris)
+    assert not read_meter.meter().parsing
+    quick, _ = connected_channel(clock)
+    quick.dataReceived(b"GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert Recorded.seen == [b"/quick"]  # the one place was free for it
+    read_meter.meter().done(quick.transport)
+    slow.dataReceived(b"\r\n")
+    assert Recorded.seen == [b"/quick", b"/slow"]  # whole now: parsed as any other
+
+
+def test_a_head_that_never_ends_is_left_to_the_parser_past_its_size_limit(clock, monkeypatch):
+    monkeypatch.setattr(read_meter, "_meter", meter_on(clock, limit=1))
+    channel, transport = connected_channel(clock)
+    channel.dataReceived(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * read_meter.MAX_HEAD_BYTES)
+    assert transport.disconnecting  # Twisted hangs up on a header line over its limit
