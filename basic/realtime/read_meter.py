@@ -1,21 +1,23 @@
-"""How many new requests a web process parses at once; the rest wait, unparsed, in arrival order.
+"""How many WebSocket upgrades a web process parses at once; the rest wait, unparsed, in order.
 
 A connect storm on one process is a parse storm first. With 10,000 sockets opening at once the
 reactor found thousands of upgrade requests readable on each turn of the loop and parsed them all
 (Twisted's HTTP parser, then autobahn's, then an application each), a second or more per turn,
 while the handshakes already let in advanced one step per turn: none finished for seconds, the
 handshake gate saw its line stand still and refused almost all 10,000 (docs/benchmarks.md,
-storms). Here a connection's first request, once its bytes arrive, is parsed only if fewer than
-`limit` are between that and their end (a plain request handled, a socket's turn at the handshake
-gate begun). Otherwise its bytes are kept and the connection is no longer read (its client's
-further bytes wait in the kernel) until one ends, in the order the requests came. So the loop's
-turns stay short, handshakes finish at the rate the process can take them, and no connection is
-ever held for its client's slowness: one that has sent nothing takes no place.
+storms). Here an upgrade request, once its head is in, is parsed only if fewer than `limit` are
+between that and their socket's turn at the handshake gate. Otherwise its bytes are kept and the
+connection is no longer read (its client's further bytes wait in the kernel) until one ends, in
+the order the requests came. So the loop's turns stay short, handshakes finish at the rate the
+process can take them, and no connection is held for its client's slowness.
 
-A request asks for a place only once its head is whole: a client that sends its headers a byte at a
-time (slowloris) takes none meanwhile. One that then holds its place without ending (a slow body)
-gives it up after SLOT_SECONDS, so slow clients cannot stop the process from parsing the others.
+- Plain HTTP requests (REST calls, health probes) take no place and are parsed at once: a socket
+  storm does not hold up a liveness probe.
+- A request asks for a place only once its head is whole, so a client sending its headers a byte
+  at a time (slowloris) takes none meanwhile.
+- A place held past SLOT_SECONDS without its socket's turn beginning goes to the next request.
 """
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -97,6 +99,9 @@ class ReadMeter:
 MAX_HEAD_BYTES = 16_384
 
 
+WEBSOCKET_UPGRADE = re.compile(rb"\nupgrade:[ \t]*websocket", re.IGNORECASE)
+
+
 def head_is_whole(data: bytes) -> bool:
     """Whether `data` holds a request's whole head: its empty line (CRLF, or LF alone as Twisted
     also accepts)."""
@@ -121,6 +126,9 @@ class MeteredHTTPChannel(BodyLimitedHTTPChannel):
                 return
             self._head = b""
             self._metered = True
+            if not WEBSOCKET_UPGRADE.search(data):  # a plain request (a REST call, a probe) is
+                super().dataReceived(data)  # parsed at once, as before: a storm is of sockets
+                return
             self.transport.request_at = time.monotonic()  # the request came: the server's clock runs
             if not meter().take(self.transport):
                 self._held = data

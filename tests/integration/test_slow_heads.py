@@ -22,7 +22,7 @@ async def slow_client(host: str, port: int, stop: asyncio.Event) -> None:
     """Opens a connection and sends the start of an upgrade request, then a byte a second."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        writer.write(b"GET /chat/ HTTP/1.1\r\nHost: x\r\n")
+        writer.write(b"GET /chat/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
         while not stop.is_set():
             await writer.drain()
             try:

@@ -87,6 +87,11 @@ class Recorded(http.Request):
         self.finish()
 
 
+def upgrade(path: bytes) -> bytes:
+    """A WebSocket upgrade request's head (a plain GET as far as Recorded is concerned)."""
+    return b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" % path
+
+
 def connected_channel(clock: Clock) -> tuple[MeteredHTTPChannel, StringTransport]:
     channel = MeteredHTTPChannel()
     channel.requestFactory = Recorded
@@ -103,9 +108,9 @@ def test_a_request_over_the_limit_is_kept_unparsed_and_its_connection_not_read_u
     idle, idle_transport = connected_channel(clock)  # connected, sent nothing: takes no place
     first, first_transport = connected_channel(clock)
     second, second_transport = connected_channel(clock)
-    first.dataReceived(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+    first.dataReceived(upgrade(b"/first"))
     assert Recorded.seen == [b"/first"]
-    second.dataReceived(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+    second.dataReceived(upgrade(b"/second"))
     assert Recorded.seen == [b"/first"]  # the one place is taken (nothing said the request ended)
     assert second_transport.producerState == "paused" and read_meter.waiting_now() == 1
     read_meter.meter().done(first_transport)  # e.g. its socket's turn at the gate began
@@ -121,11 +126,11 @@ def test_a_client_sending_its_head_slowly_takes_no_place_until_the_head_is_whole
     monkeypatch.setattr(read_meter, "_meter", meter_on(clock, limit=1))
     Recorded.seen = []
     slow, slow_transport = connected_channel(clock)
-    for byte in b"GET /slow HTTP/1.1\r\nHost: x\r\n":
+    for byte in upgrade(b"/slow")[:-2]:
         slow.dataReceived(bytes([byte]))  # a byte at a time (slowloris)
     assert not read_meter.meter().parsing
     quick, _ = connected_channel(clock)
-    quick.dataReceived(b"GET /quick HTTP/1.1\r\nHost: x\r\n\r\n")
+    quick.dataReceived(upgrade(b"/quick"))
     assert Recorded.seen == [b"/quick"]  # the one place was free for it
     read_meter.meter().done(quick.transport)
     slow.dataReceived(b"\r\n")
@@ -137,3 +142,18 @@ def test_a_head_that_never_ends_is_left_to_the_parser_past_its_size_limit(clock,
     channel, transport = connected_channel(clock)
     channel.dataReceived(b"GET / HTTP/1.1\r\nX-Long: " + b"a" * read_meter.MAX_HEAD_BYTES)
     assert transport.disconnecting  # Twisted hangs up on a header line over its limit
+
+
+def test_a_plain_request_takes_no_place_and_is_parsed_at_once_even_while_sockets_wait(clock, monkeypatch):
+    """A socket storm does not hold up REST calls or a liveness probe."""
+    monkeypatch.setattr(read_meter, "_meter", meter_on(clock, limit=1))
+    Recorded.seen = []
+    first, _ = connected_channel(clock)
+    first.dataReceived(upgrade(b"/ws/first/"))
+    waiting, _ = connected_channel(clock)
+    waiting.dataReceived(upgrade(b"/ws/waiting/"))
+    assert read_meter.waiting_now() == 1
+    probe, probe_transport = connected_channel(clock)
+    probe.dataReceived(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert Recorded.seen == [b"/ws/first/", b"/healthz"]
+    assert probe_transport not in read_meter.meter().parsing
