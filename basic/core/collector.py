@@ -1,13 +1,13 @@
-"""The garbage collector in the long-running server processes (Daphne, the Celery worker).
+"""The garbage collector in the web process (Daphne; app/asgi.py calls both functions).
 
 Python's defaults (a young-generation collection every 700 new container objects) are set for
-short scripts. A server allocates in bursts: 5,000 sockets opening at once, or a job's request,
-rows, events and task all within milliseconds. Measured on the connect storm (bench_socket_storm,
-5,000 sockets, py-spy): collections triggered inside Daphne's per-connection bookkeeping were the
-largest single cost, and the thresholds below took the server's CPU per socket opened from
-1.17-1.21 ms to 0.92-0.94 ms; on bench_jobs, 50 clients, 8.6 -> 7.9 ms a job in Daphne and in the
-worker alike (docs/benchmarks.md). Cycles still get collected, just in fewer, larger batches: a
-young collection walks at most THRESHOLDS[0] objects, a few milliseconds.
+short scripts. A web process allocates in bursts: 5,000 sockets opening at once. Measured on the
+connect storm (bench_socket_storm, 5,000 sockets, py-spy): collections triggered inside Daphne's
+per-connection bookkeeping were the largest single cost, and the thresholds below took the
+server's CPU per socket opened from 1.17-1.21 ms to 0.92-0.94 ms (docs/benchmarks.md). The same
+thresholds in the gevent worker changed nothing measurable on bench_jobs, so it keeps Python's.
+Cycles still get collected, just in fewer, larger batches: a young collection walks at most
+THRESHOLDS[0] objects, a few milliseconds.
 """
 import gc
 
