@@ -11,6 +11,10 @@ out a group message at the cost of one decode per process instead of one per soc
   loses it, #256, and never calls its own reconnect hooks, #406).
 - Groups whose messages are also kept in a stream (chat rooms: basic/realtime/chat_history.py) get what
   this process missed while reconnecting from that stream, each message once.
+- Joining a group the process is not yet subscribed to returns once Redis has confirmed the
+  SUBSCRIBE, not when it was sent (redis-py's `subscribe` only writes it). A socket reads its
+  history after joining; if that read ran first (a Redis paused, then resumed, serves its clients'
+  commands in any order), a message stored and published between the two was lost to it.
 - A consumer's own channel costs Redis nothing: every channel this process hands out shares one
   pattern subscription (`PSUBSCRIBE <prefix>specific.<process>!*`, made once), where the stock layer
   sent a SUBSCRIBE per socket under one lock, one at a time: ~4 ms of serial work per socket that
@@ -42,6 +46,9 @@ LAYER_RECONNECTED = "layer.reconnected"
 REPLAY_SLACK_MS = 2000
 REMEMBERED_IDS = 1024  # per group: what was delivered, so a replay sends nothing twice
 REPLAY_MAX = 1000  # messages read per group per reconnect
+# How long a join waits for Redis to confirm a new subscription before it fails as an outage
+# (the consumer then closes with 1013, try again later).
+SUBSCRIBE_CONFIRM_SECONDS = 5.0
 
 
 class DeliveredIds:
@@ -84,6 +91,8 @@ class ResilientShardConnection(RedisSingleShardConnection):
         super().__init__(host, channel_layer)
         self._lost = False
         self._patterns: set[str] = set()
+        # channel -> resolved when Redis confirms its SUBSCRIBE (every joiner meanwhile waits on it)
+        self._unconfirmed: dict[str, asyncio.Future[None]] = {}
 
     async def psubscribe(self, pattern: str) -> None:
         """Subscribe to `pattern` once (redis-py subscribes it again after a reconnect)."""
@@ -121,6 +130,10 @@ class ResilientShardConnection(RedisSingleShardConnection):
             await super().publish(channel, message)
 
     async def subscribe(self, channel: str) -> None:
+        """Subscribe to `channel` and return once Redis has confirmed it (see the module's
+        docstring); a channel subscribed already costs nothing."""
+        if channel not in self._subscribed_to and channel not in self._unconfirmed:
+            self._unconfirmed[channel] = asyncio.get_running_loop().create_future()
         try:
             await super().subscribe(channel)
         except RETRYABLE as exc:
@@ -129,12 +142,24 @@ class ResilientShardConnection(RedisSingleShardConnection):
                 # redis-py reconnects on the next command and subscribes to everything again.
                 await self._pubsub.connection.disconnect()
             await super().subscribe(channel)
+        confirmed = self._unconfirmed.get(channel)
+        if confirmed is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_CONFIRM_SECONDS)
+            except TimeoutError:
+                raise RedisTimeoutError(f"Redis did not confirm the subscription to {channel} "
+                                        f"within {SUBSCRIBE_CONFIRM_SECONDS:g} s") from None
+
+    def _confirm(self, channel: str) -> None:
+        confirmed = self._unconfirmed.pop(channel, None)
+        if confirmed is not None and not confirmed.done():
+            confirmed.set_result(None)
 
     async def _do_receiving(self) -> None:
         while True:
             try:
                 if self._pubsub and self._pubsub.subscribed:
-                    message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+                    message = await self._pubsub.get_message(ignore_subscribe_messages=False, timeout=0.1)
                     if self._lost:
                         self._lost = False
                         logger.warning("the channel layer's subscriber connection is back")
@@ -169,6 +194,11 @@ class ResilientShardConnection(RedisSingleShardConnection):
         name = message["channel"]
         if isinstance(name, bytes):
             name = name.decode()
+        kind = message["type"]
+        if kind != "message" and kind != "pmessage":
+            if kind == "subscribe":
+                self._confirm(name)
+            return  # the other confirmations (psubscribe, unsubscribe, ...) and pongs
         layer = self.channel_layer
         if name in layer.channels:
             layer.hand_to_channel(name, message["data"])
