@@ -32,7 +32,7 @@ from daphne.ws_protocol import WebSocketProtocol
 from basic.core import metrics
 from basic.realtime import handshake_gate, lazy_format, read_meter
 from basic.realtime.body_limit import BodyLimitedRequestMixin, protocol_factory
-from basic.realtime.close_codes import CLOSE_SLOW_CONSUMER
+from basic.realtime.close_codes import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER, CLOSE_TRY_AGAIN_LATER
 from basic.realtime.open_files import FD_RESERVE, open_files_limit, raise_open_files_limit
 from basic.realtime.slim_queue import SlimQueue
 from basic.realtime.socket_memory import forget_the_handshake, let_go_of_http
@@ -60,8 +60,10 @@ lazy_format.install()
 
 
 # Close codes a server may send (IANA registry) that autobahn's sendClose() refuses, since it
-# only allows 1000 and 3000-4999 from the application: 1013 is "try again later".
-SERVER_CLOSE_CODES = frozenset({1012, 1013})
+# only allows 1000 and 3000-4999 from the application: 1011 "internal error" (a crashed consumer:
+# refused, it became a second "Exception inside application"), 1012 "service restart", 1013 "try
+# again later".
+SERVER_CLOSE_CODES = frozenset({CLOSE_INTERNAL_ERROR, 1012, CLOSE_TRY_AGAIN_LATER})
 
 
 class Refused(ConnectionDeny):

@@ -335,3 +335,25 @@ async def test_sockets_opening_on_one_job_share_the_owner_read_and_a_deleted_job
     resuming, _ = await connect_as_alice(f"/ws/jobs/{job.id}/?after=1")  # the same, on a resume
     assert (await receive_until_closed(resuming))[1] == 4404
     await close_all(*[communicator for communicator, _ in sockets])
+
+
+@pytest.mark.parametrize("error", ["OperationalError", "InterfaceError"])
+async def test_a_socket_opening_while_the_database_is_down_is_told_to_come_back(connect_as_alice, make_job,
+                                                                                 monkeypatch, caplog, error):
+    """The chaos soak's PostgreSQL restart crashed job sockets that were opening (a traceback and,
+    through Daphne, no close code at all): an outage is 1013 with a reason, as Redis's is."""
+    from django import db
+
+    from basic.realtime.consumers import jobs
+
+    job = await make_job()
+
+    async def database_down(*args):
+        raise getattr(db, error)("terminating connection due to administrator command")
+
+    monkeypatch.setattr(jobs, "read_owner", database_down)
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
+    frames, code = await receive_until_closed(communicator)
+    assert code == 1013
+    assert [json.loads(frame["text"])["code"] for frame in frames] == ["unavailable"]
+    assert "the database is unreachable" in caplog.text and "failed" not in caplog.text

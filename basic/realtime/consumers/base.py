@@ -18,6 +18,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
 from basic.core import metrics, untrusted_json
@@ -56,6 +57,8 @@ NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.
                            chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT, LAYER_RECONNECTED})
 # The handler of each group message type dispatched with no thread hop (what dispatch() finds).
 GROUP_HANDLERS = {kind: get_handler_name({"type": kind}) for kind in NO_THREAD_HOP}
+# What a backing service's outage raises (not a bug): a connection lost, refused or shut down.
+OUTAGES = (RedisError, OSError, OperationalError, InterfaceError)
 UNAVAILABLE = {"type": "error", "code": "unavailable",
                "detail": "The live service is unavailable right now; reconnect in a few seconds."}
 INTERNAL_ERROR = {"type": "error", "code": "internal_error",
@@ -267,13 +270,15 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         self._taking_group_messages = True
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
-        """A socket that cannot join its groups because Redis is unreachable is told so and closed
-        with 1013 (try again later), never failed with an HTTP 500 (docs/design.md trap 6)."""
+        """A socket that cannot open because Redis or the database is unreachable (its groups, the
+        job it names) is told so and closed with 1013 (try again later), never failed as a crash
+        (docs/design.md trap 6). The chaos soak's PostgreSQL restart crashed job sockets here."""
         self._take_group_messages(self.dispatch_group_message)
         try:
             await super().websocket_connect(message)
-        except (RedisError, OSError) as exc:
-            logger.warning("%s refused a socket: Redis is unreachable (%s)", type(self).__name__, exc)
+        except OUTAGES as exc:
+            logger.warning("%s refused a socket: %s is unreachable (%s)", type(self).__name__,
+                           "Redis" if isinstance(exc, (RedisError, OSError)) else "the database", exc)
             await self.reject(close_codes.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])
 
     async def dispatch(self, message: dict[str, Any]) -> None:

@@ -53,3 +53,17 @@ def test_the_file_limit_counts_open_connections_not_those_waiting_to_be_reaped()
     del server.connections[sockets[0]]  # reaped
     server.protocol_disconnected(sockets[2])
     assert server.open_connections == 0
+
+
+def test_the_server_sends_the_registry_close_codes_autobahn_refuses_to_applications():
+    """autobahn's sendClose() takes only 1000 and 3000-4999: a crashed consumer's 1011 raised a
+    second "Exception inside application" (seen in the chaos soak) instead of reaching the client."""
+    from basic.realtime import close_codes
+    from basic.realtime.server import BoundedWebSocketProtocol
+
+    for code in (close_codes.CLOSE_INTERNAL_ERROR, close_codes.CLOSE_TRY_AGAIN_LATER):
+        sent: list[tuple[int, bool]] = []
+        protocol = SimpleNamespace(state="open", STATE_OPEN="open",
+                                   sendCloseFrame=lambda code, isReply, into=sent: into.append((code, isReply)))
+        BoundedWebSocketProtocol.serverClose(protocol, code=code)
+        assert sent == [(code, False)]
