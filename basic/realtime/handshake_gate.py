@@ -5,14 +5,15 @@ Without it a connect storm collapses rather than slows: the event loop is fair, 
 handshakes arriving together all advance a step at a time and all finish late together, after
 Daphne's connect timeout (5 s) has dropped every one of them; the clients retry, and the storm
 repeats (docs/benchmarks.md, storms). With the gate, WS_HANDSHAKES_AT_ONCE handshakes run at a time
-and finish in milliseconds, and the rest wait their turn. An arrival that would wait longer than
-WS_HANDSHAKE_MAX_WAIT_SECONDS (estimated from how long handshakes take right now) is refused at
-once with a 503 before the upgrade, `Retry-After` and a JSON reason: by Daphne itself when the
-socket arrives (basic/realtime/server.py, no application is even started), by the middleware
-when a queued socket's wait runs out (ASGI's denial-response extension, which our server offers).
-Under a server without that extension the socket is accepted only to say so and closed with 1013
-and the same reason. Clients back off
-with full jitter and at least the hint (console: sockets.js; CLI: basic/cli/stream.py), so the
+and finish in milliseconds, and the rest wait their turn. An arrival is refused when the line
+stands still (its head has waited over WS_HANDSHAKE_MAX_WAIT_SECONDS), or when its own wait since
+its request came plus the head's wait would pass `give_up` (twice the max wait, at most Daphne's
+connect timeout less 2 s: 8 s). It is refused at once with a 503 before the upgrade, `Retry-After`
+and a JSON reason: by Daphne itself when the socket arrives (basic/realtime/server.py, no
+application is even started), by the middleware when a queued socket's wait runs out (ASGI's
+denial-response extension, which our server offers). Under a server without that extension the
+socket is accepted only to say so and closed with 1013 and the same reason. Clients back off with
+full jitter and at least the hint (console: sockets.js; CLI: basic/cli/stream.py), so the
 crowd spreads out and is let in over the next seconds.
 """
 import asyncio
@@ -55,9 +56,9 @@ def overloaded_reason(retry_after: int) -> dict[str, Any]:
 
 
 class Arrival:
-    """A socket between its arrival at the server and its turn (or refusal): `at` when its
-    connection was taken in (its client's clock starts then), `queued_at` when its request was
-    read and it joined the line (basic/realtime/read_meter.py may hold a connection unread in
+    """A socket between its arrival at the server and its turn (or refusal): `at` when its whole
+    request head had come (its client is waiting from then), `queued_at` when that request was
+    parsed and it joined the line (basic/realtime/read_meter.py may hold a request unparsed in
     between); `on_end` is called once when it stops waiting."""
 
     __slots__ = ("at", "queued_at", "waiting", "on_end")
@@ -115,8 +116,8 @@ class HandshakeGate:
 
     def full(self, waited: float = 0.0) -> bool:
         """Whether a socket about to join the line is refused: the line stands still (its head has
-        been in it over `max_wait`), or this socket, which has waited `waited` since its connection
-        was taken in, would wait in line past `give_up` on top of that."""
+        been in it over `max_wait`), or this socket, which has waited `waited` since its request
+        came, would wait in line past `give_up` on top of that."""
         line = self.oldest_wait()
         return line > self.max_wait or waited + line > self.give_up
 

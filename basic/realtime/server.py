@@ -253,7 +253,8 @@ class RawBodyWebRequest(BodyLimitedRequestMixin, WebRequest):
         super().process()
         if transport is not None and self.transport is None:  # Daphne handed it to a WebSocket
             let_go_of_http(self.channel, transport)
-        elif transport is not None:  # a plain request, read: the next connection may be read
+        elif transport is not None:  # answered over HTTP: a plain request (it holds no place, a
+            # no-op) or an upgrade Daphne refused (a bad handshake): its place goes to the next one
             read_meter.meter().done(transport)
 
     def basic_error(self, status: int, status_text: bytes, body: str) -> None:
