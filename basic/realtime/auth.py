@@ -3,6 +3,7 @@
 Browsers use their session cookie (`socket_auth_stack`); scripts and API clients use the same
 API token they use for REST, looked up the same way (`basic.accounts.tokens.user_for_key`).
 """
+import logging
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
@@ -12,6 +13,9 @@ from django.http.cookie import parse_cookie
 
 from basic.accounts import tokens
 from basic.realtime.db_reads import InFlight, database_read
+from basic.realtime.refusals import OUTAGES, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, refuse_before_upgrade
+
+logger = logging.getLogger("basic.consumers")
 
 
 def query_param(scope: dict[str, Any], name: str) -> str | None:
@@ -62,7 +66,8 @@ def cookies_of(scope: dict[str, Any]) -> dict[str, str]:
 class SocketAuthMiddleware:
     """scope["user"] (and scope["session"]) for a socket, in at most one database round trip:
     `?token=` when present (a bad one marks the scope `token_rejected`), else the session cookie.
-    A socket with neither costs no database work and no thread hop at all.
+    A socket with neither costs no database work and no thread hop at all. If the lookup fails on an
+    outage, the socket is refused with 503 (or 1013) and a reason, before any consumer runs.
 
     Replaces Channels' AuthMiddlewareStack, which made two hops to the one sync thread per socket,
     with or without a cookie (a third of a connect storm's wall time, py-spy), and whose session
@@ -80,15 +85,20 @@ class SocketAuthMiddleware:
         cookies = cookies_of(scope)
         session_key = cookies.get(settings.SESSION_COOKIE_NAME) or None
         extra: dict[str, Any] = {}
-        if key is not None:
-            user = await user_for_token(key)
-            session = _session_store()(session_key)
-            if user is None:
-                user, extra = AnonymousUser(), {"token_rejected": True}
-        elif session_key:
-            session, user = await session_user(session_key)
-        else:
-            session, user = _session_store()(None), AnonymousUser()
+        try:
+            if key is not None:
+                user = await user_for_token(key)
+                session = _session_store()(session_key)
+                if user is None:
+                    user, extra = AnonymousUser(), {"token_rejected": True}
+            elif session_key:
+                session, user = await session_user(session_key)
+            else:
+                session, user = _session_store()(None), AnonymousUser()
+        except OUTAGES as exc:  # the chaos soak's PostgreSQL restart: it escaped to Daphne as a crash
+            logger.warning("socket refused: the user could not be looked up (%s: %s)", type(exc).__name__, exc)
+            await refuse_before_upgrade(scope, receive, send, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER)
+            return None
         # One copy of the scope for cookies, session and user (Channels' stack made three, about
         # 0.5 KiB each, kept for the socket's life by each middleware's frame).
         scope = {**scope, "cookies": cookies, "session": session, "user": user, **extra}

@@ -17,7 +17,6 @@ full jitter and at least the hint (console: sockets.js; CLI: basic/cli/stream.py
 crowd spreads out and is let in over the next seconds.
 """
 import asyncio
-import json
 import logging
 import math
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 from basic.core import metrics
 from basic.realtime import read_meter
-from basic.realtime.close_codes import CLOSE_TRY_AGAIN_LATER
+from basic.realtime.refusals import refuse_before_upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -212,22 +211,8 @@ def gate() -> HandshakeGate:
 
 
 async def refuse_overloaded(scope: dict[str, Any], receive: Any, send: Any, retry_after: int) -> None:
-    """A 503 with the JSON reason and `Retry-After`, without upgrading, where the server offers ASGI's
-    denial responses (ours does: basic/realtime/server.py); elsewhere accept only to say why, then
-    close 1013 (a refused handshake would hide the reason)."""
-    message = await receive()
-    if message.get("type") != "websocket.connect":
-        return
-    reason = json.dumps(overloaded_reason(retry_after)).encode()
-    if "websocket.http.response" in scope.get("extensions", {}):
-        await send({"type": "websocket.http.response.start", "status": 503,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"retry-after", str(retry_after).encode())]})
-        await send({"type": "websocket.http.response.body", "body": reason})
-        return
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "text": reason.decode()})
-    await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
+    """A 503 with the JSON reason and `Retry-After`, without upgrading (basic/realtime/refusals.py)."""
+    await refuse_before_upgrade(scope, receive, send, overloaded_reason(retry_after), retry_after)
 
 
 class HandshakeGateMiddleware:

@@ -115,3 +115,50 @@ async def test_a_browser_session_cookie_signs_the_socket_in(connect, alice, bob)
     await close_all(communicator)
     stranger, _ = await connect(f"/ws/jobs/{job.id}/", headers=[ORIGIN, (b"cookie", await session_cookie_of(bob))])
     assert (await receive_until_closed(stranger))[1] == 4404
+
+
+@pytest.mark.parametrize("credentials", ["token", "session cookie"])
+@pytest.mark.parametrize("denial_extension", [True, False])
+async def test_a_socket_whose_user_cannot_be_looked_up_in_an_outage_is_refused_with_a_reason(
+        alice, monkeypatch, caplog, credentials, denial_extension):
+    """The chaos soak's PostgreSQL restart: the token lookup's OperationalError escaped the auth
+    middleware to Daphne ("Exception inside application", an HTTP 500 with no reason). Now a 503
+    with the JSON reason and Retry-After before the upgrade (or, on a server without ASGI's denial
+    responses, the reason and close 1013)."""
+    from channels.testing import WebsocketCommunicator
+    from django.db import OperationalError
+
+    from app.asgi import application
+    from basic.realtime import auth
+
+    from .conftest import ORIGIN
+
+    job = await job_of(alice)
+
+    def database_down(*args):
+        raise OperationalError("terminating connection due to administrator command")
+
+    headers = [ORIGIN]
+    path = f"/ws/jobs/{job.id}/"
+    if credentials == "token":
+        path += f"?token={alice.token}"
+        monkeypatch.setattr(auth, "_read_token_user", database_sync_to_async(database_down))
+    else:
+        headers.append((b"cookie", await session_cookie_of(alice)))
+        monkeypatch.setattr(auth, "_read_session_user", database_sync_to_async(database_down))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    if denial_extension:
+        communicator.scope["extensions"] = {"websocket.http.response": {}}
+    await communicator.send_input({"type": "websocket.connect"})
+    first = await communicator.receive_output(5)
+    if denial_extension:
+        assert first["type"] == "websocket.http.response.start" and first["status"] == 503
+        assert dict(first["headers"])[b"retry-after"] == b"5"
+        body = await communicator.receive_output(5)
+        assert json.loads(body["body"])["code"] == "unavailable"
+    else:
+        assert first["type"] == "websocket.accept"
+        assert json.loads((await communicator.receive_output(5))["text"])["code"] == "unavailable"
+        assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1013}
+    await communicator.wait(5)  # the application returned: nothing crashed
+    assert "could not be looked up" in caplog.text and "Exception inside" not in caplog.text

@@ -18,7 +18,6 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
 from basic.core import metrics, untrusted_json
@@ -26,6 +25,7 @@ from basic.jobs import events
 from basic.realtime import chat, close_codes
 from basic.realtime import limits as ws_limits
 from basic.realtime.channel_layer import LAYER_RECONNECTED
+from basic.realtime.refusals import OUTAGES, UNAVAILABLE
 
 try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
     from autobahn.exception import Disconnected as ClientGone
@@ -57,10 +57,6 @@ NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.
                            chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT, LAYER_RECONNECTED})
 # The handler of each group message type dispatched with no thread hop (what dispatch() finds).
 GROUP_HANDLERS = {kind: get_handler_name({"type": kind}) for kind in NO_THREAD_HOP}
-# What a backing service's outage raises (not a bug): a connection lost, refused or shut down.
-OUTAGES = (RedisError, OSError, OperationalError, InterfaceError)
-UNAVAILABLE = {"type": "error", "code": "unavailable",
-               "detail": "The live service is unavailable right now; reconnect in a few seconds."}
 INTERNAL_ERROR = {"type": "error", "code": "internal_error",
                   "detail": "The server failed on this socket. It has been logged; reconnect."}
 

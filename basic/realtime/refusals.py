@@ -1,0 +1,39 @@
+"""Saying no to a socket before its consumer runs, with a reason a client can act on.
+
+Where the server offers ASGI's denial-response extension (ours does: basic/realtime/server.py) the
+refusal is an HTTP status with a JSON body and `Retry-After`, and no upgrade; elsewhere the socket
+is accepted only to say why, then closed with 1013 (a refused handshake would hide the reason).
+Used by the handshake gate (too many sockets at once) and the socket auth middleware (the database
+or Redis is down while it looks up the user).
+"""
+import json
+from typing import Any
+
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import RedisError
+
+from basic.realtime.close_codes import CLOSE_TRY_AGAIN_LATER
+
+# What a backing service's outage raises (not a bug): a connection lost, refused or shut down.
+OUTAGES = (RedisError, OSError, OperationalError, InterfaceError)
+UNAVAILABLE = {"type": "error", "code": "unavailable",
+               "detail": "The live service is unavailable right now; reconnect in a few seconds."}
+UNAVAILABLE_RETRY_AFTER = 5  # seconds: an outage the client cannot see the end of
+
+
+async def refuse_before_upgrade(scope: dict[str, Any], receive: Any, send: Any, reason: dict[str, Any],
+                                retry_after: int, status: int = 503) -> None:
+    """Refuse the socket `scope` describes with `reason` (the JSON body, or the error frame)."""
+    message = await receive()
+    if message.get("type") != "websocket.connect":
+        return
+    body = json.dumps(reason).encode()
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"retry-after", str(retry_after).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": body.decode()})
+    await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER})
