@@ -2,6 +2,9 @@
 
 `progress` is also where the lifecycle reaches into a running body: it renews the lease (and
 stops a run that lost it), stops a cancelled job, and throttles what reaches the row and sockets.
+Its own database statements (the cancel check, the progress and heartbeat writes) ride out an
+outage: a PostgreSQL restart used to stop every body mid-step, to be run again from scratch by the
+recovery (the chaos soak: 21 jobs in one run); now the step is skipped and the next one tries again.
 """
 import logging
 import os
@@ -11,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from basic.core.outside_text import outside_text
+from basic.core.repeated_log import RepeatedWarning
 from basic.jobs import events, files, progress_budget, transitions
 from basic.jobs.leases import JobLease
 from basic.jobs.models import Job
@@ -21,6 +26,24 @@ from basic.jobs.publish import ProgressThrottle
 from basic.jobs.time_limits import Deadline
 
 logger = logging.getLogger(__name__)
+
+# A connection lost, refused or shut down (also SQLite's "database is locked"): not the body's fault.
+DATABASE_OUTAGES = (OperationalError, InterfaceError)
+SKIPPED = RepeatedWarning(logger, "job progress checks and writes skipped (the database is unreachable)")
+
+
+def unless_database_down(statement: Any, otherwise: Any = None) -> Any:
+    """`statement()`, or `otherwise` if the database is unreachable. The broken connection is
+    closed, so the next statement opens a new one (Django would only do it at a request's end)."""
+    try:
+        return statement()
+    except DATABASE_OUTAGES as error:
+        SKIPPED.warning(error)
+        try:
+            connection.close()
+        except Exception:  # it is broken already; the next statement connects afresh
+            logger.debug("closing the broken database connection failed", exc_info=True)
+        return otherwise
 
 
 class JobFailed(Exception):
@@ -86,13 +109,13 @@ class JobContext:
         check_every = progress_budget.interval(self._check_every)
         if send or self._checked_at is None or now - self._checked_at >= check_every:
             self._lease.renew()
-            if Job.objects.filter(id=self.job.id, cancel_requested=True).exists():
+            if unless_database_down(Job.objects.filter(id=self.job.id, cancel_requested=True).exists, False):
                 raise JobCancelled
             self._checked_at = time.monotonic()  # from the end: the round trips may have waited
         if not send:
             if now - self._beat_at > self._beat_every:  # quiet but alive: tell the recovery sweep
                 self._beat_at = now
-                Job.objects.filter(id=self.job.id).update(heartbeat=timezone.now())
+                self._beat()
             return
         # Cleaned: a body's message may quote a page or a file (a NUL would fail the row's update).
         self.job.progress, self.job.message = percent, outside_text(message, limit=transitions.MESSAGE_MAX)
@@ -100,13 +123,16 @@ class JobContext:
         self._throttle.sent()
         if force or now - self._written_at >= self._write_every:
             self._beat_at = self._written_at = now
-            Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
+            unless_database_down(lambda: Job.objects.filter(id=self.job.id, status=Job.Status.RUNNING).update(
                 progress=self.job.progress, message=self.job.message, last_seq=self.job.last_seq,
                 heartbeat=timezone.now(),
-            )
+            ))
         elif now - self._beat_at > self._beat_every:
             self._beat_at = now
-            Job.objects.filter(id=self.job.id).update(heartbeat=timezone.now())
+            self._beat()
+
+    def _beat(self) -> None:
+        unless_database_down(lambda: Job.objects.filter(id=self.job.id).update(heartbeat=timezone.now()))
 
     def output(self, name: str, *, download: bool = False) -> Path:
         """A path to write output `name` to. It appears under its name only if the job succeeds;

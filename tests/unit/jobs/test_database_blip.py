@@ -1,0 +1,60 @@
+"""A database outage in the middle of a running body (the chaos soak's PostgreSQL restart) is not
+the body's failure: `ctx.progress`'s own statements (the cancel check, the progress and heartbeat
+writes) skip the step and try again at the next, so the job goes on and ends done. Before, the
+cancel check's OperationalError stopped the body as an "unexpected error" (21 jobs in one soak run,
+each then run again from scratch by the recovery, or ended failed if the database was back).
+
+Run in-process with the `test_steps` kind on the session's database (SQLite, then PostgreSQL).
+"""
+import logging
+
+import pytest
+from django.db import InterfaceError, OperationalError
+from django.db.models.query import QuerySet
+
+from basic.jobs import context, registry, services
+from basic.jobs.event_store import read_events_sync
+from basic.jobs.runner import run_job
+from basic.models import Job
+from tests import job_kinds
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the skipped statement closes the connection
+
+
+@pytest.fixture
+def start(alice, queued):
+    def make(steps: int) -> Job:
+        kind = registry.get_kind(job_kinds.NAME)
+        params = kind.params(data={"steps": steps})
+        params.is_valid(raise_exception=True)
+        return services.job_start(kind=kind, owner=alice, data=params.validated_data)
+    return make
+
+
+@pytest.mark.parametrize("error", [OperationalError("terminating connection due to administrator command"),
+                                   InterfaceError("the connection is closed")])
+def test_a_database_blip_while_a_body_reports_progress_skips_the_step_and_the_job_ends_done(
+        start, monkeypatch, caplog, error):
+    job = start(steps=4)
+    failures = {"exists": 1, "update": 1}  # the cancel check, then a progress write, fail once each
+    real_exists, real_update = QuerySet.exists, QuerySet.update
+
+    def failing(name, real):
+        def statement(self, *args, **kwargs):
+            if self.model is Job and failures[name] and real_exists(Job.objects.filter(id=job.id, status="running")):
+                failures[name] -= 1
+                raise error
+            return real(self, *args, **kwargs)
+        return statement
+
+    monkeypatch.setattr(context.SKIPPED, "_quiet_until", 0.0)  # its warning once per 10 s, across tests
+    monkeypatch.setattr(QuerySet, "exists", failing("exists", real_exists))
+    monkeypatch.setattr(QuerySet, "update", failing("update", real_update))
+    with caplog.at_level(logging.WARNING):
+        run_job(job.id)
+    assert failures == {"exists": 0, "update": 0}  # both outages happened mid-run
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.result) == ("done", 100, {"steps": 4})
+    kinds = [event["type"] for event in read_events_sync(job.id)]
+    assert kinds[0] == "job.started" and kinds[-1] == "job.done" and kinds.count("job.done") == 1
+    assert "database is unreachable" in caplog.text and "failed" not in caplog.text.replace("job.failed", "")
