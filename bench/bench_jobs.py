@@ -7,7 +7,9 @@ database (or `--database postgres`: the tests' private PostgreSQL, tests/postgre
 
 1. **Bare Celery** (the baseline): `bench/bare_celery.py`, a task that only INCRs a Redis counter, on
    a gevent worker of the same concurrency; CLIENTS threads call `apply_async` JOBS times in all;
-   tasks/s is JOBS over the time until the counter reaches JOBS.
+   tasks/s is JOBS over the time until the counter reaches JOBS. Then `bare.job`, the same with the
+   least a job writes done on the engines directly: the sender INSERTs a row (sqlite3), the task
+   UPDATEs it and stores and publishes one event (XADD + PUBLISH); reported beside the first.
 2. **This project**, at 10, 50 and 200 concurrent REST clients (`--clients`): JOBS trivial
    `students_by_age` jobs (over 100 students) started with `POST /api/jobs/`, each job's end seen
    on one `/ws/events/` socket; jobs/s is JOBS over first trigger -> last end on the socket. Per
@@ -91,8 +93,9 @@ def stats(values: list[float]) -> dict:
 
 # --- bare Celery --------------------------------------------------------------------------------
 
-def bare_celery_run(redis_url: str, jobs: int, clients: int) -> dict:
-    """`clients` threads calling apply_async `jobs` times in all; tasks/s until the worker ran them all."""
+def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = None) -> dict:
+    """`clients` threads calling apply_async `jobs` times in all; tasks/s until the worker ran them all.
+    With `rows` (a SQLite file) the `bare.job` baseline: each send INSERTs its row first."""
     r = redis.Redis.from_url(redis_url)
     key = f"bench:bare:{time.monotonic_ns()}"
     r.delete(key)
@@ -100,16 +103,22 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int) -> dict:
     counter = iter(range(jobs))
     lock = threading.Lock()
 
+    def send(task_key: str) -> None:
+        if rows is None:
+            bare_celery.incr.apply_async(args=[task_key])
+        else:
+            bare_celery.job.apply_async(args=[task_key, bare_celery.insert_row(rows), rows])
+
     def client() -> None:
         while True:
             with lock:
                 if next(counter, None) is None:
                     return
             t = time.perf_counter()
-            bare_celery.incr.apply_async(args=[key])
+            send(key)
             sent.append(time.perf_counter() - t)
 
-    bare_celery.incr.apply_async(args=[key + ":warm"])  # connect the producer pool first
+    send(key + ":warm")  # connect the producer pool first
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         for _ in range(clients):
@@ -119,7 +128,7 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int) -> dict:
         elapsed = time.perf_counter() - started
     done = int(r.get(key) or 0)
     return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed,
-            "apply_async": stats(sent)}
+            "apply_async": stats(sent), "baseline": "bare.incr" if rows is None else "bare.job"}
 
 
 # --- the project ---------------------------------------------------------------------------------
@@ -569,12 +578,15 @@ def main(argv: list[str] | None = None) -> dict:
                             {"REDIS_URL": redis_url, "LOG_LEVEL": "INFO"}, bare_log)
         stack.wait_for_text(bare_log, "ready.", process=bare)
         bare_celery.app.conf.broker_url = redis_url
-        result["bare"] = []
+        result["bare"], result["bare_job"] = [], []
+        rows = str(workdir / "bare-rows.sqlite3")
+        bare_celery.prepare_rows(rows)
         for clients in [int(c) for c in args.clients.split(",")]:
-            run = bare_celery_run(redis_url, args.jobs, clients)
-            print(f"  bare Celery, {clients} clients: {run['per_s']:.1f} tasks/s, apply_async p50/p99 "
-                  f"{run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms", flush=True)
-            result["bare"].append(run)
+            for name, table in (("bare.incr", result["bare"]), ("bare.job", result["bare_job"])):
+                run = bare_celery_run(redis_url, args.jobs, clients, rows if name == "bare.job" else None)
+                print(f"  bare Celery ({name}), {clients} clients: {run['per_s']:.1f} tasks/s, apply_async "
+                      f"p50/p99 {run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms", flush=True)
+                table.append(run)
         stack.stop(bare)
         # 2-5. the project
         worker_log = workdir / "worker.log"
@@ -616,13 +628,16 @@ def main(argv: list[str] | None = None) -> dict:
             stop_postgres(pg)
     bare50 = next((b for b in result["bare"] if b["clients"] == 50), result["bare"][0])
     result["bare_per_s"] = bare50["per_s"]
-    for level, b in zip(result["project"]["levels"], result["bare"], strict=False):
+    for level, b, bj in zip(result["project"]["levels"], result["bare"], result["bare_job"], strict=False):
         level["vs_bare"] = level["per_s"] / b["per_s"] if b["per_s"] else 0.0
         level["bare_per_s"] = b["per_s"]
+        level["vs_bare_job"] = level["per_s"] / bj["per_s"] if bj["per_s"] else 0.0
+        level["bare_job_per_s"] = bj["per_s"]
     print(f"\nJobs vs bare Celery ({args.database}, {args.jobs} each, gevent concurrency 100):")
     for level in result["project"]["levels"]:
         print(f"  {level['clients']:>4} clients: {level['per_s']:7.1f} jobs/s vs bare {level['bare_per_s']:7.1f} "
-              f"tasks/s: x{level['vs_bare']:.2f}")
+              f"tasks/s: x{level['vs_bare']:.2f}; vs bare.job (a row and an event, no framework) "
+              f"{level['bare_job_per_s']:7.1f}: x{level['vs_bare_job']:.2f}")
     write_result(result, ["--json", args.json] if args.json else [])
     return result
 

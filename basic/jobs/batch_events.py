@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from basic.core import metrics
+from basic.core.database_outages import unless_database_down
 from basic.jobs import event_store, events
 from basic.jobs.event_schemas import check_event
 from basic.jobs.models import Batch, Job
@@ -96,8 +97,10 @@ def _aggregate(job: Job, total: int) -> None:
         # The floors for a Redis that comes back empty. Aggregate events come in seq order with a
         # percent that never goes back, so the highest seq's percent is the one to keep. One UPDATE
         # per aggregate event: at most a hundred percent steps plus each member's status changes.
-        Batch.objects.filter(id=job.batch_id, last_seq__lt=event["seq"]).update(
-            last_seq=event["seq"], last_progress=event["progress"])
+        # Best effort, like the member's own progress write: a database blip skips it (the next
+        # aggregate event writes a higher floor) rather than stopping the member's body.
+        unless_database_down(lambda: Batch.objects.filter(id=job.batch_id, last_seq__lt=event["seq"]).update(
+            last_seq=event["seq"], last_progress=event["progress"]))
         metrics.event_pushed(events.BATCH_PROGRESS)
 
 

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
 from django.utils import timezone
 
+from basic.core.database_outages import unless_database_down
 from basic.core.outside_text import outside_text
-from basic.core.repeated_log import RepeatedWarning
 from basic.jobs import events, files, progress_budget, transitions
 from basic.jobs.leases import JobLease
 from basic.jobs.models import Job
@@ -26,25 +25,6 @@ from basic.jobs.publish import ProgressThrottle
 from basic.jobs.time_limits import Deadline
 
 logger = logging.getLogger(__name__)
-
-# A connection lost, refused or shut down (also SQLite's "database is locked"): not the body's fault.
-DATABASE_OUTAGES = (OperationalError, InterfaceError)
-SKIPPED = RepeatedWarning(logger, "job progress checks and writes skipped (the database is unreachable)")
-
-
-def unless_database_down(statement: Any, otherwise: Any = None) -> Any:
-    """`statement()`, or `otherwise` if the database is unreachable. The broken connection is
-    closed, so the next statement opens a new one (Django would only do it at a request's end)."""
-    try:
-        return statement()
-    except DATABASE_OUTAGES as error:
-        SKIPPED.warning(error)
-        try:
-            connection.close()
-        except Exception:  # it is broken already; the next statement connects afresh
-            logger.debug("closing the broken database connection failed", exc_info=True)
-        return otherwise
-
 
 class JobFailed(Exception):
     """Raised by a body to end the job as failed; str(exc) is shown to the user as the reason."""

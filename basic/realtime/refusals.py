@@ -9,13 +9,13 @@ or Redis is down while it looks up the user).
 import json
 from typing import Any
 
-from django.db import InterfaceError, OperationalError
 from redis.exceptions import RedisError
 
+from basic.core.database_outages import DATABASE_OUTAGES
 from basic.realtime.close_codes import CLOSE_TRY_AGAIN_LATER
 
 # What a backing service's outage raises (not a bug): a connection lost, refused or shut down.
-OUTAGES = (RedisError, OSError, OperationalError, InterfaceError)
+OUTAGES = (RedisError, OSError, *DATABASE_OUTAGES)
 UNAVAILABLE = {"type": "error", "code": "unavailable",
                "detail": "The live service is unavailable right now; reconnect in a few seconds."}
 UNAVAILABLE_RETRY_AFTER = 5  # seconds: an outage the client cannot see the end of

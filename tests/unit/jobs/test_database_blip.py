@@ -12,7 +12,8 @@ import pytest
 from django.db import InterfaceError, OperationalError
 from django.db.models.query import QuerySet
 
-from basic.jobs import context, registry, services
+from basic.core import database_outages
+from basic.jobs import registry, services
 from basic.jobs.event_store import read_events_sync
 from basic.jobs.runner import run_job
 from basic.models import Job
@@ -47,7 +48,7 @@ def test_a_database_blip_while_a_body_reports_progress_skips_the_step_and_the_jo
             return real(self, *args, **kwargs)
         return statement
 
-    monkeypatch.setattr(context.SKIPPED, "_quiet_until", 0.0)  # its warning once per 10 s, across tests
+    monkeypatch.setattr(database_outages.SKIPPED, "_quiet_until", 0.0)  # its warning once per 10 s, across tests
     monkeypatch.setattr(QuerySet, "exists", failing("exists", real_exists))
     monkeypatch.setattr(QuerySet, "update", failing("update", real_update))
     with caplog.at_level(logging.WARNING):
@@ -58,3 +59,35 @@ def test_a_database_blip_while_a_body_reports_progress_skips_the_step_and_the_jo
     kinds = [event["type"] for event in read_events_sync(job.id)]
     assert kinds[0] == "job.started" and kinds[-1] == "job.done" and kinds.count("job.done") == 1
     assert "database is unreachable" in caplog.text and "failed" not in caplog.text.replace("job.failed", "")
+
+
+def test_a_database_blip_on_a_batch_floor_write_skips_it_and_the_member_and_batch_end_done(
+        alice, queued, monkeypatch, caplog):
+    """A batch member's progress also writes its batch's aggregate floor; the soak's second
+    PostgreSQL restart stopped a member there."""
+    from basic.jobs import batches
+    from basic.models import Batch
+
+    kind = registry.get_kind(job_kinds.NAME)
+    params = kind.params(data={"steps": 4})
+    params.is_valid(raise_exception=True)
+    batch = batches.batch_start(owner=alice, members=[batches.MemberRequest(kind=kind, data=params.validated_data)])
+    member = batches.members_of(batch)[0]
+    failures = {"floor": 1}
+    real_update = QuerySet.update
+
+    def update(self, **fields):
+        if self.model is Batch and "last_progress" in fields and failures["floor"] and fields["last_progress"] < 100:
+            failures["floor"] -= 1
+            raise OperationalError("terminating connection due to administrator command")
+        return real_update(self, **fields)
+
+    monkeypatch.setattr(database_outages.SKIPPED, "_quiet_until", 0.0)
+    monkeypatch.setattr(QuerySet, "update", update)
+    with caplog.at_level(logging.WARNING):
+        run_job(member.id)
+    assert failures == {"floor": 0}
+    member.refresh_from_db()
+    batch.refresh_from_db()
+    assert (member.status, batch.status) == ("done", "done")
+    assert "database is unreachable" in caplog.text
