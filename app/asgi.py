@@ -2,7 +2,6 @@
 import os
 
 import django
-from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
@@ -17,11 +16,19 @@ class OneHopASGIHandler(ASGIHandler):
     process_view and process_response and for the view: about 15 hops a request, each a wake-up of
     the loop and of the thread, most of the web process's CPU per `POST /api/jobs/`. Here the chain
     is built sync, as under WSGI, and entered once. (An async view would still work, adapted by
-    Django, at the cost of a hop.)"""
+    Django, at the cost of a hop.)
+
+    The chain runs on one of WEB_REQUEST_THREADS threads the process keeps, each with its SQLite
+    connection kept open, while one is free; otherwise on a thread of the request's own, as Django
+    does (basic/core/kept_threads.py)."""
 
     def load_middleware(self, is_async: bool = False) -> None:
+        from django.conf import settings
+
+        from basic.core.kept_threads import KeptThreadsFirst
+
         super().load_middleware(is_async=False)
-        self._middleware_chain = sync_to_async(self._middleware_chain, thread_sensitive=True)
+        self._middleware_chain = KeptThreadsFirst(self._middleware_chain, settings.WEB_REQUEST_THREADS, "request")
 
 
 django.setup(set_prefix=False)

@@ -14,42 +14,17 @@ view runs on, on connections kept open, and shared between sockets asking the sa
 """
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import SyncToAsync
+from basic.core.kept_threads import OnKeptThread, kept_threads
 
 THREADS = 4  # more only add GIL contention with the event loop on a busy web process
-_executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="socket-db")
+_executor = kept_threads(THREADS, "socket-db")
 
 
-def _before_and_after_read(failed: bool = False) -> None:
-    from django.db import close_old_connections, connection
-
-    if connection.vendor != "sqlite":
-        close_old_connections()
-    elif failed or (connection.connection is not None and not connection.is_usable()):
-        connection.close()
-
-
-class DatabaseRead(SyncToAsync):
-    def __init__(self, func: Callable[..., Any]) -> None:
-        super().__init__(func, thread_sensitive=False, executor=_executor)
-
-    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
-        _before_and_after_read()
-        try:
-            result = super().thread_handler(loop, *args, **kwargs)
-        except Exception:
-            _before_and_after_read(failed=True)
-            raise
-        _before_and_after_read()
-        return result
-
-
-def database_read(func: Callable[..., Any]) -> DatabaseRead:
+def database_read(func: Callable[..., Any]) -> OnKeptThread:
     """`func` (a read that uses the database) as an awaitable that runs off the sync-view thread."""
-    return DatabaseRead(func)
+    return OnKeptThread(func, _executor)
 
 
 class InFlight:

@@ -1,0 +1,73 @@
+"""Sync Django code run on threads a web process keeps, each keeping its SQLite connection.
+
+Django's ASGI handler runs a request's sync code on a thread made for that request, and Channels'
+`database_sync_to_async` on the one thread-sensitive thread. A new thread opens a new database
+connection, and on SQLite that costs about 0.65 ms of CPU per request (every new connection parses
+the schema again): as much as DRF's token lookup. So REST requests (app/asgi.py) and sockets'
+database reads (basic/realtime/db_reads.py) run on pools of threads that live as long as the
+process, and on SQLite each thread keeps its connection. A SQLite connection holds nothing on a
+server; one that failed or became unusable is closed and the next call opens another. On PostgreSQL
+connections come from the web process's pool and go back to it after each call, as Django does at
+the end of a request (CONN_MAX_AGE=0).
+"""
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+
+
+def tidy_connection(failed: bool = False) -> None:
+    """Before and after each call on a kept thread: PostgreSQL's connection goes back to the pool;
+    SQLite's is kept unless the call failed or it is no longer usable."""
+    from django.db import close_old_connections, connection
+
+    if connection.vendor != "sqlite":
+        close_old_connections()
+    elif failed or (connection.connection is not None and not connection.is_usable()):
+        connection.close()
+
+
+class OnKeptThread(SyncToAsync):
+    """`func` as an awaitable that runs on one of `executor`'s threads, tidying its connection."""
+
+    def __init__(self, func: Callable[..., Any], executor: ThreadPoolExecutor) -> None:
+        super().__init__(func, thread_sensitive=False, executor=executor)
+
+    def thread_handler(self, loop: Any, *args: Any, **kwargs: Any) -> Any:
+        tidy_connection()
+        try:
+            result = super().thread_handler(loop, *args, **kwargs)
+        except BaseException:
+            tidy_connection(failed=True)
+            raise
+        tidy_connection()
+        return result
+
+
+def kept_threads(count: int, name: str) -> ThreadPoolExecutor:
+    """A pool of at most `count` threads, made as they are first needed and kept."""
+    return ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
+
+
+class KeptThreadsFirst:
+    """A sync callable (Django's middleware chain) as an awaitable that runs on one of `count` kept
+    threads while one is free, and otherwise on a thread made for the call, as Django would: a
+    request never waits for a kept thread (a slow database holding all of them must not hold up a
+    health probe), and a process under its usual load opens no connection per request."""
+
+    def __init__(self, func: Callable[..., Any], count: int, name: str) -> None:
+        from asgiref.sync import sync_to_async
+
+        self._kept = OnKeptThread(func, kept_threads(count, name)) if count else None
+        self._fresh = sync_to_async(func, thread_sensitive=True)
+        self.free = count  # only touched on the event loop
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._kept is None or self.free <= 0:
+            return await self._fresh(*args, **kwargs)
+        self.free -= 1
+        try:
+            return await self._kept(*args, **kwargs)
+        finally:
+            self.free += 1
