@@ -2,6 +2,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from basic.api.fields_once import FieldsBuiltOnce
 from basic.jobs.registry import get_kind, kind_choices, validate_params
 from basic.models import Job, Student
 
@@ -39,7 +40,7 @@ class GeneratedStudentsSerializer(serializers.Serializer):
     total = serializers.IntegerField(help_text="Your students now (STUDENTS_MAX at most).")
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(FieldsBuiltOnce):
     url = serializers.SerializerMethodField()
     events_url = serializers.SerializerMethodField()
     result_url = serializers.SerializerMethodField()
