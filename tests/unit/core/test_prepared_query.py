@@ -1,0 +1,49 @@
+"""A query compiled once per database (basic/core/prepared_query.py) must give what Django's own
+iterator gives: the same instance, field for field and type for type, its select_related object
+loaded (no query on access), None when nothing matches, and parameters never mixed between calls."""
+import datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from basic.accounts import tokens
+from basic.accounts.models import ApiToken
+from basic.core.prepared_query import PreparedQuery
+
+pytestmark = pytest.mark.django_db
+
+
+def fields_of(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+def test_the_token_lookup_gives_what_the_orm_gives_with_its_user_loaded(alice, bob):
+    _token, key = tokens.create_token(alice, "laptop")
+    ApiToken.objects.filter(user=alice).update(last_used=timezone.now() - datetime.timedelta(days=1))
+    query = PreparedQuery(lambda digest: ApiToken.objects.select_related("user").filter(digest=digest), 1)
+    for _ in range(2):  # compiled by the first call, reused by the second
+        got = query.get(tokens.digest_of(key))
+        expected = ApiToken.objects.select_related("user").get(digest=tokens.digest_of(key))
+        assert fields_of(got) == fields_of(expected)
+        assert type(got.last_used) is datetime.datetime and timezone.is_aware(got.last_used)
+        with CaptureQueriesContext(connection) as queries:
+            assert fields_of(got.user) == fields_of(expected.user) and got.user.username == "alice"
+        assert queries.captured_queries == []  # the user came with the token
+        assert not got._state.adding and got._state.db == expected._state.db
+    assert query.get(tokens.digest_of(bob.token)).user.username == "bob"  # another value, same SQL
+    assert query.get(tokens.digest_of("not a key")) is None
+
+
+def test_a_marker_that_is_not_a_parameter_is_refused():
+    query = PreparedQuery(lambda name: ApiToken.objects.filter(name="fixed"), 1)
+    with pytest.raises(ValueError):
+        query.get("anything")
+
+
+def test_authenticate_key_still_finds_the_active_owner_only(alice):
+    assert tokens.authenticate_key(alice.token)[0] == alice
+    alice.is_active = False
+    alice.save()
+    assert tokens.authenticate_key(alice.token) is None
