@@ -46,7 +46,11 @@ class JobContext:
         self.params: dict[str, Any] = dict(job.params or {})
         self.summary = "Done"  # the message of the job.done event; a body may set it
         self._lease = lease
+        # The start just sent job.started, renewed the lease and found no cancel: the first update
+        # and check are one interval from now, so a job that ends sooner sends no job.progress (its
+        # job.done says 100%) and spends no round trip on either (issue 19).
         self._throttle = ProgressThrottle()
+        self._throttle.sent()
         self._min_interval = self._throttle.min_interval
         self._run = uuid.uuid4().hex[:12]
         self._outputs: dict[str, Path] = {}
@@ -58,7 +62,7 @@ class JobContext:
         # every JOB_CHECK_INTERVAL_SECONDS; the row is written at most every
         # JOB_PROGRESS_DB_INTERVAL_SECONDS (events still go out at up to ~10 a second). Both
         # intervals stretch while many bodies run in the process (basic/jobs/progress_budget.py).
-        self._checked_at: float | None = None
+        self._checked_at = time.monotonic()
         self._check_every = settings.JOB_CHECK_INTERVAL_SECONDS
         self._written_at = time.monotonic()  # the start wrote the row
         self._write_every = settings.JOB_PROGRESS_DB_INTERVAL_SECONDS
@@ -87,7 +91,7 @@ class JobContext:
         if self._deadline is not None:
             self._deadline.check()
         check_every = progress_budget.interval(self._check_every)
-        if send or self._checked_at is None or now - self._checked_at >= check_every:
+        if send or now - self._checked_at >= check_every:
             self._lease.renew()
             if unless_database_down(Job.objects.filter(id=self.job.id, cancel_requested=True).exists, False):
                 raise JobCancelled

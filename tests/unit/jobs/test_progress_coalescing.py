@@ -30,6 +30,7 @@ def test_a_thousand_fast_steps_make_few_writes_and_a_smooth_bar_that_ends_done(r
     began = time.monotonic()
     with CaptureQueriesContext(connection) as queries:
         for done in range(1, 1001):
+            time.sleep(0.0003)  # at least 0.3 s in all: several intervals, so the bar must move
             ctx.progress(done, 1000, f"Step {done} of 1000")
     took = time.monotonic() - began
     sent = [e for e in read_events_sync(job.id) if e["type"] == events.JOB_PROGRESS]
@@ -48,6 +49,25 @@ def test_a_thousand_fast_steps_make_few_writes_and_a_smooth_bar_that_ends_done(r
     assert bar == sorted(bar)  # never goes back
     job.refresh_from_db()
     assert (job.status, job.progress, job.last_seq) == ("done", 100, history[-1]["seq"])
+
+
+def test_a_body_that_ends_within_the_first_interval_sends_no_progress_and_makes_no_round_trip(
+        running, monkeypatch, settings):
+    """The start has just sent job.started, taken the lease and found no cancel: a trivial job's
+    steps cost nothing more, and its job.done carries the 100% (before: an event, a lease renewal and
+    a cancel read per job, a third of a trivial job's worker CPU with the connection it opened)."""
+    settings.JOB_PROGRESS_MIN_INTERVAL, settings.JOB_CHECK_INTERVAL_SECONDS = 60, 60
+    job, lease = running
+    renewals = []
+    monkeypatch.setattr(JobLease, "renew", lambda self: renewals.append(1))
+    ctx = JobContext(job, lease)
+    with CaptureQueriesContext(connection) as queries:
+        for done in range(1, 101):
+            ctx.progress(done, 100, f"Step {done} of 100")
+    assert (queries.captured_queries, renewals) == ([], [])
+    assert [e["type"] for e in read_events_sync(job.id)] == [events.JOB_STARTED]
+    assert transitions.finish(job, Job.Status.DONE, progress=100, message="Done", result={"steps": 100})
+    assert [(e["type"], e["progress"]) for e in read_events_sync(job.id)][-1] == (events.JOB_DONE, 100)
 
 
 def test_forced_steps_still_write_the_row_each_time(running, settings):
