@@ -6,7 +6,6 @@ process's CPU per job start). The fields of a read-only serializer are the same 
 are built once and each instance binds shallow copies of them to itself (binding writes the copy's
 name and parent, so instances in other threads never share a bound field).
 """
-import copy
 from typing import Any
 
 from rest_framework import serializers
@@ -21,4 +20,11 @@ class FieldsBuiltOnce(serializers.ModelSerializer):
         if built is None:
             built = super().get_fields()
             cls._fields_built_once = built
-        return {name: copy.copy(field) for name, field in built.items()}
+        return {name: _copy(field) for name, field in built.items()}
+
+
+def _copy(field: Any) -> Any:
+    """copy.copy, without its __reduce_ex__ round (a third of the time, 19 fields per response)."""
+    twin = object.__new__(type(field))
+    twin.__dict__.update(field.__dict__)
+    return twin

@@ -36,6 +36,7 @@ from uuid import UUID
 import redis
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -69,8 +70,14 @@ class QuotaExceeded(Exception):
 
 def stored_output_bytes(owner: AbstractBaseUser) -> int:
     """The sum of the owner's `Job.output_bytes`, read from the one row the database keeps equal
-    to it (StoredOutput)."""
-    return StoredOutput.objects.filter(owner=owner).values_list("bytes", flat=True).first() or 0
+    to it (StoredOutput). Every start reads it: plain SQL, as the ORM's compile of this one-column
+    read was 0.3 ms, 8% of the web process's CPU per start (py-spy, issue 19)."""
+    meta, quote = StoredOutput._meta, connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {quote(meta.get_field('bytes').column)} FROM {quote(meta.db_table)} "
+                       f"WHERE {quote(meta.pk.column)} = %s", [owner.pk])
+        found = cursor.fetchone()
+    return int(found[0]) if found else 0
 
 
 def _megabytes(size: int) -> str:
