@@ -16,6 +16,16 @@ def scratch_dir() -> Path:
     return session_setup.scratch_dir()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kept_connections_closed_at_the_end(django_db_setup):
+    """Connections kept for reuse (basic/core/kept_connections.py) are closed before the test
+    database is dropped: PostgreSQL refuses to drop a database with sessions on it."""
+    from basic.core.kept_connections import close_all_kept
+
+    yield
+    close_all_kept()
+
+
 @pytest.fixture(autouse=True)
 def private_cache(settings):
     """Each test its own throttle counters (the app's cache is the shared Redis)."""

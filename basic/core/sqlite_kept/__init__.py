@@ -1,2 +1,1 @@
-"""Django's SQLite backend with opened connections kept for the next user (ENGINE
-"basic.core.sqlite_kept"; see base.py)."""
+"""Django's SQLite backend, connections kept once closed (ENGINE "basic.core.sqlite_kept")."""

@@ -1,5 +1,5 @@
 """SQLite connections kept once closed, for the next thread or task greenlet that opens one
-(basic/core/sqlite_kept). Each gevent task, and each request on a thread of its own, opened a
+(basic/core/kept_connections.py). Each gevent task, and each request on a thread of its own, opened a
 connection: ~0.65 ms of CPU, a tenth of a trivial job's worker CPU. Only a connection closed cleanly
 may be handed out again: never one inside a transaction or after an error."""
 import threading
@@ -8,6 +8,7 @@ import pytest
 from django.db import OperationalError, connections, transaction
 from django.db.backends.sqlite3 import base as django_sqlite
 
+from basic.core import kept_connections
 from basic.core.sqlite_kept import base as kept
 
 
@@ -21,7 +22,7 @@ def its_own_database(django_db_blocker):
 @pytest.fixture
 def wrapper_for(tmp_path, monkeypatch):
     """DatabaseWrappers of one file database, with an empty shelf and a count of real opens."""
-    monkeypatch.setattr(kept, "_kept", {})
+    monkeypatch.setattr(kept_connections, "_kept", {})
     opened = []
     real = django_sqlite.DatabaseWrapper.get_new_connection
 
@@ -42,6 +43,10 @@ def wrapper_for(tmp_path, monkeypatch):
         cursor.execute("CREATE TABLE item (name TEXT UNIQUE)")
     first.close()
     return make
+
+
+def shelf(wrapper) -> list:
+    return list(kept_connections._kept[f"sqlite:{wrapper.settings_dict['NAME']}"])
 
 
 def query(wrapper) -> object:
@@ -85,7 +90,7 @@ def test_two_openers_at_once_never_share_a_connection(wrapper_for):
     assert query(one) is not query(two)
     one.close()
     two.close()
-    assert len(kept._kept[str(one.settings_dict["NAME"])]) == 2
+    assert len(shelf(one)) == 2
 
 
 def test_a_connection_closed_inside_a_transaction_is_closed_not_kept(wrapper_for):
@@ -100,7 +105,7 @@ def test_a_connection_closed_inside_a_transaction_is_closed_not_kept(wrapper_for
             raise RuntimeError("the task ends here")
     finally:
         del connections[wrapper.alias]
-    assert raw not in kept._kept[str(wrapper.settings_dict["NAME"])]
+    assert raw not in shelf(wrapper)
     reader = wrapper_for()
     with reader.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM item")
@@ -114,15 +119,15 @@ def test_a_connection_with_an_error_since_its_last_commit_is_closed_not_kept(wra
             cursor.execute("SELECT * FROM no_such_table")
     assert wrapper.errors_occurred
     wrapper.close()
-    assert not kept._kept[str(wrapper.settings_dict["NAME"])]
+    assert not shelf(wrapper)
 
 
 def test_no_more_are_kept_than_the_setting_allows(wrapper_for, settings):
-    settings.SQLITE_KEPT_CONNECTIONS = 1
+    settings.KEPT_DATABASE_CONNECTIONS = 1
     wrappers = [wrapper_for() for _ in range(3)]
     for wrapper in wrappers:
         query(wrapper)
     for wrapper in wrappers:
         wrapper.close()
-    assert len(kept._kept[str(wrappers[0].settings_dict["NAME"])]) == 1
+    assert len(shelf(wrappers[0])) == 1
 
