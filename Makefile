@@ -35,12 +35,14 @@ lint: setup
 # Everything on SQLite (and test_two_machines on PostgreSQL), then again on PostgreSQL what its
 # database decides: the REST layer, unit tests of SQL, the pipeline under load, the API contract as
 # deployed, beat's database scheduler, the race for a per-user cap and pages with a NUL (which
-# PostgreSQL refuses) (README: Tests). Without DATABASE_URL a private PostgreSQL is started. Not
-# again on PostgreSQL: the unit tests of core, realtime, cli and the layers (no database), and the
+# PostgreSQL refuses), and the core's database connections: kept, prepared, on kept threads
+# (README: Tests). Without DATABASE_URL a private PostgreSQL is started. Not
+# again on PostgreSQL: the other unit tests of core, realtime, cli and the layers (no database), and the
 # integration tests of a kind's lifecycle, worker and Redis outages, socket storms and runstack's
 # supervision, which the database does not decide; the chaos soak (test_chaos_soak, first pass)
 # runs its whole stack on PostgreSQL and restarts it among its faults.
 PG_TESTS := tests/api tests/unit/jobs tests/unit/students tests/unit/accounts tests/unit/api \
+	tests/unit/core/test_postgres_kept.py tests/unit/core/test_prepared_query.py tests/unit/core/test_kept_threads.py \
 	tests/integration/test_pipeline.py tests/integration/test_api_contract.py \
 	tests/integration/test_schedules.py tests/integration/test_schedules_race.py \
 	tests/integration/test_hostile_pages.py \
