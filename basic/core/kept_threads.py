@@ -19,9 +19,11 @@ from asgiref.sync import SyncToAsync
 
 def tidy_connection(failed: bool = False) -> None:
     """Before and after each call on a kept thread: PostgreSQL's connection goes back to the pool;
-    SQLite's is kept unless the call failed or it is no longer usable."""
-    from django.db import close_old_connections, connection
+    SQLite's is kept unless the call failed or it is no longer usable. With DEBUG on, the queries it
+    logged are forgotten, as Django's request_started does (that runs on another thread here)."""
+    from django.db import close_old_connections, connection, reset_queries
 
+    reset_queries()
     if connection.vendor != "sqlite":
         close_old_connections()
     elif failed or (connection.connection is not None and not connection.is_usable()):

@@ -128,3 +128,16 @@ async def test_rest_requests_through_the_asgi_application_open_no_connection_eac
     kept = [thread for thread in threading.enumerate() if thread.name.startswith("request")]
     assert 1 <= len(kept) < 20
     assert opened[0] <= len(kept)  # at most one per kept thread (Django's own way: 20)
+
+
+async def test_with_debug_on_a_kept_thread_forgets_the_queries_of_the_calls_before(settings):
+    """DEBUG logs every query on its connection; Django forgets them at request_started, which
+    runs on another thread than the kept one: without forgetting here, each kept thread's log grew."""
+    settings.DEBUG = True
+
+    def logged_after_one_query() -> int:
+        query_and_say_where()
+        return len(connection.queries_log)
+
+    run = KeptThreadsFirst(logged_after_one_query, count=1, name="test-kept")
+    assert [await run() for _ in range(4)] == [1, 1, 1, 1]
