@@ -50,7 +50,8 @@ class SentinelRedisCacheClient(SharedClientRedisCacheClient):
         with _pools_lock:
             pool = _pools.get(key)
             if pool is None:
-                client = redis_target.sync_client(self._servers[0], self._sentinels, **self._pool_options)
+                client = redis_target.sync_client(self._servers[0], self._sentinels, pool_class=self._pool_class,
+                                                  **self._pool_options)
                 pool = _pools[key] = client.connection_pool
         return pool
 

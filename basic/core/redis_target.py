@@ -177,13 +177,22 @@ def broker_transport_options(sentinels: Sentinels | None) -> dict[str, Any]:
     return {"master_name": sentinels.master, "sentinel_kwargs": sentinels.client_kwargs()}
 
 
-def cache_settings(url: str, sentinels: Sentinels | None) -> dict[str, Any]:
+CACHE_MAX_CONNECTIONS = 50  # per process; more requests at once wait for one (up to 5 s)
+
+
+def cache_settings(url: str, sentinels: Sentinels | None, max_connections: int = CACHE_MAX_CONNECTIONS,
+                   ) -> dict[str, Any]:
     """BACKEND, LOCATION and OPTIONS of the Redis cache (basic/core/redis_cache.py's subclasses of
-    Django's: one client per pool, and through the sentinels when there are some)."""
+    Django's: one client per pool, and through the sentinels when there are some).
+
+    Its pool waits for a free connection instead of raising: with redis-py's default pool, 200 REST
+    clients starting jobs at once (each throttled start reads and writes this cache) got 503s from
+    MaxConnectionsError past 100 connections (docs/design.md trap 5; found by bench_jobs)."""
+    pool = {"pool_class": "redis.BlockingConnectionPool", "max_connections": max_connections, "timeout": 5}
     if sentinels is None:
-        return {"BACKEND": "basic.core.redis_cache.SharedClientRedisCache", "LOCATION": url}
+        return {"BACKEND": "basic.core.redis_cache.SharedClientRedisCache", "LOCATION": url, "OPTIONS": pool}
     return {"BACKEND": "basic.core.redis_cache.SentinelRedisCache", "LOCATION": check_url(url, sentinels),
-            "OPTIONS": {"sentinels": sentinels}}
+            "OPTIONS": {"sentinels": sentinels, **pool}}
 
 
 def _netloc(host: str, port: int) -> str:

@@ -51,3 +51,34 @@ def test_the_redis_cache_builds_one_client_per_pool(settings):
     assert cache.get("shared-client-check") == [1.5]
     assert cache._cache.get_client(write=True) is cache._cache.get_client(write=False)
     assert len(cache._cache._clients) == 1
+
+
+def test_more_requests_at_once_than_the_cache_has_connections_wait_for_one_not_fail(settings):
+    """200 REST clients starting jobs at once got 503s: each throttled start reads and writes this
+    cache, and redis-py's default pool raises MaxConnectionsError past its cap (bench_jobs at 200
+    clients, 57 of 2,000 starts). The pool now waits for a free connection."""
+    import threading
+
+    from basic.core import redis_target
+    from basic.core.redis_cache import SharedClientRedisCache
+
+    config = redis_target.cache_settings(settings.REDIS_URL, None, max_connections=2)
+    cache = SharedClientRedisCache(config["LOCATION"], {"OPTIONS": config["OPTIONS"]})
+    errors, start = [], threading.Barrier(20)
+
+    def use() -> None:
+        start.wait()
+        try:
+            for n in range(20):
+                cache.set(f"pool-wait-{threading.get_ident()}", n, 30)
+                cache.get(f"pool-wait-{threading.get_ident()}")
+        except Exception as exc:  # MaxConnectionsError with a pool that raises
+            errors.append(exc)
+
+    threads = [threading.Thread(target=use) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert len(cache._cache._get_connection_pool(write=True)._connections) <= 2

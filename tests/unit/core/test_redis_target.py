@@ -47,8 +47,9 @@ def test_without_sentinels_every_consumer_gets_redis_url_as_before():
     assert redis_target.broker_url("", url, None) == url
     assert redis_target.broker_url("redis://broker/1", url, None) == "redis://broker/1"
     assert redis_target.broker_transport_options(None) == {}
-    assert redis_target.cache_settings(url, None) == {"BACKEND": "basic.core.redis_cache.SharedClientRedisCache",
-                                                      "LOCATION": url}
+    assert redis_target.cache_settings(url, None) == {
+        "BACKEND": "basic.core.redis_cache.SharedClientRedisCache", "LOCATION": url,
+        "OPTIONS": {"pool_class": "redis.BlockingConnectionPool", "max_connections": 50, "timeout": 5}}
     client = redis_target.sync_client(url, None, pool_class=redis.BlockingConnectionPool, max_connections=7)
     assert type(client.connection_pool) is redis.BlockingConnectionPool
     assert client.connection_pool.connection_kwargs["port"] == 6379
@@ -126,6 +127,7 @@ def test_the_cache_is_djangos_redis_cache_through_the_sentinels():
     assert isinstance(cache, RedisCache)
     pool = cache._cache._get_connection_pool(write=False)
     assert isinstance(pool, redis.sentinel.SentinelConnectionPool)
+    assert isinstance(pool, redis.BlockingConnectionPool) and pool.max_connections == 50  # waits, never raises
     assert pool is cache._cache._get_connection_pool(write=True)
     assert pool.connection_kwargs["db"] == 3
 
