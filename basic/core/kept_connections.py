@@ -8,14 +8,13 @@ on PostgreSQL a few milliseconds and a new server process. A kept connection has
 
 Unlike a pool, nothing ever waits: with none kept, a new connection is opened as before. Only a
 connection Django closes cleanly is kept (outside any transaction, in autocommit, no error since it
-last committed), at most SETTING per process; anything else is closed as before.
+last committed), at most KEPT_DATABASE_CONNECTIONS per process; anything else is closed as before.
 """
 from collections import deque
 from typing import Any
 
 from django.conf import settings
 
-SETTING = "KEPT_DATABASE_CONNECTIONS"
 _kept: dict[str, deque] = {}  # where a connection goes (a file, a server and database) -> ready ones
 
 
@@ -52,7 +51,7 @@ class KeptConnections:
         raw = self.connection  # type: ignore[attr-defined]
         shelf = getattr(self, "_shelf", None)
         if (raw is not None and shelf is not None and not self.in_atomic_block  # type: ignore[attr-defined]
-                and not self.errors_occurred and len(shelf) < getattr(settings, SETTING)  # type: ignore[attr-defined]
+                and not self.errors_occurred and len(shelf) < settings.KEPT_DATABASE_CONNECTIONS  # type: ignore[attr-defined]
                 and self._can_keep(raw)):
             shelf.append(raw)
             return
