@@ -100,10 +100,12 @@ class LiveStack:
         with psycopg.connect(self.database_url) as db:
             return db.execute(sql, params).fetchall()
 
-    def log_tail(self, lines: int = 60) -> str:
-        if not self.worker_log.exists():
+    def log_tail(self, lines: int = 60, name: str = "") -> str:
+        """The last lines of the worker's log, or of its sibling `name` (e.g. "daphne.log")."""
+        log = self.worker_log.with_name(name) if name else self.worker_log
+        if not log.exists():
             return ""
-        return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 # Redis databases for the brokers of stacks on the session's Redis (0 is the session's own, 7 the

@@ -9,6 +9,8 @@ sentinels promote a replica, then connects to it (redis-py's SentinelManagedConn
 
 Used by app/settings.py at start-up, so nothing here reads Django settings at import.
 """
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -99,8 +101,9 @@ def sync_client(url: str, sentinels: Sentinels | None, pool_class: type[redis.Co
         return redis.Redis.from_pool((pool_class or redis.ConnectionPool).from_url(url, **options))
     manager = sync_sentinel.Sentinel(list(sentinels.addresses), sentinel_kwargs=sentinels.client_kwargs())
     pool_class = _SYNC_SENTINEL_POOLS[pool_class or redis.ConnectionPool]
-    return manager.master_for(sentinels.master, connection_pool_class=pool_class,
-                              **{**_url_options(url), **options})
+    options = {**_url_options(url), **options}
+    options["connection_class"] = MasterWaitingSSLConnection if options.pop("ssl", False) else MasterWaitingConnection
+    return manager.master_for(sentinels.master, connection_pool_class=pool_class, **options)
 
 
 def async_client(url: str, sentinels: Sentinels | None,
@@ -110,8 +113,10 @@ def async_client(url: str, sentinels: Sentinels | None,
         return aioredis.Redis.from_pool((pool_class or aioredis.ConnectionPool).from_url(url, **options))
     manager = async_sentinel.Sentinel(list(sentinels.addresses), sentinel_kwargs=sentinels.client_kwargs(True))
     pool_class = _ASYNC_SENTINEL_POOLS[pool_class or aioredis.ConnectionPool]
-    return manager.master_for(sentinels.master, connection_pool_class=pool_class,
-                              **{**_url_options(url), **options})
+    options = {**_url_options(url), **options}
+    options["connection_class"] = (AsyncMasterWaitingSSLConnection if options.pop("ssl", False)
+                                   else AsyncMasterWaitingConnection)
+    return manager.master_for(sentinels.master, connection_pool_class=pool_class, **options)
 
 
 def broker_client(url: str, sentinels: Sentinels | None, **options: Any) -> redis.Redis:
@@ -197,6 +202,52 @@ def cache_settings(url: str, sentinels: Sentinels | None, max_connections: int =
 
 def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+# How long a new connection to the master waits for the sentinels to name one that answers, and
+# how often it asks again meanwhile. Long enough for the sentinels to agree after a promotion
+# (they tell each other every 2 s), short enough that a Redis that is really gone still gets a
+# quick 503 rather than piling up waiting requests.
+MASTER_WAIT_SECONDS = 2.0
+MASTER_ASK_EVERY_SECONDS = 0.1
+
+
+class MasterWaitingConnection(sync_sentinel.SentinelManagedConnection):
+    """A connection to the sentinels' master that asks them again for up to MASTER_WAIT_SECONDS
+    when none is named (MasterNotFoundError) or the one named refuses. Only connecting waits: a
+    command that fails on a connection already made is not sent again (it may have run)."""
+
+    def _connect_retry(self) -> None:
+        deadline = time.monotonic() + MASTER_WAIT_SECONDS
+        while True:
+            try:
+                return super()._connect_retry()
+            except redis.ConnectionError:
+                if time.monotonic() + MASTER_ASK_EVERY_SECONDS > deadline:
+                    raise
+                time.sleep(MASTER_ASK_EVERY_SECONDS)
+
+
+class MasterWaitingSSLConnection(MasterWaitingConnection, redis.SSLConnection):
+    pass
+
+
+class AsyncMasterWaitingConnection(async_sentinel.SentinelManagedConnection):
+    """The asyncio twin of MasterWaitingConnection."""
+
+    async def _connect_retry(self) -> None:
+        deadline = time.monotonic() + MASTER_WAIT_SECONDS
+        while True:
+            try:
+                return await super()._connect_retry()
+            except aioredis.ConnectionError:
+                if time.monotonic() + MASTER_ASK_EVERY_SECONDS > deadline:
+                    raise
+                await asyncio.sleep(MASTER_ASK_EVERY_SECONDS)
+
+
+class AsyncMasterWaitingSSLConnection(AsyncMasterWaitingConnection, aioredis.SSLConnection):
+    pass
 
 
 class BlockingSentinelConnectionPool(sync_sentinel.SentinelConnectionPool, redis.BlockingConnectionPool):

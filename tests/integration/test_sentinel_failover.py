@@ -32,7 +32,7 @@ def http(live: LiveStack) -> httpx.Client:
 def start_job(live: LiveStack, steps: int, delay: float) -> str:
     with http(live) as client:
         response = client.post("/api/jobs/", json={"kind": "test_steps", "params": {"steps": steps, "delay": delay}})
-    assert response.status_code == 202, response.text
+    assert response.status_code == 202, f"{response.text}\n{live.log_tail(40, 'daphne.log')}"
     return response.json()["id"]
 
 

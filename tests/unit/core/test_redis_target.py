@@ -177,3 +177,90 @@ def test_a_bad_setting_stops_start_up_with_its_name():
     done = _settings_with(REDIS_SENTINELS="127.0.0.1:26379", CELERY_BROKER_URL="redis://127.0.0.1:6379/8")
     assert done.returncode != 0
     assert "ImproperlyConfigured: CELERY_BROKER_URL='redis://127.0.0.1:6379/8' with REDIS_SENTINELS" in done.stderr
+
+
+def _session_redis() -> tuple[str, int]:
+    options = redis.connection.parse_url(os.environ["REDIS_URL"])
+    return options["host"], options["port"]
+
+
+class _Discovery:
+    """Stands in for the sentinels' answers: no master named `misses` times, then the session's
+    Redis (the moments after a promotion, when no sentinel names a master yet)."""
+
+    def __init__(self, misses: int) -> None:
+        self.misses, self.asked = misses, 0
+
+    def __call__(self, service_name: str) -> tuple[str, int]:
+        self.asked += 1
+        if self.asked <= self.misses:
+            raise redis.sentinel.MasterNotFoundError(f"No master found for {service_name!r}")
+        return _session_redis()
+
+
+async def _async_discovery(discovery: _Discovery, service_name: str) -> tuple[str, int]:
+    return discovery(service_name)
+
+
+def test_a_new_connection_waits_while_no_master_is_named(monkeypatch):
+    client = redis_target.sync_client("redis://localhost/0", SENTINELS, pool_class=redis.BlockingConnectionPool)
+    discovery = _Discovery(misses=3)
+    monkeypatch.setattr(client.connection_pool.sentinel_manager, "discover_master", discovery)
+    assert client.ping() is True  # asked four times, answered at the fourth: no error for the caller
+    assert discovery.asked == 4
+    client.close()
+
+
+def test_waiting_for_a_master_is_bounded(monkeypatch):
+    """A Redis that is really gone still fails fast enough to answer 503 (MASTER_WAIT_SECONDS)."""
+    monkeypatch.setattr(redis_target, "MASTER_WAIT_SECONDS", 0.3)
+    client = redis_target.sync_client("redis://localhost/0", SENTINELS)
+    discovery = _Discovery(misses=1000)
+    monkeypatch.setattr(client.connection_pool.sentinel_manager, "discover_master", discovery)
+    with pytest.raises(redis.ConnectionError, match="No master found"):
+        client.ping()
+    assert 2 <= discovery.asked <= 4  # asked every 0.1 s for 0.3 s, then gave up
+    client.close()
+
+
+def test_a_command_that_fails_on_a_made_connection_is_not_sent_again(monkeypatch):
+    """Only connecting waits: a write that may have run on the old master is not repeated."""
+    client = redis_target.sync_client("redis://localhost/0", SENTINELS)
+    monkeypatch.setattr(client.connection_pool.sentinel_manager, "discover_master", _Discovery(misses=0))
+    client.ping()
+    connection = client.connection_pool.get_connection()
+    sent = []
+
+    def reset_after_sending(*args, **kwargs) -> None:
+        sent.append(args)
+        raise redis.ConnectionError("reset")
+
+    monkeypatch.setattr(connection, "send_packed_command", reset_after_sending)
+    client.connection_pool.release(connection)
+    with pytest.raises(redis.ConnectionError, match="reset"):
+        client.incr("never-twice")
+    assert len(sent) == 1
+    client.close()
+
+
+def test_the_async_connection_waits_too(monkeypatch):
+    import asyncio
+
+    async def scenario() -> int:
+        client = redis_target.async_client("redis://localhost/0", SENTINELS)
+        discovery = _Discovery(misses=2)
+        monkeypatch.setattr(client.connection_pool.sentinel_manager, "discover_master",
+                            lambda name: _async_discovery(discovery, name))
+        assert await client.ping() is True
+        await client.aclose()
+        return discovery.asked
+
+    assert asyncio.run(scenario()) == 3
+
+
+def test_tls_to_the_master_keeps_waiting_connections():
+    assert issubclass(redis_target.sync_client("rediss://:pw@h:6380/1", SENTINELS).connection_pool.connection_class,
+                      (redis.SSLConnection, redis_target.MasterWaitingConnection))
+    pool = redis_target.async_client("rediss://:pw@h:6380/1", SENTINELS).connection_pool
+    assert issubclass(pool.connection_class, aioredis.SSLConnection)
+    assert issubclass(pool.connection_class, redis_target.AsyncMasterWaitingConnection)
