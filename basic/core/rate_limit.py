@@ -3,13 +3,17 @@
 - `take`: one unit of a user's budget for a DRF throttle scope (e.g. `job_trigger`, JOB_TRIGGER_RATE).
   The REST throttle (basic/api/throttles.py) and the scheduler (basic/jobs/schedules.py) both call
   it, so a user's REST starts and scheduled runs draw on one budget, kept in Django's cache (Redis:
-  shared by every web process and worker). It keeps DRF's `SimpleRateThrottle` sliding window under
-  DRF's own key, so a view still on a stock `ScopedRateThrottle` of the scope counts in it too.
+  shared by every web process and worker). It keeps DRF's `SimpleRateThrottle` sliding window (at
+  most `limit` in any `period` seconds, Retry-After until the oldest drops out). On Redis one script
+  reads and writes the window, so concurrent starts at the edge of a budget cannot all pass it;
+  on another cache (the tests' in-process one) a lock serialises them.
 - `lock_user`: the row lock that makes a per-user cap (schedules, students) a check-then-insert
   no parallel request can slip between.
 - `TokenBucket`: a per-connection limit for sockets.
 """
 import math
+import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
+from redis.commands.core import Script
 
 clock: Callable[[], float] = time.time  # DRF's throttles use time.time as well; tests may stop it
 
@@ -75,16 +80,61 @@ def take(scope: str, ident: Any, rate: str | None = None, now: float | None = No
     if rate is None:
         return Decision(allowed=True, limit=0, period=0)
     limit, period = parse_rate(rate)
-    key = throttle_key(scope, ident)
     now = clock() if now is None else now
     cache = shared_cache()
-    history = [stamp for stamp in cache.get(key, []) if stamp > now - period]
-    if len(history) >= limit:
-        wait = period - (now - history[-1]) if history else period
-        return Decision(allowed=False, limit=limit, period=period, retry_after=max(wait, 0.0))
-    history.insert(0, now)
-    cache.set(key, history, period)
-    return Decision(allowed=True, limit=limit, period=period)
+    redis_client = getattr(cache, "redis_client", None)
+    if redis_client is not None:
+        allowed, oldest = _take_in_redis(redis_client(), cache.make_key(window_key(scope, ident)), limit, period, now)
+    else:
+        allowed, oldest = _take_in_cache(cache, throttle_key(scope, ident), limit, period, now)
+    if allowed:
+        return Decision(allowed=True, limit=limit, period=period)
+    # (Clamped: a start that read the clock just before another's, which then took the place, would
+    # otherwise be told to wait a hair more than a period.)
+    wait = period - (now - oldest) if oldest is not None else period
+    return Decision(allowed=False, limit=limit, period=period, retry_after=min(max(wait, 0.0), period))
+
+
+def window_key(scope: str, ident: Any) -> str:
+    """The Redis sorted set of `ident`'s starts in the window (its own name: not DRF's pickled list)."""
+    return f"start-window:{scope}:{ident}"
+
+
+# The window as a sorted set of start times: drop those out of it, count, add one if there is room.
+# One script, so two starts at once never both see the last free place. Each member is unique
+# (two starts may share a time to the microsecond).
+_TAKE = Script(None, b"""
+local now, period, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+if redis.call('ZCARD', KEYS[1]) >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, oldest[2] or false}
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], math.ceil(period))
+return {1, false}
+""")
+
+
+def _take_in_redis(client: Any, key: str, limit: int, period: int, now: float) -> tuple[bool, float | None]:
+    allowed, oldest = _TAKE(keys=[key], args=[repr(now), period, limit, f"{now!r}:{secrets.token_hex(4)}"],
+                            client=client)
+    return bool(allowed), float(oldest) if oldest is not None else None
+
+
+_local_lock = threading.Lock()
+
+
+def _take_in_cache(cache: Any, key: str, limit: int, period: int, now: float) -> tuple[bool, float | None]:
+    """DRF's own window in a cache without scripts, read and written under a lock (such a cache
+    is in-process: the tests' LocMemCache)."""
+    with _local_lock:
+        history = [stamp for stamp in cache.get(key, []) if stamp > now - period]
+        if len(history) >= limit:
+            return False, history[-1] if history else None
+        history.insert(0, now)
+        cache.set(key, history, period)
+        return True, None
 
 
 def retry_after_seconds(decision: Decision) -> int:

@@ -38,6 +38,11 @@ class SharedClientRedisCache(RedisCache):
         super().__init__(server, params)
         self._class = SharedClientRedisCacheClient
 
+    def redis_client(self) -> redis.Redis:
+        """The client behind the cache, for what Django's cache API cannot say in one step (the
+        start budget's script, basic/core/rate_limit.py); keys go through `make_key`."""
+        return self._cache.get_client(write=True)
+
 
 class SentinelRedisCacheClient(SharedClientRedisCacheClient):
     def __init__(self, servers: list[str], sentinels: redis_target.Sentinels, **options: Any) -> None:
@@ -56,7 +61,7 @@ class SentinelRedisCacheClient(SharedClientRedisCacheClient):
         return pool
 
 
-class SentinelRedisCache(RedisCache):
+class SentinelRedisCache(SharedClientRedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = SentinelRedisCacheClient

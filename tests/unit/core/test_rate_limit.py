@@ -1,3 +1,12 @@
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from basic.core import rate_limit
 from basic.core.rate_limit import TokenBucket
 
 
@@ -82,3 +91,53 @@ def test_more_requests_at_once_than_the_cache_has_connections_wait_for_one_not_f
         thread.join(30)
     assert errors == []
     assert len(cache._cache._get_connection_pool(write=True)._connections) <= 2
+
+
+def _redis_cache(settings) -> Any:
+    """The deployment's cache (Redis) for this test only: its own key prefix, so no other test's
+    window is seen."""
+    from basic.core import redis_target
+
+    config = redis_target.cache_settings(settings.REDIS_URL, None)
+    settings.CACHES = {"default": {**config, "KEY_PREFIX": uuid.uuid4().hex}}
+    return rate_limit.shared_cache()
+
+
+def _at_once(count: int, call: Callable[[], Any]) -> list[Any]:
+    start = threading.Barrier(count)
+
+    def run(_: int) -> Any:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+@pytest.mark.parametrize("cache", ["redis", "in-process"])
+def test_starts_at_once_at_the_edge_of_a_budget_never_pass_it(settings, cache):
+    """Reading the window and writing it back were two steps: starts at once could all read the
+    same free place and all pass (up to as many as ran at once)."""
+    if cache == "redis":
+        _redis_cache(settings)
+    for round_ in range(5):
+        user = f"edge-{round_}"
+        decisions = _at_once(30, lambda user=user: rate_limit.take("job_trigger", user, rate="10/min"))
+        assert sum(decision.allowed for decision in decisions) == 10
+        refused = [decision for decision in decisions if not decision.allowed]
+        assert all(0 < decision.retry_after <= 60 for decision in refused)
+
+
+def test_the_redis_window_is_drfs_sliding_window(settings):
+    cache = _redis_cache(settings)
+    assert rate_limit.take("job_trigger", 7, rate="2/min", now=1000.0).allowed
+    assert rate_limit.take("job_trigger", 7, rate="2/min", now=1010.0).allowed
+    refused = rate_limit.take("job_trigger", 7, rate="2/min", now=1030.0)
+    assert not refused.allowed and refused.retry_after == pytest.approx(30.0)  # until 1000.0 drops out
+    assert not rate_limit.take("job_trigger", 7, rate="2/min", now=1059.9).allowed
+    assert rate_limit.take("job_trigger", 7, rate="2/min", now=1060.0).allowed  # 1000.0 is out, as in DRF
+    assert rate_limit.take("job_trigger", 8, rate="2/min", now=1060.5).allowed  # another user's budget
+    assert rate_limit.take("other_scope", 7, rate="2/min", now=1060.5).allowed  # another scope's
+    client = cache.redis_client()
+    key = cache.make_key(rate_limit.window_key("job_trigger", 7))
+    assert client.zcard(key) == 2 and 0 < client.ttl(key) <= 60  # forgotten after a period
