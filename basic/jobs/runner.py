@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.outside_text import storable
+from basic.core.prepared_query import PreparedQuery
 from basic.jobs import events, files, progress_budget, queue_markers, services, slots, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed, JobRetryable
 from basic.jobs.leases import JobLease, LeaseLost
@@ -31,8 +32,12 @@ NOT_SAVED = ("The job finished but its result could not be saved. It has been lo
              "or report the job id.")
 
 
+# Every run starts by reading its job's row: compiled once, not per run (basic/core/prepared_query.py).
+JOB_BY_ID = PreparedQuery(lambda job_id: Job.objects.filter(id=job_id), (UUID,))
+
+
 def run_job(job_id: UUID | str) -> None:
-    job = Job.objects.filter(id=job_id).first()
+    job = JOB_BY_ID.get(job_id)
     if job is None or job.is_terminal:
         return
     kind = get_kind(job.kind)

@@ -47,3 +47,31 @@ def test_authenticate_key_still_finds_the_active_owner_only(alice):
     alice.is_active = False
     alice.save()
     assert tokens.authenticate_key(alice.token) is None
+
+
+def test_a_uuid_parameter_reads_the_job_row_as_the_orm_does(alice):
+    """The worker's read of the job it runs (basic/jobs/runner.py): a UUID primary key, given as a
+    UUID or as its string (Celery's argument), on SQLite's char(32) and PostgreSQL's uuid alike."""
+    import uuid
+
+    from basic.jobs.models import Job
+    from basic.jobs.runner import JOB_BY_ID
+
+    jobs = [Job.objects.create(kind="test_steps", owner=alice, params={"steps": n}, message=f"job {n}")
+            for n in range(3)]
+    Job.objects.filter(id=jobs[1].id).update(started=timezone.now(), progress=40)
+    for job in jobs:
+        expected = Job.objects.get(id=job.id)
+        for value in (job.id, str(job.id), job.id.hex):
+            got = JOB_BY_ID.get(value)
+            assert fields_of(got) == fields_of(expected)
+            assert type(got.id) is uuid.UUID and type(got.params) is dict
+            assert not got._state.adding and got._state.db == expected._state.db
+    assert JOB_BY_ID.get(uuid.uuid4()) is None
+    with pytest.raises(ValueError):
+        JOB_BY_ID.get("not a uuid")
+
+
+def test_a_parameter_of_another_type_is_refused():
+    with pytest.raises(TypeError):
+        PreparedQuery(lambda n: ApiToken.objects.filter(id=n), (int,))
