@@ -17,8 +17,8 @@ from basic.core.repeated_log import RepeatedWarning
 logger = logging.getLogger(__name__)
 
 DATABASE_OUTAGES = (OperationalError, InterfaceError)
-SKIPPED = RepeatedWarning(logging.getLogger("basic.jobs.context"),
-                          "job progress checks and writes skipped (the database is unreachable)")
+SKIPPED = RepeatedWarning(logger, "best-effort statements skipped (job progress, cancel checks, heartbeats, "
+                                  "batch floors): the database is unreachable")
 T = TypeVar("T")
 
 
