@@ -91,3 +91,48 @@ def test_a_database_blip_on_a_batch_floor_write_skips_it_and_the_member_and_batc
     batch.refresh_from_db()
     assert (member.status, batch.status) == ("done", "done")
     assert "database is unreachable" in caplog.text
+
+
+def test_a_database_outage_at_a_runs_start_or_end_is_one_line_and_the_job_runs_again(
+        start, monkeypatch, caplog):
+    """The worker's task, not the body: the job's row read (its start) and its end meet the outage.
+    The task says so in one warning line every 10 s, with no traceback, and leaves the job for the
+    recovery sweep; run again once the database is back, it ends done exactly once."""
+    from basic.jobs import runner, tasks
+
+    first, second = start(steps=2), start(steps=2)
+    monkeypatch.setattr(tasks.STOPPED_BY_OUTAGE, "_quiet_until", 0.0)
+    down = OperationalError("connection to server failed: Connection refused")
+
+    def unreachable(*args, **kwargs):
+        raise down
+
+    with monkeypatch.context() as outage, caplog.at_level(logging.WARNING):
+        outage.setattr(runner.JOB_BY_ID, "get", unreachable)
+        tasks.run_job(str(first.id))  # no exception out of the task: Celery would log a traceback
+        tasks.run_job(str(second.id))
+    lines = [record for record in caplog.records if record.name == "basic.jobs.tasks"]
+    assert len(lines) == 1 and "recovery sweep" in lines[0].getMessage() and lines[0].exc_info is None
+    assert Job.objects.get(id=first.id).status == "queued"  # untouched: sent again by the sweep
+
+    with monkeypatch.context() as outage, caplog.at_level(logging.WARNING):
+        # Now at the end: the database goes away once the job is running, as the body ends.
+        real_update = QuerySet.update
+
+        def update(self, **fields):
+            if self.model is Job and fields.get("status") in ("done", "failed"):
+                raise down
+            return real_update(self, **fields)
+
+        outage.setattr(QuerySet, "update", update)
+        outage.setattr(tasks.STOPPED_BY_OUTAGE, "_quiet_until", 0.0)
+        caplog.clear()
+        tasks.run_job(str(first.id))
+    # Not ended failed as a refused save would be: left running (its lease released) for the sweep.
+    assert Job.objects.get(id=first.id).status == "running"
+    assert not [record for record in caplog.records if record.exc_info], "no traceback for an outage"
+
+    tasks.run_job(str(first.id))  # the recovery's delivery, the database back
+    first.refresh_from_db()
+    assert (first.status, first.progress) == ("done", 100)
+    assert [event["type"] for event in read_events_sync(first.id)].count("job.done") == 1
