@@ -19,9 +19,15 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from basic.core import untrusted_json
+from basic.core.database_outages import DATABASE_OUTAGES
 from basic.core.middleware import SyncAndAsyncMiddleware
+from basic.core.repeated_log import RepeatedWarning
 
 logger = logging.getLogger(__name__)
+
+# A database restart fails every request in flight the same way: one line every 10 s says so (with
+# how many were left out), not a traceback per request. Other database errors keep theirs.
+DATABASE_UNREACHABLE = RepeatedWarning(logger, "API requests answered 503: the database is unreachable")
 
 
 class ServiceUnavailable(APIException):
@@ -86,6 +92,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, DataError):  # the request's value, not an outage: PostgreSQL refuses NUL characters
         logger.warning("database refused a value on %s: %s", _where(context), exc)
         exc = BadRequest(BAD_VALUE)
+    elif isinstance(exc, DATABASE_OUTAGES):
+        DATABASE_UNREACHABLE.warning(exc, where=_where(context))
+        exc = ServiceUnavailable(DATABASE_DOWN)
     elif isinstance(exc, DatabaseError):
         logger.exception("database error on %s", _where(context))
         exc = ServiceUnavailable(DATABASE_DOWN)

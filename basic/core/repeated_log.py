@@ -16,7 +16,8 @@ class RepeatedWarning:
         self._quiet_until = 0.0
         self._left_out = 0
 
-    def warning(self, error: BaseException) -> None:
+    def warning(self, error: BaseException, where: str = "") -> None:
+        """`where`: what hit it this time (e.g. the request), said in the line that is logged."""
         now = time.monotonic()
         if now < self._quiet_until:
             self._left_out += 1
@@ -24,4 +25,5 @@ class RepeatedWarning:
         left_out, self._left_out = self._left_out, 0
         self._quiet_until = now + self.seconds
         more = f" (and {left_out} more in the last {self.seconds:.0f} s)" if left_out else ""
-        self.logger.warning("%s: %s: %s%s", self.message, type(error).__name__, error, more)
+        at = f" ({where})" if where else ""
+        self.logger.warning("%s%s: %s: %s%s", self.message, at, type(error).__name__, error, more)

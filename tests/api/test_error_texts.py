@@ -2,6 +2,7 @@
 and what to do, never a host, port, file path or exception text; those go to the log."""
 import pytest
 from django.db import DatabaseError
+from django.db import OperationalError as DjangoOperationalError
 from kombu.exceptions import OperationalError
 
 from basic.api import errors
@@ -56,6 +57,7 @@ def test_redis_down_at_start_is_a_503_and_the_failed_job_says_what_to_do(api, re
 @pytest.mark.parametrize("error, status, detail", [
     (OperationalError("Error 111 connecting to 10.1.2.3:6380. Connection refused."), 503, errors.REDIS_DOWN),
     (DatabaseError("unable to open database file /srv/var/db.sqlite3"), 503, errors.DATABASE_DOWN),
+    (DjangoOperationalError("connection to server at 10.1.2.3:6543 failed"), 503, errors.DATABASE_DOWN),
     (RuntimeError("KeyError in /srv/app/basic/jobs/services.py line 3: 'secret'"), 500, errors.INTERNAL_ERROR),
 ])
 def test_internal_failures_answer_a_fixed_sentence(api, alice, monkeypatch, caplog, error, status, detail):
@@ -70,6 +72,22 @@ def test_internal_failures_answer_a_fixed_sentence(api, alice, monkeypatch, capl
     assert response.json() == {"detail": detail}
     assert_clean(response.content.decode(), "6380", "secret")
     assert str(error) in caplog.text and str(job.id) in caplog.text  # the log has it, with the job
+
+
+def test_a_database_outage_is_one_line_without_a_traceback_per_request(api, alice, monkeypatch, caplog):
+    """A database restart fails every request in flight alike: a line every 10 s, not a traceback each."""
+    jobs = [Job.objects.create(kind=job_kinds.NAME, owner=alice) for _ in range(3)]
+    monkeypatch.setattr(errors.DATABASE_UNREACHABLE, "_quiet_until", 0.0)
+
+    def unreachable(**kwargs):
+        raise DjangoOperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(services, "job_cancel", unreachable)
+    for job in jobs:
+        response = api.post(f"/api/jobs/{job.id}/cancel/")
+        assert (response.status_code, response.json()) == (503, {"detail": errors.DATABASE_DOWN})
+    lines = [record for record in caplog.records if record.name == "basic.api.errors"]
+    assert len(lines) == 1 and lines[0].exc_info is None and str(jobs[0].id) in lines[0].getMessage()
 
 
 def test_every_fixed_sentence_says_what_to_do():
