@@ -217,11 +217,12 @@ class MasterWaitingConnection(sync_sentinel.SentinelManagedConnection):
     when none is named (MasterNotFoundError) or the one named refuses. Only connecting waits: a
     command that fails on a connection already made is not sent again (it may have run)."""
 
-    def _connect_retry(self) -> None:
+    def connect(self) -> None:
+        """(Around the client's own connect retries, if it has any, so the wait is bounded once.)"""
         deadline = time.monotonic() + MASTER_WAIT_SECONDS
         while True:
             try:
-                return super()._connect_retry()
+                return super().connect()
             except redis.ConnectionError:
                 if time.monotonic() + MASTER_ASK_EVERY_SECONDS > deadline:
                     raise
@@ -235,11 +236,11 @@ class MasterWaitingSSLConnection(MasterWaitingConnection, redis.SSLConnection):
 class AsyncMasterWaitingConnection(async_sentinel.SentinelManagedConnection):
     """The asyncio twin of MasterWaitingConnection."""
 
-    async def _connect_retry(self) -> None:
+    async def connect(self) -> None:
         deadline = time.monotonic() + MASTER_WAIT_SECONDS
         while True:
             try:
-                return await super()._connect_retry()
+                return await super().connect()
             except aioredis.ConnectionError:
                 if time.monotonic() + MASTER_ASK_EVERY_SECONDS > deadline:
                     raise

@@ -264,3 +264,21 @@ def test_tls_to_the_master_keeps_waiting_connections():
     pool = redis_target.async_client("rediss://:pw@h:6380/1", SENTINELS).connection_pool
     assert issubclass(pool.connection_class, aioredis.SSLConnection)
     assert issubclass(pool.connection_class, redis_target.AsyncMasterWaitingConnection)
+
+
+def test_the_wait_is_bounded_once_around_a_clients_own_connect_retries(monkeypatch):
+    """redis_clients' clients retry a connect 3 times themselves: the wait for a master must not
+    be multiplied by them (4 x 2 s in an outage), only bound the whole."""
+    import time
+
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    monkeypatch.setattr(redis_target, "MASTER_WAIT_SECONDS", 0.3)
+    client = redis_target.sync_client("redis://localhost/0", SENTINELS, retry=Retry(NoBackoff(), 3))
+    monkeypatch.setattr(client.connection_pool.sentinel_manager, "discover_master", _Discovery(misses=1000))
+    started = time.monotonic()
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
+    assert time.monotonic() - started < 0.3 + 0.1 + 0.2  # the bound, one more ask, slack
+    client.close()
