@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from basic.core import untrusted_json
-from basic.core.database_outages import DATABASE_OUTAGES
+from basic.core.database_outages import is_outage
 from basic.core.middleware import SyncAndAsyncMiddleware
 from basic.core.repeated_log import RepeatedWarning
 
@@ -92,7 +92,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, DataError):  # the request's value, not an outage: PostgreSQL refuses NUL characters
         logger.warning("database refused a value on %s: %s", _where(context), exc)
         exc = BadRequest(BAD_VALUE)
-    elif isinstance(exc, DATABASE_OUTAGES):
+    elif is_outage(exc):
         DATABASE_UNREACHABLE.warning(exc, where=_where(context))
         exc = ServiceUnavailable(DATABASE_DOWN)
     elif isinstance(exc, DatabaseError):

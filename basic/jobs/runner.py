@@ -13,7 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
 from basic.core import metrics
-from basic.core.database_outages import DATABASE_OUTAGES
+from basic.core.database_outages import is_outage
 from basic.core.outside_text import storable
 from basic.core.prepared_query import PreparedQuery
 from basic.jobs import events, files, progress_budget, queue_markers, services, slots, transitions
@@ -185,12 +185,13 @@ def _run_body(job: Job, kind: JobKind, lease: JobLease, run_policy: Policy) -> N
         won = transitions.finish(job, Job.Status.DONE, progress=100, message=ctx.summary, result=result,
                                  output_name=output_name,
                                  output_bytes=files.stored_bytes(job.id))  # toward the owner's quota
-    except DATABASE_OUTAGES:
-        # Not a save the database refused: it was unreachable (a restart, SQLite's lock held too
-        # long). The job stays running, its lease is released, and the recovery runs it again once
-        # the database is back, to end done rather than failed for a blip (tasks.STOPPED_BY_OUTAGE).
-        raise
-    except Exception:
+    except Exception as error:
+        if is_outage(error):
+            # Not a save the database refused: it was unreachable (a restart, SQLite's lock held
+            # too long). The job stays running, its lease is released, and the recovery runs it
+            # again once the database is back, to end done rather than failed for a blip
+            # (tasks.STOPPED_BY_OUTAGE). A bad statement is not waited out: it ends the job failed.
+            raise
         _not_saved(job, ctx)
         return
     if not won:

@@ -3,7 +3,7 @@ import logging
 
 from celery import shared_task
 
-from basic.core.database_outages import DATABASE_OUTAGES
+from basic.core.database_outages import DATABASE_OUTAGES, is_outage
 from basic.core.repeated_log import RepeatedWarning
 from basic.jobs.runner import run_job as run_job_body
 
@@ -22,6 +22,8 @@ def run_job(job_id: str) -> None:
     try:
         run_job_body(job_id)
     except DATABASE_OUTAGES as error:
+        if not is_outage(error):
+            raise
         STOPPED_BY_OUTAGE.warning(error)
 
 

@@ -136,3 +136,32 @@ def test_a_database_outage_at_a_runs_start_or_end_is_one_line_and_the_job_runs_a
     first.refresh_from_db()
     assert (first.status, first.progress) == ("done", 100)
     assert [event["type"] for event in read_events_sync(first.id)].count("job.done") == 1
+
+
+def test_a_bad_statement_at_a_runs_end_fails_the_job_once_and_is_not_waited_out(start, monkeypatch):
+    """A statement the database refuses (here a column that does not exist, as after a missed
+    migration) is a bug, not an outage, even where SQLite calls it OperationalError: the job ends
+    failed as a save that could not be made, instead of staying running for the recovery to run it
+    again and again."""
+    from django.db import connection
+
+    from basic.jobs import runner, tasks
+
+    job = start(steps=2)
+    real_update = QuerySet.update
+    refused = {"done": 1}
+
+    def update(self, **fields):
+        if self.model is Job and fields.get("status") == "done" and refused["done"]:
+            refused["done"] -= 1
+            with connection.cursor() as cursor:
+                cursor.execute("UPDATE basic_job SET no_such_column = 1")
+        return real_update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", update)
+    tasks.run_job(str(job.id))
+    assert refused == {"done": 0}
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", runner.NOT_SAVED)
+    kinds = [event["type"] for event in read_events_sync(job.id)]
+    assert kinds.count("job.failed") == 1 and "job.done" not in kinds
