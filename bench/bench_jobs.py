@@ -26,6 +26,9 @@ database (or `--database postgres`: the tests' private PostgreSQL, tests/postgre
 
 The bench raises JOB_TRIGGER_RATE and WS_MAX_PER_USER (one user starts every job).
 Run: `python -m bench.bench_jobs [--jobs 2000] [--clients 10,50,200] [--database sqlite|postgres]`.
+Variants to measure (docs/benchmarks.md, "fourth round"): `--http-server gunicorn` (the triggers on
+gunicorn serving app/wsgi.py beside Daphne's sockets), `--nice-windows N` (the worker's priority),
+`--worker-env`, `--web-processes`.
 """
 import argparse
 import asyncio
@@ -286,6 +289,31 @@ async def open_loop(http: RawHttp, feed: Feed, rate: float, seconds: float) -> d
     return out
 
 
+def set_niceness(pid: int, value: int) -> None:
+    """Every thread of process `pid` at niceness `value` (raising one back needs root)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.setpriority(os.PRIO_PROCESS, int(task.name), value)
+
+
+async def nice_windows(http: RawHttp, feed: Feed, rate: float, seconds: float, windows: int) -> list[dict]:
+    """The open loop again in `windows` pairs of windows, the worker at niceness 0 then 10 in each
+    pair: does background work yielding the cores to the web process shorten the 202's tail? The two
+    measured side by side on the same box moment, since this shared box's slow and fast spells move
+    the tail more than one run shows (docs/benchmarks.md: no, not on 2 cores)."""
+    out = []
+    for _ in range(windows):
+        for value in (0, 10):
+            set_niceness(PIDS["worker"], value)
+            run = await open_loop(http, feed, rate, seconds)
+            run["worker_nice"] = value
+            out.append(run)
+            print(f"  open loop at {rate:.1f}/s, worker nice {value:>2}: 202 p50/p99 "
+                  f"{run['trigger_202']['p50_ms']:.0f}/{run['trigger_202']['p99_ms']:.0f} ms, done "
+                  f"{run['trigger_done']['p50_ms']:.0f}/{run['trigger_done']['p99_ms']:.0f} ms, "
+                  f"{run['ended_on_socket']}/{run['started']} ended", flush=True)
+    return out
+
+
 # --- cost per job -----------------------------------------------------------------------------------
 
 UUIDISH = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
@@ -450,11 +478,29 @@ def database(kind: str, workdir: Path) -> tuple[dict[str, str], object | None]:
     return env, server
 
 
+def start_gunicorn(processes: list, env: dict[str, str], web_port: int, threads: int,
+                   workdir: Path) -> tuple[int, tuple[int, int]]:
+    """gunicorn (one gthread worker) serving app/wsgi.py on a port of its own, for the triggers; the
+    port, and the pids of its worker and its arbiter (which only watches)."""
+    port = stack.free_port()
+    processes.append(stack._spawn([stack.python_bin(), "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "-w", "1",
+                                   "-k", "gthread", "--threads", str(threads), "app.wsgi:application"],
+                                  {**env, "PORT": str(web_port)}, workdir / "gunicorn.log"))
+    stack.wait_for_port(port, process=processes[-1])
+    arbiter = processes[-1].pid
+    deadline = time.monotonic() + 10
+    while not (children := Path(f"/proc/{arbiter}/task/{arbiter}/children").read_text().split()):
+        if time.monotonic() > deadline:
+            raise RuntimeError("gunicorn started no worker")
+        time.sleep(0.1)
+    return port, (int(children[0]), arbiter)
+
+
 async def project(base_url: str, token: str, args: argparse.Namespace, database_url: str,
-                  redis_url: str) -> dict:
+                  redis_url: str, http_port: int) -> dict:
     base_ws = base_url.replace("http://", "ws://")
     out: dict = {"levels": []}
-    http = RawHttp(int(base_url.rsplit(":", 1)[1]), token)
+    http = RawHttp(http_port, token)
     feed = Feed(f"{base_ws}/ws/events/?token={token}", keep_events=True)
     await feed.start()
     warm = await closed_loop(http, feed, 20, 10)  # every path warm, connections open
@@ -477,6 +523,9 @@ async def project(base_url: str, token: str, args: argparse.Namespace, database_
         print(f"  open loop at {o['offered_per_s']:.1f}/s: 202 p50/p99 {o['trigger_202']['p50_ms']:.0f}/"
               f"{o['trigger_202']['p99_ms']:.0f} ms, done {o['trigger_done']['p50_ms']:.0f}/"
               f"{o['trigger_done']['p99_ms']:.0f} ms, {o['ended_on_socket']}/{o['started']} ended", flush=True)
+    if args.nice_windows > 0:
+        out["nice_windows"] = await nice_windows(http, feed, best * args.open_fraction, args.open_seconds,
+                                                 args.nice_windows)
     if args.cost_jobs > 0:
         writes = WriteLog(database_url)
         writes.install()
@@ -544,6 +593,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--profile", default="", help="folder: py-spy records Daphne and the worker there")
     parser.add_argument("--web-processes", type=int, default=1,
                         help="Daphne processes serving the port (basic/ops/web_pool.py, as WEB_PROCESSES)")
+    parser.add_argument("--http-server", default="daphne", choices=["daphne", "gunicorn"],
+                        help="what serves the REST triggers: Daphne, or gunicorn's threaded WSGI worker on "
+                             "app/wsgi.py beside Daphne's sockets (a variant to measure; `pip install gunicorn`)")
+    parser.add_argument("--nice-windows", type=int, default=0,
+                        help="after the open loop, this many pairs of open-loop windows with the worker at "
+                             "niceness 0 then 10 (a variant to measure; needs root to raise it back)")
+    parser.add_argument("--http-threads", type=int, default=8, help="gunicorn's threads (--http-server gunicorn)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     raise_open_files_limit()
@@ -604,17 +660,22 @@ def main(argv: list[str] | None = None) -> dict:
             processes.append(stack.start_daphne(port, env, log=workdir / "daphne.log"))
             web_pids = [processes[1].pid]
         base_url = f"http://127.0.0.1:{port}"
+        http_port = port
+        http_pids: dict[str, int] = {}
+        if args.http_server == "gunicorn":
+            http_port, (gunicorn, arbiter) = start_gunicorn(processes, env, port, args.http_threads, workdir)
+            http_pids = {"gunicorn": gunicorn, "gunicorn arbiter": arbiter}
         httpx.post(f"{base_url}/api/students/generate/", json={"count": args.students},
                    headers={"Authorization": f"Token {token}"}, timeout=60).raise_for_status()
         PIDS.update({"worker": processes[0].pid, "bench client": os.getpid(),
-                     **{f"daphne{i + 1 if i else ''}": pid for i, pid in enumerate(web_pids)}})
+                     **{f"daphne{i + 1 if i else ''}": pid for i, pid in enumerate(web_pids)}, **http_pids})
         if stack_redis := getattr(sys.modules["bench.common"], "_redis", None):
             PIDS["redis"] = stack_redis.pid
         spies = []
         if args.profile:
             spies = [py_spy(pid, Path(args.profile) / f"{name}.txt")
                      for name, pid in (("worker", processes[0].pid), ("daphne", web_pids[0]))]
-        result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url))
+        result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url, http_port))
         stop_py_spy(spies)
     finally:
         if pool is not None:

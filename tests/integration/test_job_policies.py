@@ -3,10 +3,12 @@ one; a kind's time limit stops a job that keeps reporting, one that hangs, and (
 ignores the stop, on both pools, removing its partial output and freeing the worker's slot; a
 kind's concurrency caps hold across workers and after one is killed."""
 import json
+import os
 import signal
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -373,3 +375,28 @@ def test_a_killed_workers_slot_is_not_leaked(caps_live):
     assert [e["type"] for e in watch(live, holder)].count("job.started") == 2  # recovered, run again
     after = start_kind(live, "steps_kill", steps=1)  # the slot is free: nothing leaked
     assert ended(live, after, timeout=20)["status"] == "done"
+
+
+def niceness(pid: int) -> set[int]:
+    """The niceness of every thread of process `pid` (field 19 of each thread's stat)."""
+    return {int((task / "stat").read_text().rsplit(")", 1)[1].split()[16])
+            for task in Path(f"/proc/{pid}/task").iterdir()}
+
+
+def test_computing_jobs_leave_the_cores_to_the_web_process_and_the_gevent_worker(cpu_live):
+    """The prefork (CPU queue) worker's children run 10 below the niceness the stack was started
+    with (CPU_WORKER_NICE), so a thumbnail that computes yields to requests and to the gevent
+    worker's jobs; the web process, the gevent worker and the prefork parent (which only hands out
+    work) stay at it."""
+    live = with_cpu_worker(cpu_live)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness(live.processes["daphne"].pid) == {base}
+    assert niceness(live.processes["worker"].pid) == {base}
+    parent = live.processes["worker-cpu"].pid
+    assert niceness(parent) == {base}
+
+    def children() -> list[int]:
+        return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+
+    wait_for(lambda: children() and all(niceness(child) == {min(base + 10, 19)} for child in children()), 10,
+             "the CPU worker's children at CPU_WORKER_NICE")
