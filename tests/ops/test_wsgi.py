@@ -3,6 +3,11 @@ Daphne (docs/benchmarks.md): the same middleware answers through it as through a
 import json
 from wsgiref.util import setup_testing_defaults
 
+import pytest
+
+# Django's WSGI handler checks the database connection at each request's start and end.
+pytestmark = pytest.mark.django_db
+
 
 def call(path: str) -> tuple[str, dict[str, str], bytes]:
     from app.wsgi import application
