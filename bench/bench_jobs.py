@@ -289,6 +289,14 @@ async def open_loop(http: RawHttp, feed: Feed, rate: float, seconds: float) -> d
     return out
 
 
+def describe_open_loop(run: dict, variant: str = "") -> str:
+    """One line: the offered rate, trigger -> 202 and -> job.done p50/p99, how many ended."""
+    return (f"open loop at {run['offered_per_s']:.1f}/s{', ' + variant if variant else ''}: 202 p50/p99 "
+            f"{run['trigger_202']['p50_ms']:.0f}/{run['trigger_202']['p99_ms']:.0f} ms, done "
+            f"{run['trigger_done']['p50_ms']:.0f}/{run['trigger_done']['p99_ms']:.0f} ms, "
+            f"{run['ended_on_socket']}/{run['started']} ended")
+
+
 def set_niceness(pid: int, value: int) -> None:
     """Every thread of process `pid` at niceness `value` (raising one back needs root)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -307,10 +315,7 @@ async def nice_windows(http: RawHttp, feed: Feed, rate: float, seconds: float, w
             run = await open_loop(http, feed, rate, seconds)
             run["worker_nice"] = value
             out.append(run)
-            print(f"  open loop at {rate:.1f}/s, worker nice {value:>2}: 202 p50/p99 "
-                  f"{run['trigger_202']['p50_ms']:.0f}/{run['trigger_202']['p99_ms']:.0f} ms, done "
-                  f"{run['trigger_done']['p50_ms']:.0f}/{run['trigger_done']['p99_ms']:.0f} ms, "
-                  f"{run['ended_on_socket']}/{run['started']} ended", flush=True)
+            print(f"  {describe_open_loop(run, f'worker nice {value:>2}')}", flush=True)
     return out
 
 
@@ -519,10 +524,7 @@ async def project(base_url: str, token: str, args: argparse.Namespace, database_
     best = max(level["per_s"] for level in out["levels"])
     if args.open_seconds > 0:
         out["open_loop"] = await open_loop(http, feed, best * args.open_fraction, args.open_seconds)
-        o = out["open_loop"]
-        print(f"  open loop at {o['offered_per_s']:.1f}/s: 202 p50/p99 {o['trigger_202']['p50_ms']:.0f}/"
-              f"{o['trigger_202']['p99_ms']:.0f} ms, done {o['trigger_done']['p50_ms']:.0f}/"
-              f"{o['trigger_done']['p99_ms']:.0f} ms, {o['ended_on_socket']}/{o['started']} ended", flush=True)
+        print(f"  {describe_open_loop(out['open_loop'])}", flush=True)
     if args.nice_windows > 0:
         out["nice_windows"] = await nice_windows(http, feed, best * args.open_fraction, args.open_seconds,
                                                  args.nice_windows)
