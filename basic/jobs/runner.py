@@ -15,7 +15,7 @@ from django.utils import timezone
 from basic.core import metrics
 from basic.core.database_outages import is_outage
 from basic.core.outside_text import storable
-from basic.core.prepared_query import PreparedQuery
+from basic.core.prepared_query import PreparedQuery, PreparedUpdate
 from basic.jobs import events, files, progress_budget, queue_markers, services, slots, transitions
 from basic.jobs.context import JobCancelled, JobContext, JobFailed, JobRetryable
 from basic.jobs.leases import JobLease, LeaseLost
@@ -35,6 +35,9 @@ NOT_SAVED = ("The job finished but its result could not be saved. It has been lo
 
 # Every run starts by reading its job's row: compiled once, not per run (basic/core/prepared_query.py).
 JOB_BY_ID = PreparedQuery(lambda job_id: Job.objects.filter(id=job_id), (UUID,))
+# ...and marks it running, unless it was cancelled (or ended) meanwhile: compiled once too.
+START = PreparedUpdate(lambda job_id: Job.objects.filter(id=job_id, status__in=transitions.ACTIVE,
+                                                         cancel_requested=False), (UUID,))
 
 
 def run_job(job_id: UUID | str) -> None:
@@ -66,9 +69,8 @@ def _start(job: Job) -> bool:
     restarted = job.status == Job.Status.RUNNING
     job.status, job.started, job.progress = Job.Status.RUNNING, timezone.now(), 0
     job.message = "Restarted after its worker was lost" if restarted else "Starting"
-    started = Job.objects.filter(id=job.id, status__in=transitions.ACTIVE, cancel_requested=False).update(
-        status=job.status, started=job.started, heartbeat=job.started, progress=0, message=job.message
-    )
+    started = START.run(job.id, status=job.status, started=job.started, heartbeat=job.started, progress=0,
+                        message=job.message)
     if started:
         metrics.job_started(job.kind)
         logger.info("job started", extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,

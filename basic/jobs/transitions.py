@@ -3,9 +3,11 @@
 Status changes are conditional updates (`WHERE status IN (...)`), so however many times a task is
 redelivered or a cancel races a finish, exactly one terminal state and one terminal event win.
 """
+import functools
 import logging
 from contextlib import nullcontext
 from typing import Any
+from uuid import UUID
 
 from django.db import transaction
 from django.db.models import F, Value
@@ -16,6 +18,7 @@ from redis import RedisError
 
 from basic.core import metrics
 from basic.core.outside_text import outside_text
+from basic.core.prepared_query import PreparedUpdate
 from basic.jobs import batch_events, events, queue_markers
 from basic.jobs.models import Job
 from basic.jobs.publish import push_job_event
@@ -77,8 +80,7 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
     if "error" in fields:
         fields["error"] = outside_text(fields["error"], limit=ERROR_MAX, multiline=True)
     with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
-        won = Job.objects.filter(id=job.id, status__in=from_statuses).update(
-            **fields, last_seq=Greatest(F("last_seq"), Value(expected_seq))) == 1
+        won = _finish_update(tuple(from_statuses)).run(job.id, **fields, last_seq=expected_seq) == 1
     if not won:
         return False
     _forget_queue_marker(job)
@@ -95,6 +97,14 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
     logger.info("job %s", status, extra={"job": str(job.id), "kind": job.kind, "owner": job.owner_id,
                                          "outcome": status, "duration_s": _duration(job)})
     return True
+
+
+@functools.cache
+def _finish_update(from_statuses: tuple[str, ...]) -> PreparedUpdate:
+    """The conditional update that ends a job, compiled once (every job ends through it): the
+    `last_seq` it sets is the larger of the row's and the terminal event's."""
+    return PreparedUpdate(lambda job_id: Job.objects.filter(id=job_id, status__in=from_statuses), (UUID,),
+                          computed={"last_seq": lambda seq: Greatest(F("last_seq"), Value(seq))})
 
 
 def _forget_queue_marker(job: Job) -> None:

@@ -2,6 +2,7 @@
 iterator gives: the same instance, field for field and type for type, its select_related object
 loaded (no query on access), None when nothing matches, and parameters never mixed between calls."""
 import datetime
+import uuid
 
 import pytest
 from django.db import connection
@@ -52,8 +53,6 @@ def test_authenticate_key_still_finds_the_active_owner_only(alice):
 def test_a_uuid_parameter_reads_the_job_row_as_the_orm_does(alice):
     """The worker's read of the job it runs (basic/jobs/runner.py): a UUID primary key, given as a
     UUID or as its string (Celery's argument), on SQLite's char(32) and PostgreSQL's uuid alike."""
-    import uuid
-
     from basic.jobs.models import Job
     from basic.jobs.runner import JOB_BY_ID
 
@@ -74,4 +73,48 @@ def test_a_uuid_parameter_reads_the_job_row_as_the_orm_does(alice):
 
 def test_a_parameter_of_another_type_is_refused():
     with pytest.raises(TypeError):
-        PreparedQuery(lambda n: ApiToken.objects.filter(id=n), (int,))
+        PreparedQuery(lambda n: ApiToken.objects.filter(id=n), (float,))
+
+
+def test_a_prepared_update_writes_what_the_orms_update_writes(alice):
+    """The same columns set by `update()` on one row and by a prepared update on its twin, twice
+    with other values (compiled by the first call, reused by the second): the rows end equal,
+    datetimes, JSON, NULLs and the computed column included, on SQLite and PostgreSQL alike."""
+    from django.db.models import F, Value
+    from django.db.models.functions import Greatest
+
+    from basic.core.prepared_query import PreparedUpdate
+    from basic.jobs.models import Job
+
+    update = PreparedUpdate(lambda job_id: Job.objects.filter(id=job_id, status__in=("queued", "running")),
+                            (uuid.UUID,), computed={"last_seq": lambda n: Greatest(F("last_seq"), Value(n))})
+    by_orm, prepared = (Job.objects.create(kind="test_steps", owner=alice, params={}) for _ in range(2))
+    Job.objects.filter(id__in=(by_orm.id, prepared.id)).update(last_seq=5)
+    for n, seq in ((1, 3), (2, 9)):
+        columns = {"status": "running", "started": timezone.now() - datetime.timedelta(seconds=n),
+                   "progress": 10 * n, "message": f"step {n}", "result": {"rows": n, "name": "é\u2028"},
+                   "finished": None if n == 1 else timezone.now()}
+        assert Job.objects.filter(id=by_orm.id).update(
+            **columns, last_seq=Greatest(F("last_seq"), Value(seq))) == 1
+        assert update.run(str(prepared.id), **columns, last_seq=seq) == 1
+        got, expected = fields_of(Job.objects.get(id=prepared.id)), fields_of(Job.objects.get(id=by_orm.id))
+        assert got.pop("id") != expected.pop("id") and got.pop("created") and expected.pop("created")
+        assert got == expected and got["last_seq"] == max(5, seq)
+    assert len(update._compiled) == 2  # finished NULL, then set: two shapes, each compiled once
+    Job.objects.filter(id=prepared.id).update(status="done")
+    assert update.run(prepared.id, status="failed") == 0  # its filter holds: no longer active
+    assert Job.objects.get(id=prepared.id).status == "done"
+
+
+def test_a_prepared_update_inside_a_transaction_rolls_back_with_it(alice):
+    from django.db import transaction
+
+    from basic.core.prepared_query import PreparedUpdate
+    from basic.jobs.models import Job
+
+    update = PreparedUpdate(lambda job_id: Job.objects.filter(id=job_id), (uuid.UUID,))
+    job = Job.objects.create(kind="test_steps", owner=alice, params={}, message="before")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert update.run(job.id, message="inside") == 1
+        raise RuntimeError
+    assert Job.objects.get(id=job.id).message == "before"
