@@ -482,6 +482,7 @@ CHAT_HISTORY_TTL_SECONDS = env_int("CHAT_HISTORY_TTL_SECONDS", 3600)
 
 # Celery: the job table is the source of truth, so results are not stored.
 CELERY_BROKER_URL = redis_target.broker_url(env_str("CELERY_BROKER_URL", ""), REDIS_URL, REDIS_SENTINELS)
+CELERY_BROKER_TRANSPORT = redis_target.broker_transport(CELERY_BROKER_URL)  # one Redis client a channel
 CELERY_TASK_IGNORE_RESULT = True
 # No backend is configured, so Celery's (a no-op) is shared: otherwise it is built again for every
 # thread, and every gevent greenlet is one, so once per task (~5% of a worker's CPU, issue 19).

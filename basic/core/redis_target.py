@@ -175,6 +175,17 @@ def broker_url(given: str, redis_url: str, sentinels: Sentinels | None) -> str:
                     for host, port in sentinels.addresses)
 
 
+# A broker URL's scheme -> the transport that keeps its Redis client (basic/core/broker_transport.py).
+BROKER_TRANSPORTS = {"redis": "basic.core.broker_transport:Transport",
+                     "sentinel": "basic.core.broker_transport:SentinelTransport"}
+
+
+def broker_transport(url: str) -> str | None:
+    """The transport class for Celery's broker URL; None (kombu's own for its scheme) for any
+    scheme but redis:// and sentinel://."""
+    return BROKER_TRANSPORTS.get(url.split("://", 1)[0]) if "://" in url else None
+
+
 def broker_transport_options(sentinels: Sentinels | None) -> dict[str, Any]:
     """What kombu's sentinel transport needs besides the URL (nothing without sentinels)."""
     if sentinels is None:
