@@ -26,6 +26,14 @@ def kept_connections_closed_at_the_end(django_db_setup):
     close_all_kept()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def asgi_application_loaded():
+    """app/asgi.py runs django.setup(), which configures logging again and so drops pytest's log
+    capture from the root logger: imported first inside a test, that test's `caplog` saw nothing
+    (a socket test failed alone and passed after others). Loaded once, before any test."""
+    import app.asgi  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def private_cache(settings):
     """Each test its own throttle counters (the app's cache is the shared Redis)."""

@@ -12,8 +12,16 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 
 from basic.accounts import tokens
+from basic.realtime.close_codes import CLOSE_INTERNAL_ERROR
 from basic.realtime.db_reads import InFlight, database_read
-from basic.realtime.refusals import OUTAGES, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER, refuse_before_upgrade
+from basic.realtime.refusals import (
+    INTERNAL_ERROR,
+    OUTAGES,
+    UNAVAILABLE,
+    UNAVAILABLE_RETRY_AFTER,
+    is_unreachable,
+    refuse_before_upgrade,
+)
 
 logger = logging.getLogger("basic.consumers")
 
@@ -96,6 +104,11 @@ class SocketAuthMiddleware:
             else:
                 session, user = _session_store()(None), AnonymousUser()
         except OUTAGES as exc:  # the chaos soak's PostgreSQL restart: it escaped to Daphne as a crash
+            if not is_unreachable(exc):  # a bug: logged with its traceback, refused as one (500)
+                logger.exception("socket refused: looking up its user failed")
+                await refuse_before_upgrade(scope, receive, send, INTERNAL_ERROR, UNAVAILABLE_RETRY_AFTER,
+                                            status=500, close_code=CLOSE_INTERNAL_ERROR)
+                return None
             logger.warning("socket refused: the user could not be looked up (%s: %s)", type(exc).__name__, exc)
             await refuse_before_upgrade(scope, receive, send, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER)
             return None

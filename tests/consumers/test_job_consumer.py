@@ -357,3 +357,23 @@ async def test_a_socket_opening_while_the_database_is_down_is_told_to_come_back(
     assert code == 1013
     assert [json.loads(frame["text"])["code"] for frame in frames] == ["unavailable"]
     assert "the database is unreachable" in caplog.text and "failed" not in caplog.text
+
+
+async def test_a_socket_whose_job_read_the_database_refuses_as_a_bad_statement_closes_1011(
+        connect_as_alice, make_job, monkeypatch, caplog):
+    """SQLite's "no such column" is an OperationalError like its lock: a bug, not an outage, so the
+    socket ends as a crash (logged, 1011), not 1013 "come back", which would only repeat it."""
+    from basic.realtime.consumers import jobs
+    from tests.database_errors import a_bad_statement
+
+    job = await make_job()
+
+    async def bad_statement(*args):
+        raise a_bad_statement()
+
+    monkeypatch.setattr(jobs, "read_owner", bad_statement)
+    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
+    frames, code = await receive_until_closed(communicator)
+    assert code == 1011
+    assert [json.loads(frame["text"])["code"] for frame in frames] == ["internal_error"]
+    assert "no such column" in caplog.text and "unreachable" not in caplog.text

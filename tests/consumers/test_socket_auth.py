@@ -162,3 +162,41 @@ async def test_a_socket_whose_user_cannot_be_looked_up_in_an_outage_is_refused_w
         assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1013}
     await communicator.wait(5)  # the application returned: nothing crashed
     assert "could not be looked up" in caplog.text and "Exception inside" not in caplog.text
+
+
+@pytest.mark.parametrize("denial_extension", [True, False])
+async def test_a_user_lookup_the_database_refuses_as_a_bad_statement_is_a_logged_500_not_come_back(
+        alice, monkeypatch, caplog, denial_extension):
+    """SQLite raises a missed migration's "no such column" as OperationalError, as it does a lock.
+    That is a bug: the socket is refused as one (500, or 1011 after the reason), with the traceback
+    logged, not told to come back in 5 s, which would only repeat it."""
+    from channels.testing import WebsocketCommunicator
+
+    from app.asgi import application
+    from basic.realtime import auth
+    from tests.database_errors import a_bad_statement
+
+    from .conftest import ORIGIN
+
+    job = await job_of(alice)
+
+    def bad_statement(*args):
+        raise a_bad_statement()
+
+    monkeypatch.setattr(auth, "_read_token_user", database_sync_to_async(bad_statement))
+    communicator = WebsocketCommunicator(application, f"/ws/jobs/{job.id}/?token={alice.token}", headers=[ORIGIN])
+    if denial_extension:
+        communicator.scope["extensions"] = {"websocket.http.response": {}}
+    await communicator.send_input({"type": "websocket.connect"})
+    first = await communicator.receive_output(5)
+    if denial_extension:
+        assert first["type"] == "websocket.http.response.start" and first["status"] == 500
+        assert json.loads((await communicator.receive_output(5))["body"])["code"] == "internal_error"
+    else:
+        assert first["type"] == "websocket.accept"
+        assert json.loads((await communicator.receive_output(5))["text"])["code"] == "internal_error"
+        assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1011}
+    await communicator.wait(5)  # the application returned: nothing crashed
+    logged = [record for record in caplog.records if "socket refused" in record.getMessage()]
+    assert [record.exc_info is not None for record in logged] == [True]  # with its traceback
+    assert "no such column" in caplog.text and "could not be looked up" not in caplog.text

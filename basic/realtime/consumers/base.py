@@ -25,7 +25,7 @@ from basic.jobs import events
 from basic.realtime import chat, close_codes
 from basic.realtime import limits as ws_limits
 from basic.realtime.channel_layer import LAYER_RECONNECTED
-from basic.realtime.refusals import OUTAGES, UNAVAILABLE
+from basic.realtime.refusals import INTERNAL_ERROR, OUTAGES, UNAVAILABLE, is_unreachable
 
 try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
     from autobahn.exception import Disconnected as ClientGone
@@ -57,8 +57,6 @@ NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.
                            chat.LAYER_CHAT_MESSAGE, events.LAYER_JOB_EVENT, LAYER_RECONNECTED})
 # The handler of each group message type dispatched with no thread hop (what dispatch() finds).
 GROUP_HANDLERS = {kind: get_handler_name({"type": kind}) for kind in NO_THREAD_HOP}
-INTERNAL_ERROR = {"type": "error", "code": "internal_error",
-                  "detail": "The server failed on this socket. It has been logged; reconnect."}
 
 
 class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
@@ -273,6 +271,8 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         try:
             await super().websocket_connect(message)
         except OUTAGES as exc:
+            if not is_unreachable(exc):
+                raise  # a bug (a statement the database refused): 1011 and a traceback, as any other
             logger.warning("%s refused a socket: %s is unreachable (%s)", type(self).__name__,
                            "Redis" if isinstance(exc, (RedisError, OSError)) else "the database", exc)
             await self.reject(close_codes.CLOSE_TRY_AGAIN_LATER, UNAVAILABLE["code"], UNAVAILABLE["detail"])

@@ -2,28 +2,12 @@
 for both, and only the file's own errors are worth waiting out. Real sqlite3 errors, wrapped the way
 Django's backends wrap them."""
 import sqlite3
-import types
 
 import pytest
 from django.db import InterfaceError, OperationalError, ProgrammingError
-from django.db.utils import DatabaseErrorWrapper
 
 from basic.core.database_outages import is_outage
-
-
-def wrapped(statement, database: str) -> Exception:
-    """What Django raises for `statement` failing on a sqlite3 connection to `database`."""
-    raw = None
-    try:
-        with DatabaseErrorWrapper(types.SimpleNamespace(Database=sqlite3, errors_occurred=False)):
-            raw = sqlite3.connect(database, timeout=0)
-            statement(raw)
-    except Exception as error:  # noqa: BLE001 - the error is what the test looks at
-        return error
-    finally:
-        if raw is not None:
-            raw.close()
-    raise AssertionError("the statement did not fail")
+from tests.database_errors import wrapped
 
 
 def test_sqlites_lock_held_elsewhere_is_an_outage(tmp_path):
