@@ -103,6 +103,7 @@ class _ChunkQueries(NamedTuple):
     and `seek` take a `{where}`: `first` (the owner's first rows) or `after` (past a key), whose
     parameters `_where` gives."""
 
+    count: str  # the owner's rows (a report's total, for its progress)
     chunk: str  # (text, rows) of the next chunk_size lines
     lookup: str  # (age, name, id, line) of one student, by owner and id
     seek: str  # (age, name, id) of the n-th row after a key
@@ -123,6 +124,7 @@ def _chunk_queries() -> _ChunkQueries:
         chunk = f"SELECT group_concat(line, ''), count(*) FROM (SELECT {line} AS line FROM {table} {{where}} " \
                 f"ORDER BY {index_order} LIMIT %s)"
     return _ChunkQueries(
+        count=f"SELECT count(*) FROM {table} WHERE {owner} = %s",
         chunk=chunk,
         lookup=f"SELECT {order}, {line} FROM {table} WHERE {owner} = %s AND {pk} = %s",
         seek=f"SELECT {order} FROM {table} {{where}} ORDER BY {index_order} LIMIT 1 OFFSET %s",
@@ -195,7 +197,11 @@ def write_students_by_age(
 ) -> int:
     """Write every student of `owner_id` by age, then name, as CSV to `path` and fsync it;
     `on_progress(rows_done, rows_total)` after each chunk. Returns the number of rows."""
-    total = Student.objects.filter(owner_id=owner_id).count()
+    # In plain SQL as the chunks are: the ORM's count() was 10% of the worker's CPU per trivial
+    # report (building and compiling it, py-spy), more than the statement itself.
+    with connection.cursor() as cursor:
+        cursor.execute(_chunk_queries().count, [owner_id])
+        total = cursor.fetchone()[0]
     done = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
         handle.write(",".join(STUDENTS_BY_AGE_HEADER) + "\r\n")
