@@ -1,5 +1,6 @@
 """ASGI entry point: HTTP through Django, WebSockets through origin check, auth and routing."""
 import os
+from typing import Any
 
 import django
 from django.core.handlers.asgi import ASGIHandler
@@ -21,6 +22,18 @@ class OneHopASGIHandler(ASGIHandler):
     The chain runs on one of WEB_REQUEST_THREADS threads the process keeps, each with its SQLite
     connection kept open, while one is free; otherwise on a thread of the request's own, as Django
     does (basic/core/kept_threads.py)."""
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        """Django's, less the ThreadSensitiveContext it opens around each request. That context
+        gives the request's thread-sensitive calls a thread of their own, started and joined per
+        request (4-5% of the web process's CPU per job start, py-spy). Here the chain and the view
+        run on a kept thread (or, past those, on a thread of their own: KeptThreadsFirst), so all
+        it still carried were Django's request_started and response.close() hops, whose receivers
+        tidy that thread's database connections: it has none. They now go to asgiref's one
+        long-lived thread for thread-sensitive calls, which nothing here blocks on."""
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        await self.handle(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
         from django.conf import settings

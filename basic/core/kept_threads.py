@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext
 
 
 def tidy_connection(failed: bool = False) -> None:
@@ -67,7 +67,8 @@ class KeptThreadsFirst:
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._kept is None or self.free <= 0:
-            return await self._fresh(*args, **kwargs)
+            async with ThreadSensitiveContext():  # a thread for this call alone, as Django gives a request
+                return await self._fresh(*args, **kwargs)
         self.free -= 1
         try:
             return await self._kept(*args, **kwargs)

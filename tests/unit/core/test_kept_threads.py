@@ -4,9 +4,9 @@ own, so every request opened a database connection: on SQLite about 0.65 ms of C
 token lookup. A request that finds every kept thread busy must still run at once, not queue."""
 import asyncio
 import threading
+from unittest import mock
 
 import pytest
-from asgiref.sync import ThreadSensitiveContext
 from asgiref.testing import ApplicationCommunicator
 from django.db import OperationalError, connection, connections
 from django.db.backends.signals import connection_created
@@ -98,12 +98,19 @@ async def test_a_call_that_finds_every_kept_thread_busy_runs_at_once_on_a_thread
 
 
 async def test_no_kept_threads_means_a_thread_per_call_as_django_does():
-    run = KeptThreadsFirst(query_and_say_where, count=0, name="test-kept")
-    threads = set()
-    for _ in range(3):
-        async with ThreadSensitiveContext():  # as Django's handler wraps each request
-            threads.add(await run())
-    assert len(threads) == 3
+    """Each call on a thread of its own, even at once: not asgiref's one thread-sensitive thread,
+    which the handler (app/asgi.py) no longer scopes to a request."""
+    release = threading.Event()
+
+    def work() -> threading.Thread:
+        assert release.wait(10)
+        return query_and_say_where()
+
+    run = KeptThreadsFirst(work, count=0, name="test-kept")
+    calls = [asyncio.ensure_future(run()) for _ in range(3)]
+    await asyncio.sleep(0.1)
+    release.set()
+    assert len(set(await asyncio.wait_for(asyncio.gather(*calls), timeout=5))) == 3
 
 
 async def get(application, path: str, token: str) -> int:
@@ -123,11 +130,21 @@ async def get(application, path: str, token: str) -> int:
 async def test_rest_requests_through_the_asgi_application_open_no_connection_each(alice, opened):
     from app.asgi import django_asgi_app
 
-    statuses = [await get(django_asgi_app, "/api/jobs/", alice.token) for _ in range(20)]
+    started = []
+    real_start = threading.Thread.start
+
+    def start(thread):
+        started.append(thread.name)
+        real_start(thread)
+
+    with mock.patch.object(threading.Thread, "start", start):
+        statuses = [await get(django_asgi_app, "/api/jobs/", alice.token) for _ in range(20)]
     assert statuses == [200] * 20
     kept = [thread for thread in threading.enumerate() if thread.name.startswith("request")]
     assert 1 <= len(kept) < 20
     assert opened[0] <= len(kept)  # at most one per kept thread (Django's own way: 20)
+    # No thread per request either: Django's handler started and joined one for each (20).
+    assert len(started) <= len(kept) + 1, started  # the kept ones, and asgiref's thread-sensitive one
 
 
 async def test_with_debug_on_a_kept_thread_forgets_the_queries_of_the_calls_before(settings):
