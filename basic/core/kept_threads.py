@@ -52,6 +52,21 @@ def kept_threads(count: int, name: str) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=count, thread_name_prefix=name)
 
 
+def _closing_its_connections(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`func`, then its thread's database connections closed: what Django's request_finished did on
+    a request's own thread. That signal now runs on another thread (app/asgi.py), and a thread that
+    ends with its PostgreSQL connection checked out never gives it back to the pool: 20 such
+    requests emptied it, and the next waited 10 s for a 503 (the CI's PostgreSQL pass)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        from django.db import connections
+
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+    return call
+
+
 class KeptThreadsFirst:
     """A sync callable (Django's middleware chain) as an awaitable that runs on one of `count` kept
     threads while one is free, and otherwise on a thread made for the call, as Django would: a
@@ -62,7 +77,7 @@ class KeptThreadsFirst:
         from asgiref.sync import sync_to_async
 
         self._kept = OnKeptThread(func, kept_threads(count, name)) if count else None
-        self._fresh = sync_to_async(func, thread_sensitive=True)
+        self._fresh = sync_to_async(_closing_its_connections(func), thread_sensitive=True)
         self.free = count  # only touched on the event loop
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
