@@ -12,8 +12,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from basic.api.errors import BadRequest, Conflict, IdempotencyKeyReused, ServiceUnavailable
+from basic.api.errors import Conflict
 from basic.api.serializers import JobStartSerializer, absolute_url, socket_url
+from basic.api.start_refusals import idempotency_key, refusals_answered
 from basic.api.throttles import SharedScopedRateThrottle
 from basic.api.trigger_options import (
     TRIGGER_OPTIONS_PARAMETERS,
@@ -21,7 +22,7 @@ from basic.api.trigger_options import (
     TriggerOptionsSerializer,
     trigger_options,
 )
-from basic.jobs import batch_events, batch_zip, batches, idempotency, services
+from basic.jobs import batch_events, batch_zip, batches, idempotency
 from basic.jobs.registry import TRIGGER_OPTION_NAMES, JobKind, validate_params
 from basic.models import Batch, Job
 
@@ -172,25 +173,14 @@ def start_batch(request: Request, members: list[batches.MemberRequest]) -> Respo
     """Start the validated members as one batch: 202 with it and a Location header. With an
     `Idempotency-Key` the caller used before (the same members, within JOB_IDEMPOTENCY_HOURS), that
     request's batch as it is now: 200 with `Idempotent-Replayed: true` (basic/jobs/idempotency.py)."""
-    try:
-        key = idempotency.key_from_header(request.headers.get(idempotency.HEADER))
-    except idempotency.InvalidKey as exc:
-        raise BadRequest(str(exc)) from exc
+    key = idempotency_key(request)
     replayed = False
-    try:
+    with refusals_answered():
         if key is None:
             batch = batches.batch_start(owner=request.user, members=members)
         else:
             started = batches.batch_start_once(owner=request.user, key=key, members=members)
             batch, replayed = started.batch, started.replayed
-    except services.BrokerUnavailable as exc:
-        raise ServiceUnavailable(str(exc)) from exc
-    except services.QuotaExceeded as exc:
-        raise Conflict(str(exc)) from exc
-    except idempotency.KeyReused as exc:
-        raise IdempotencyKeyReused(str(exc)) from exc
-    except idempotency.KeyInFlight as exc:
-        raise Conflict(str(exc)) from exc
     batch = Batch.objects.select_related("owner").prefetch_related("jobs").get(id=batch.id)
     body = BatchSerializer(batch, context={"request": request}).data
     response = Response(body, status=status.HTTP_200_OK if replayed else status.HTTP_202_ACCEPTED,

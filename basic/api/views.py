@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from basic.api.batches import BatchSerializer, member_requests, start_batch
-from basic.api.errors import BadRequest, Conflict, IdempotencyKeyReused, ServiceUnavailable
+from basic.api.errors import Conflict
 from basic.api.serializers import (
     GeneratedStudentsSerializer,
     GenerateStudentsSerializer,
@@ -27,6 +27,7 @@ from basic.api.serializers import (
     StudentSerializer,
     validate_params,
 )
+from basic.api.start_refusals import idempotency_key, refusals_answered
 from basic.api.throttles import SharedScopedRateThrottle
 from basic.api.trigger_options import TRIGGER_OPTIONS_PARAMETERS, trigger_options
 from basic.jobs import files, idempotency, services
@@ -54,27 +55,16 @@ def job_accepted(request: Request, job: Job) -> Response:
 def start(request: Request, kind: JobKind, data: dict) -> Response:
     """Start `kind` with validated `data`: 202. With an `Idempotency-Key` the caller used before (same
     request, within JOB_IDEMPOTENCY_HOURS), that request's job as it is now: 200 (basic/jobs/idempotency.py)."""
-    try:
-        key = idempotency.key_from_header(request.headers.get(idempotency.HEADER))
-    except idempotency.InvalidKey as exc:
-        raise BadRequest(str(exc)) from exc
+    key = idempotency_key(request)
     options = trigger_options(request)  # priority, run_at, delay_seconds: a 400 naming a bad one
     start_job = partial(services.job_start, kind=kind, owner=request.user, data=data, priority=options.priority,
                         not_before=options.not_before)
-    try:
+    with refusals_answered():
         if key is None:
             return job_accepted(request, start_job())
         started = idempotency.start_once(owner=request.user, key=key,
                                          fingerprint=idempotency.fingerprint(kind.name, data, options.given),
                                          start=start_job)
-    except services.BrokerUnavailable as exc:
-        raise ServiceUnavailable(str(exc)) from exc
-    except services.QuotaExceeded as exc:
-        raise Conflict(str(exc)) from exc
-    except idempotency.KeyReused as exc:
-        raise IdempotencyKeyReused(str(exc)) from exc
-    except idempotency.KeyInFlight as exc:
-        raise Conflict(str(exc)) from exc
     response = job_accepted(request, started.job)
     if started.replayed:
         response.status_code = status.HTTP_200_OK

@@ -147,7 +147,8 @@ def test_rediss_urls_keep_tls_to_the_master():
 def _settings_with(**env: str) -> subprocess.CompletedProcess:
     code = ("from django.conf import settings as s; import django; django.setup(); "
             "print(s.CELERY_BROKER_URL); print(s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]); "
-            "print(s.CACHES['default']['BACKEND']); print(s.CELERY_BROKER_TRANSPORT_OPTIONS.get('master_name'))")
+            "print(s.CACHES['default']['BACKEND']); print(s.CELERY_BROKER_TRANSPORT_OPTIONS.get('master_name')); "
+            "print(s.CELERY_BROKER_TRANSPORT)")
     return subprocess.run([sys.executable, "-c", code], cwd=stack.BASE_DIR, capture_output=True, text=True,
                           env={**os.environ, "DJANGO_SETTINGS_MODULE": "app.settings", "CELERY_BROKER_URL": "",
                                "REDIS_URL": "redis://127.0.0.1:6379/2", **env}, timeout=60)
@@ -156,8 +157,9 @@ def _settings_with(**env: str) -> subprocess.CompletedProcess:
 def test_one_setting_moves_every_consumer():
     done = _settings_with(REDIS_SENTINELS="127.0.0.1:26379,127.0.0.1:26380", REDIS_SENTINEL_MASTER="prod")
     assert done.returncode == 0, done.stderr
-    broker, layer, cache, master = done.stdout.splitlines()
+    broker, layer, cache, master, transport = done.stdout.splitlines()
     assert broker == "sentinel://127.0.0.1:26379/2;sentinel://127.0.0.1:26380/2"
+    assert transport == "basic.core.broker_transport:SentinelTransport"
     assert "'master_name': 'prod'" in layer and "'db': 2" in layer
     assert cache == "basic.core.redis_cache.SentinelRedisCache"
     assert master == "prod"
@@ -167,7 +169,8 @@ def test_unset_settings_are_as_before():
     done = _settings_with(REDIS_SENTINELS="")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["redis://127.0.0.1:6379/2", "redis://127.0.0.1:6379/2",
-                                        "basic.core.redis_cache.SharedClientRedisCache", "None"]
+                                        "basic.core.redis_cache.SharedClientRedisCache", "None",
+                                        "basic.core.broker_transport:Transport"]
 
 
 def test_a_bad_setting_stops_start_up_with_its_name():
