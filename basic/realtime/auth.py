@@ -106,8 +106,8 @@ class SocketAuthMiddleware:
         except OUTAGES as exc:  # the chaos soak's PostgreSQL restart: it escaped to Daphne as a crash
             if not is_unreachable(exc):  # a bug: logged with its traceback, refused as one (500)
                 logger.exception("socket refused: looking up its user failed")
-                await refuse_before_upgrade(scope, receive, send, INTERNAL_ERROR, UNAVAILABLE_RETRY_AFTER,
-                                            status=500, close_code=CLOSE_INTERNAL_ERROR)
+                await refuse_before_upgrade(scope, receive, send, INTERNAL_ERROR, None, status=500,
+                                            close_code=CLOSE_INTERNAL_ERROR)
                 return None
             logger.warning("socket refused: the user could not be looked up (%s: %s)", type(exc).__name__, exc)
             await refuse_before_upgrade(scope, receive, send, UNAVAILABLE, UNAVAILABLE_RETRY_AFTER)

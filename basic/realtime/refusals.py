@@ -32,18 +32,19 @@ def is_unreachable(error: BaseException) -> bool:
 
 
 async def refuse_before_upgrade(scope: dict[str, Any], receive: Any, send: Any, reason: dict[str, Any],
-                                retry_after: int, status: int = 503,
+                                retry_after: int | None, status: int = 503,
                                 close_code: int = CLOSE_TRY_AGAIN_LATER) -> None:
     """Refuse the socket `scope` describes with `reason` (the JSON body, or the error frame and
-    `close_code`)."""
+    `close_code`); `retry_after` seconds in a Retry-After header, or None for none (a bug's 500)."""
     message = await receive()
     if message.get("type") != "websocket.connect":
         return
     body = json.dumps(reason).encode()
     if "websocket.http.response" in scope.get("extensions", {}):
-        await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"retry-after", str(retry_after).encode())]})
+        headers = [(b"content-type", b"application/json")]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
         return
     await send({"type": "websocket.accept"})

@@ -337,43 +337,39 @@ async def test_sockets_opening_on_one_job_share_the_owner_read_and_a_deleted_job
     await close_all(*[communicator for communicator, _ in sockets])
 
 
-@pytest.mark.parametrize("error", ["OperationalError", "InterfaceError"])
-async def test_a_socket_opening_while_the_database_is_down_is_told_to_come_back(connect_as_alice, make_job,
-                                                                                 monkeypatch, caplog, error):
-    """The chaos soak's PostgreSQL restart crashed job sockets that were opening (a traceback and,
-    through Daphne, no close code at all): an outage is 1013 with a reason, as Redis's is."""
+def database_error(name: str) -> Exception:
+    """An outage as PostgreSQL's restart raises it, or SQLite's error for a missed migration."""
     from django import db
 
-    from basic.realtime.consumers import jobs
-
-    job = await make_job()
-
-    async def database_down(*args):
-        raise getattr(db, error)("terminating connection due to administrator command")
-
-    monkeypatch.setattr(jobs, "read_owner", database_down)
-    communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
-    frames, code = await receive_until_closed(communicator)
-    assert code == 1013
-    assert [json.loads(frame["text"])["code"] for frame in frames] == ["unavailable"]
-    assert "the database is unreachable" in caplog.text and "failed" not in caplog.text
-
-
-async def test_a_socket_whose_job_read_the_database_refuses_as_a_bad_statement_closes_1011(
-        connect_as_alice, make_job, monkeypatch, caplog):
-    """SQLite's "no such column" is an OperationalError like its lock: a bug, not an outage, so the
-    socket ends as a crash (logged, 1011), not 1013 "come back", which would only repeat it."""
-    from basic.realtime.consumers import jobs
     from tests.database_errors import a_bad_statement
 
+    if name == "bad statement":
+        return a_bad_statement()
+    return getattr(db, name)("terminating connection due to administrator command")
+
+
+@pytest.mark.parametrize("error, code, reason, logged", [
+    ("OperationalError", 1013, "unavailable", "the database is unreachable"),
+    ("InterfaceError", 1013, "unavailable", "the database is unreachable"),
+    ("bad statement", 1011, "internal_error", "no such column"),
+])
+async def test_a_socket_opening_while_the_database_is_down_is_told_to_come_back(
+        connect_as_alice, make_job, monkeypatch, caplog, error, code, reason, logged):
+    """The chaos soak's PostgreSQL restart crashed job sockets that were opening (a traceback and,
+    through Daphne, no close code at all): an outage is 1013 with a reason, as Redis's is. SQLite's
+    "no such column" is an OperationalError like its lock, but a bug: the socket ends as a crash
+    (logged, 1011), not told to come back, which would only repeat it."""
+    from basic.realtime.consumers import jobs
+
     job = await make_job()
 
-    async def bad_statement(*args):
-        raise a_bad_statement()
+    async def read_fails(*args):
+        raise database_error(error)
 
-    monkeypatch.setattr(jobs, "read_owner", bad_statement)
+    monkeypatch.setattr(jobs, "read_owner", read_fails)
     communicator, _ = await connect_as_alice(f"/ws/jobs/{job.id}/")
-    frames, code = await receive_until_closed(communicator)
-    assert code == 1011
-    assert [json.loads(frame["text"])["code"] for frame in frames] == ["internal_error"]
-    assert "no such column" in caplog.text and "unreachable" not in caplog.text
+    frames, closed_with = await receive_until_closed(communicator)
+    assert closed_with == code
+    assert [json.loads(frame["text"])["code"] for frame in frames] == [reason]
+    assert logged in caplog.text
+    assert ("failed" in caplog.text) == (code == 1011)  # only the bug is logged as a failure

@@ -117,60 +117,23 @@ async def test_a_browser_session_cookie_signs_the_socket_in(connect, alice, bob)
     assert (await receive_until_closed(stranger))[1] == 4404
 
 
+# How a socket whose user lookup failed is refused: (status, close code, reason code, traceback logged).
+LOOKUP_REFUSALS = {"outage": (503, 1013, "unavailable", False), "bad statement": (500, 1011, "internal_error", True)}
+
+
+@pytest.mark.parametrize("failure", list(LOOKUP_REFUSALS))
 @pytest.mark.parametrize("credentials", ["token", "session cookie"])
 @pytest.mark.parametrize("denial_extension", [True, False])
 async def test_a_socket_whose_user_cannot_be_looked_up_in_an_outage_is_refused_with_a_reason(
-        alice, monkeypatch, caplog, credentials, denial_extension):
+        alice, monkeypatch, caplog, failure, credentials, denial_extension):
     """The chaos soak's PostgreSQL restart: the token lookup's OperationalError escaped the auth
     middleware to Daphne ("Exception inside application", an HTTP 500 with no reason). Now a 503
     with the JSON reason and Retry-After before the upgrade (or, on a server without ASGI's denial
-    responses, the reason and close 1013)."""
+    responses, the reason and close 1013). SQLite raises a missed migration's "no such column" as
+    OperationalError too, but that is a bug: a 500 (or 1011) with its traceback logged, not "come
+    back in 5 s", which would only repeat it."""
     from channels.testing import WebsocketCommunicator
     from django.db import OperationalError
-
-    from app.asgi import application
-    from basic.realtime import auth
-
-    from .conftest import ORIGIN
-
-    job = await job_of(alice)
-
-    def database_down(*args):
-        raise OperationalError("terminating connection due to administrator command")
-
-    headers = [ORIGIN]
-    path = f"/ws/jobs/{job.id}/"
-    if credentials == "token":
-        path += f"?token={alice.token}"
-        monkeypatch.setattr(auth, "_read_token_user", database_sync_to_async(database_down))
-    else:
-        headers.append((b"cookie", await session_cookie_of(alice)))
-        monkeypatch.setattr(auth, "_read_session_user", database_sync_to_async(database_down))
-    communicator = WebsocketCommunicator(application, path, headers=headers)
-    if denial_extension:
-        communicator.scope["extensions"] = {"websocket.http.response": {}}
-    await communicator.send_input({"type": "websocket.connect"})
-    first = await communicator.receive_output(5)
-    if denial_extension:
-        assert first["type"] == "websocket.http.response.start" and first["status"] == 503
-        assert dict(first["headers"])[b"retry-after"] == b"5"
-        body = await communicator.receive_output(5)
-        assert json.loads(body["body"])["code"] == "unavailable"
-    else:
-        assert first["type"] == "websocket.accept"
-        assert json.loads((await communicator.receive_output(5))["text"])["code"] == "unavailable"
-        assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1013}
-    await communicator.wait(5)  # the application returned: nothing crashed
-    assert "could not be looked up" in caplog.text and "Exception inside" not in caplog.text
-
-
-@pytest.mark.parametrize("denial_extension", [True, False])
-async def test_a_user_lookup_the_database_refuses_as_a_bad_statement_is_a_logged_500_not_come_back(
-        alice, monkeypatch, caplog, denial_extension):
-    """SQLite raises a missed migration's "no such column" as OperationalError, as it does a lock.
-    That is a bug: the socket is refused as one (500, or 1011 after the reason), with the traceback
-    logged, not told to come back in 5 s, which would only repeat it."""
-    from channels.testing import WebsocketCommunicator
 
     from app.asgi import application
     from basic.realtime import auth
@@ -178,25 +141,37 @@ async def test_a_user_lookup_the_database_refuses_as_a_bad_statement_is_a_logged
 
     from .conftest import ORIGIN
 
+    status, close_code, reason, traceback = LOOKUP_REFUSALS[failure]
     job = await job_of(alice)
 
-    def bad_statement(*args):
-        raise a_bad_statement()
+    def lookup_fails(*args):
+        if failure == "bad statement":
+            raise a_bad_statement()
+        raise OperationalError("terminating connection due to administrator command")
 
-    monkeypatch.setattr(auth, "_read_token_user", database_sync_to_async(bad_statement))
-    communicator = WebsocketCommunicator(application, f"/ws/jobs/{job.id}/?token={alice.token}", headers=[ORIGIN])
+    headers = [ORIGIN]
+    path = f"/ws/jobs/{job.id}/"
+    if credentials == "token":
+        path += f"?token={alice.token}"
+        monkeypatch.setattr(auth, "_read_token_user", database_sync_to_async(lookup_fails))
+    else:
+        headers.append((b"cookie", await session_cookie_of(alice)))
+        monkeypatch.setattr(auth, "_read_session_user", database_sync_to_async(lookup_fails))
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     if denial_extension:
         communicator.scope["extensions"] = {"websocket.http.response": {}}
     await communicator.send_input({"type": "websocket.connect"})
     first = await communicator.receive_output(5)
     if denial_extension:
-        assert first["type"] == "websocket.http.response.start" and first["status"] == 500
-        assert json.loads((await communicator.receive_output(5))["body"])["code"] == "internal_error"
+        assert first["type"] == "websocket.http.response.start" and first["status"] == status
+        assert dict(first["headers"]).get(b"retry-after") == (None if traceback else b"5")  # a bug: no "come back"
+        body = await communicator.receive_output(5)
+        assert json.loads(body["body"])["code"] == reason
     else:
         assert first["type"] == "websocket.accept"
-        assert json.loads((await communicator.receive_output(5))["text"])["code"] == "internal_error"
-        assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": 1011}
+        assert json.loads((await communicator.receive_output(5))["text"])["code"] == reason
+        assert (await communicator.receive_output(5)) == {"type": "websocket.close", "code": close_code}
     await communicator.wait(5)  # the application returned: nothing crashed
     logged = [record for record in caplog.records if "socket refused" in record.getMessage()]
-    assert [record.exc_info is not None for record in logged] == [True]  # with its traceback
-    assert "no such column" in caplog.text and "could not be looked up" not in caplog.text
+    assert [record.exc_info is not None for record in logged] == [traceback]
+    assert ("could not be looked up" in caplog.text) != traceback and "Exception inside" not in caplog.text
