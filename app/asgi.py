@@ -33,7 +33,13 @@ class OneHopASGIHandler(ASGIHandler):
         long-lived thread for thread-sensitive calls, which nothing here blocks on."""
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        await self.handle(scope, receive, send)
+        from basic.core import collector
+
+        collector.request_began()  # the collector's batches follow the requests in flight
+        try:
+            await self.handle(scope, receive, send)
+        finally:
+            collector.request_ended()
 
     def load_middleware(self, is_async: bool = False) -> None:
         from django.conf import settings

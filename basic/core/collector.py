@@ -8,21 +8,39 @@ server's CPU per socket opened from 1.17-1.21 ms to 0.92-0.94 ms (docs/benchmark
 thresholds in the gevent worker changed nothing measurable on bench_jobs, so it keeps Python's.
 Cycles still get collected, just in fewer, larger batches.
 
-How large a young batch may be is set by the REST side: every request leaves ~100-300 objects in
-reference cycles (DRF's view, request and serializer fields point at each other), so a young
-collection frees most of what it walks. At 50,000 such a collection took 30-66 ms every 2.5 s
-under 80 job starts a second, and the requests it fell on were the whole tail of trigger -> 202
-(p99 41-109 ms; the server's own p99 17 ms; gc.callbacks timed each collection). At 10,000 the
-pauses are a fifth as long and the p99 19 ms (bench_jobs open loop). The middle generation is
-collected after 100 young ones instead of 20, so per object allocated the middle and old
-generations run as often as they did, and a storm's sockets are walked no more often.
+How large a young batch may be depends on how many REST requests are in flight. Every request
+leaves ~100-300 objects in reference cycles (DRF's view, request and serializer fields point at
+each other). With few in flight, a young collection frees most of what it walks: at 50,000 such a
+collection took 30-66 ms every 2.5 s under 80 job starts a second, and the requests it fell on
+were the whole tail of trigger -> 202 (p99 41-109 ms against the server's own 17 ms; gc.callbacks
+timed each collection). At 10,000 the pauses are a fifth as long and the p99 19 ms. With many in
+flight (50-200 clients), a batch of 10,000 is mostly their live objects: each young collection
+promoted ~97% of it, and the middle generation then walked them all at once, 0.9-1.0 s. So the
+process collects every 10,000 (QUIET) while at most BUSY_AT requests are in flight, and every 50,000
+(BUSY) past that; the middle generation runs every 1,000,000 objects allocated in both.
 """
 import gc
 
-# Young collections every 10,000 new objects instead of 700; the middle generation every 100 young
-# collections (every 1,000,000 objects, as 50,000 x 20 did) and the old every 100 middle ones
-# (Python's defaults: 10 and 10).
-THRESHOLDS = (10_000, 100, 100)
+QUIET = (10_000, 100, 100)  # young every 10,000 new objects; middle every 100 young; old every 100 middle
+BUSY = (50_000, 20, 100)
+BUSY_AT = 8  # REST requests in flight in this process
+THRESHOLDS = QUIET  # at start
+_in_flight = 0
+
+
+def request_began() -> None:
+    """A REST request entered the process (called on its event loop, so no lock)."""
+    global _in_flight
+    _in_flight += 1
+    if _in_flight == BUSY_AT + 1:
+        gc.set_threshold(*BUSY)
+
+
+def request_ended() -> None:
+    global _in_flight
+    _in_flight -= 1
+    if _in_flight == BUSY_AT:
+        gc.set_threshold(*QUIET)
 
 
 def tune_for_a_server() -> None:

@@ -4,9 +4,13 @@ Issue 19, goal 2: a full garbage collection walked every object Django and the l
 pause of tens of milliseconds in whichever request it fell on (trigger -> 202 p99 48-81 ms against
 14-29 ms with them frozen, bench_jobs open loop). Issue 18, goal 1: young collections every 700 new
 objects were the largest single cost of a connect storm (1.2 -> 0.93 ms of CPU per socket with
-batches of 50,000); batches of 10,000 keep each young pause a fifth of that one's (trigger -> 202
-p99 41-109 -> 19 ms), with the middle generation as rare per object allocated."""
+batches of 50,000). Young batches of 10,000 while few requests are in flight keep each pause a
+fifth of that (trigger -> 202 p99 41-109 -> 19-31 ms); with many in flight they would promote the
+requests' live objects and the middle generation would walk them all at once (~1 s), so the batch
+grows back to 50,000 then."""
 import gc
+
+import pytest
 
 from basic.core import collector
 
@@ -20,8 +24,56 @@ def test_the_asgi_application_leaves_what_it_loaded_out_of_the_collectors_sight(
 def test_the_web_process_collects_in_batches():
     import app.asgi  # noqa: F401
 
-    assert gc.get_threshold() == collector.THRESHOLDS
-    young, middle, _old = collector.THRESHOLDS
-    assert young >= 10_000  # a storm's sockets in batches (issue 18)
-    assert young <= 10_000  # a young collection frees each REST request's cycles: a short pause (issue 19)
-    assert young * middle >= 1_000_000  # the middle generation no more often per object than before
+    assert gc.get_threshold() == collector.QUIET == collector.THRESHOLDS
+    quiet_young, quiet_middle, _ = collector.QUIET
+    busy_young, busy_middle, _ = collector.BUSY
+    assert quiet_young == 10_000  # batches for a storm's sockets (not 700), a short pause for REST's cycles (not 50,000)
+    assert busy_young >= 50_000  # past the requests in flight
+    # The middle generation no more often per object allocated in either.
+    assert quiet_young * quiet_middle >= 1_000_000 and busy_young * busy_middle >= 1_000_000
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    monkeypatch.setattr(collector, "_in_flight", 0)
+    gc.set_threshold(*collector.QUIET)
+    yield
+    gc.set_threshold(*collector.QUIET)
+
+
+def test_batches_grow_past_busy_at_requests_in_flight_and_shrink_back(quiet):
+    for _ in range(collector.BUSY_AT):
+        collector.request_began()
+    assert gc.get_threshold() == collector.QUIET
+    collector.request_began()
+    assert gc.get_threshold() == collector.BUSY
+    collector.request_began()
+    collector.request_ended()
+    assert gc.get_threshold() == collector.BUSY
+    collector.request_ended()
+    assert gc.get_threshold() == collector.QUIET
+    for _ in range(collector.BUSY_AT):
+        collector.request_ended()
+    assert collector._in_flight == 0 and gc.get_threshold() == collector.QUIET
+
+
+@pytest.mark.django_db
+async def test_every_rest_request_is_counted_in_and_out_a_404_too(quiet, monkeypatch, alice):
+    from asgiref.testing import ApplicationCommunicator
+
+    from app.asgi import django_asgi_app
+
+    seen = []
+    monkeypatch.setattr(collector, "request_began", lambda: seen.append("in"))
+    monkeypatch.setattr(collector, "request_ended", lambda: seen.append("out"))
+    for path in ("/api/jobs/", "/no/such/page/"):
+        communicator = ApplicationCommunicator(django_asgi_app, {
+            "type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
+            "query_string": b"", "scheme": "http", "root_path": "", "client": ("127.0.0.1", 40000),
+            "server": ("testserver", 80),
+            "headers": [(b"host", b"testserver"), (b"authorization", f"Token {alice.token}".encode())]})
+        await communicator.send_input({"type": "http.request", "body": b""})
+        await communicator.receive_output(10)
+        await communicator.receive_output(10)
+        await communicator.wait(10)
+    assert seen == ["in", "out", "in", "out"]
