@@ -27,7 +27,7 @@ def test_the_web_process_collects_in_batches():
     assert gc.get_threshold() == collector.QUIET == collector.THRESHOLDS
     quiet_young, quiet_middle, _ = collector.QUIET
     busy_young, busy_middle, _ = collector.BUSY
-    assert quiet_young == 10_000  # batches for a storm's sockets (not 700), a short pause for REST's cycles (not 50,000)
+    assert quiet_young == 10_000  # a storm's sockets in batches (not 700), REST's cycles in short pauses (not 50,000)
     assert busy_young >= 50_000  # past the requests in flight
     # The middle generation no more often per object allocated in either.
     assert quiet_young * quiet_middle >= 1_000_000 and busy_young * busy_middle >= 1_000_000
