@@ -5,6 +5,8 @@ from typing import Any
 import django
 from django.core.handlers.asgi import ASGIHandler
 
+from basic.core import collector  # the garbage collector's settings: no Django in it
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 
 
@@ -33,8 +35,6 @@ class OneHopASGIHandler(ASGIHandler):
         long-lived thread for thread-sensitive calls, which nothing here blocks on."""
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
-        from basic.core import collector
-
         collector.request_began()  # the collector's batches follow the requests in flight
         try:
             await self.handle(scope, receive, send)
@@ -56,7 +56,6 @@ django_asgi_app = OneHopASGIHandler()
 # Imported after Django is set up, so models load in the right order.
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from basic.core import collector  # noqa: E402
 from basic.realtime.auth import socket_auth_stack  # noqa: E402
 from basic.realtime.handshake_gate import HandshakeGateMiddleware  # noqa: E402
 from basic.realtime.origin_check import browser_origin_validator  # noqa: E402

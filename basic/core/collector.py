@@ -1,4 +1,4 @@
-"""The garbage collector in the web process (Daphne; app/asgi.py calls both functions).
+"""The garbage collector in the web process (Daphne; app/asgi.py calls these functions).
 
 Python's defaults (a young-generation collection every 700 new container objects) are set for
 short scripts. A web process allocates in bursts: 5,000 sockets opening at once. Measured on the
