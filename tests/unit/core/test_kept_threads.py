@@ -7,11 +7,11 @@ import threading
 from unittest import mock
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from django.db import OperationalError, connection, connections
 from django.db.backends.signals import connection_created
 
 from basic.core.kept_threads import KeptThreadsFirst
+from tests.asgi_http import get
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the calls run on other threads
 
@@ -126,19 +126,6 @@ async def test_no_kept_threads_means_a_thread_per_call_as_django_does():
     await asyncio.sleep(0.1)
     release.set()
     assert len(set(await asyncio.wait_for(asyncio.gather(*calls), timeout=5))) == 3
-
-
-async def get(application, path: str, token: str) -> int:
-    communicator = ApplicationCommunicator(application, {
-        "type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
-        "query_string": b"", "scheme": "http", "root_path": "", "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-        "headers": [(b"host", b"testserver"), (b"authorization", f"Token {token}".encode())]})
-    await communicator.send_input({"type": "http.request", "body": b""})
-    start = await communicator.receive_output(10)
-    await communicator.receive_output(10)
-    await communicator.wait(10)
-    return start["status"]
 
 
 @sqlite_only

@@ -59,21 +59,12 @@ def test_batches_grow_past_busy_at_requests_in_flight_and_shrink_back(quiet):
 
 @pytest.mark.django_db
 async def test_every_rest_request_is_counted_in_and_out_a_404_too(quiet, monkeypatch, alice):
-    from asgiref.testing import ApplicationCommunicator
-
     from app.asgi import django_asgi_app
+    from tests.asgi_http import get
 
     seen = []
     monkeypatch.setattr(collector, "request_began", lambda: seen.append("in"))
     monkeypatch.setattr(collector, "request_ended", lambda: seen.append("out"))
     for path in ("/api/jobs/", "/no/such/page/"):
-        communicator = ApplicationCommunicator(django_asgi_app, {
-            "type": "http", "http_version": "1.1", "method": "GET", "path": path, "raw_path": path.encode(),
-            "query_string": b"", "scheme": "http", "root_path": "", "client": ("127.0.0.1", 40000),
-            "server": ("testserver", 80),
-            "headers": [(b"host", b"testserver"), (b"authorization", f"Token {alice.token}".encode())]})
-        await communicator.send_input({"type": "http.request", "body": b""})
-        await communicator.receive_output(10)
-        await communicator.receive_output(10)
-        await communicator.wait(10)
+        await get(django_asgi_app, path, alice.token)
     assert seen == ["in", "out", "in", "out"]
