@@ -57,7 +57,7 @@ def test_batches_grow_past_busy_at_requests_in_flight_and_shrink_back(quiet):
     assert collector._in_flight == 0 and gc.get_threshold() == collector.QUIET
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the requests run on other threads
 async def test_every_rest_request_is_counted_in_and_out_a_404_too(quiet, monkeypatch, alice):
     from app.asgi import django_asgi_app
     from tests.asgi_http import get
@@ -65,6 +65,5 @@ async def test_every_rest_request_is_counted_in_and_out_a_404_too(quiet, monkeyp
     seen = []
     monkeypatch.setattr(collector, "request_began", lambda: seen.append("in"))
     monkeypatch.setattr(collector, "request_ended", lambda: seen.append("out"))
-    for path in ("/api/jobs/", "/no/such/page/"):
-        await get(django_asgi_app, path, alice.token)
+    assert [await get(django_asgi_app, path, alice.token) for path in ("/api/jobs/", "/no/such/page/")] == [200, 404]
     assert seen == ["in", "out", "in", "out"]
