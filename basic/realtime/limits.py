@@ -48,31 +48,33 @@ return allowed
 """
 
 # Redis's clock to the microsecond: whole seconds would make a claim last up to 1 s less than asked.
-# One call claims a batch: KEYS[i] is a sender's set, ARGV[2i] the socket, ARGV[2i+1] its cap. The
-# same key may come twice (one user's sockets opened together); each claim sees the ones before it.
-_CLAIM_SLOTS = b"""
+# One call releases, then claims, a batch of sockets. ARGV[1] is the claims' lifetime, ARGV[2] how
+# many of KEYS are releases: KEYS[i] with the socket ARGV[2 + i]. The rest are claims, each a
+# sender's set with the socket and its cap next in ARGV. The same key may come more than once (one
+# user's sockets opened together); each claim sees the ones before it.
+_SLOTS = b"""
 local now = redis.call('TIME')
 local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local ttl = tonumber(ARGV[1])
+local releases = tonumber(ARGV[2])
+for i = 1, releases do
+  redis.call('ZREM', KEYS[i], ARGV[2 + i])
+end
 local claimed = {}
-for i, key in ipairs(KEYS) do
-  local member = ARGV[2 * i]
+local arg = 3 + releases
+for i = releases + 1, #KEYS do
+  local key, member, cap = KEYS[i], ARGV[arg], tonumber(ARGV[arg + 1])
+  arg = arg + 2
   redis.call('ZREMRANGEBYSCORE', key, '-inf', t)
-  if redis.call('ZSCORE', key, member) == false and redis.call('ZCARD', key) >= tonumber(ARGV[2 * i + 1]) then
-    claimed[i] = 0
+  if redis.call('ZSCORE', key, member) == false and redis.call('ZCARD', key) >= cap then
+    claimed[#claimed + 1] = 0
   else
     redis.call('ZADD', key, t + ttl, member)
     redis.call('EXPIRE', key, ttl)
-    claimed[i] = 1
+    claimed[#claimed + 1] = 1
   end
 end
 return claimed
-"""
-
-_RELEASE_SLOTS = b"""
-for i, key in ipairs(KEYS) do
-  redis.call('ZREM', key, ARGV[i])
-end
 """
 
 # XX: a claim released (or expired) meanwhile is not brought back to life.
@@ -86,7 +88,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 # Clients come and go with event loops (one per test, one per server process); a script object
 # without a client is run on whichever client is passed in.
 _scripts = {source: AsyncScript(None, source)
-            for source in (_TOKEN_BUCKET, _CLAIM_SLOTS, _RELEASE_SLOTS, _REFRESH_SLOT)}
+            for source in (_TOKEN_BUCKET, _SLOTS, _REFRESH_SLOT)}
 
 
 async def _run(source: bytes, keys: list[str], args: list[Any]) -> Any:
@@ -114,13 +116,14 @@ _Request = tuple[str, str, int]  # a sender's key, the socket, the cap (claims o
 
 class SlotBatches:
     """Claims and releases of socket slots asked for in the same turn of the event loop go to
-    Redis together: one script for the releases, then one for the claims, in one round trip.
+    Redis together, in one script: the releases first, then the claims, each in the order asked.
 
     In a connect storm every socket claimed with a script of its own, and released with a ZREM when
     it closed: ~10% of the web process's CPU per socket opened (py-spy, 5,000 sockets at once,
-    issue 18), most of it redis-py's per-command work. Batching keeps each answer the same: the
-    scripts handle their sockets in the order asked, and a release asked before a claim runs first
-    (a client that closes and comes back at once finds its slot free)."""
+    issue 18), most of it redis-py's per-command work. Batching keeps each answer the same, and a
+    release asked in the same turn as a claim runs before it (a client that closes and comes back
+    at once finds its slot free). One script, not a pipeline of them: redis-py's pipeline asks
+    SCRIPT EXISTS before every run, a second round trip."""
 
     MAX_BATCH = 500  # sockets per script, so that no one call keeps Redis busy for long
 
@@ -140,38 +143,34 @@ class SlotBatches:
 
     def _flush(self) -> None:
         self.flush_due = False
-        releases, claims = self.pending[_RELEASE], self.pending[_CLAIM]
+        asked = [(_RELEASE, *pair) for pair in self.pending[_RELEASE]]
+        asked += [(_CLAIM, *pair) for pair in self.pending[_CLAIM]]
         self.pending = {_CLAIM: [], _RELEASE: []}
-        task = asyncio.get_running_loop().create_task(self._send(releases, claims))
+        task = asyncio.get_running_loop().create_task(self._send(asked))
         self.sending.add(task)
         task.add_done_callback(self.sending.discard)
 
-    async def _send(self, releases: list, claims: list) -> None:
-        batches = [(_RELEASE_SLOTS, releases[start:start + self.MAX_BATCH])
-                   for start in range(0, len(releases), self.MAX_BATCH)]
-        batches += [(_CLAIM_SLOTS, claims[start:start + self.MAX_BATCH])
-                    for start in range(0, len(claims), self.MAX_BATCH)]
-        try:
-            pipe = async_redis().pipeline(transaction=False)
-            for source, batch in batches:
-                keys = [key for (key, _member, _cap), _future in batch]
-                if source is _CLAIM_SLOTS:
-                    args = [SLOT_TTL_SECONDS, *(value for (_key, member, cap), _future in batch
-                                                for value in (member, cap))]
+    async def _send(self, asked: list[tuple[str, _Request, asyncio.Future]]) -> None:
+        for start in range(0, len(asked), self.MAX_BATCH):
+            batch = asked[start:start + self.MAX_BATCH]
+            releases = [request for kind, request, _future in batch if kind == _RELEASE]
+            claims = [request for kind, request, _future in batch if kind == _CLAIM]
+            keys = [key for key, _member, _cap in releases + claims]
+            args = [SLOT_TTL_SECONDS, len(releases), *(member for _key, member, _cap in releases),
+                    *(value for _key, member, cap in claims for value in (member, cap))]
+            try:
+                claimed = iter(await _scripts[_SLOTS](keys=keys, args=args, client=async_redis()))
+            except Exception as error:  # every socket waiting on this call hears why
+                results: list[Any] = [error] * len(batch)
+            else:
+                results = [next(claimed) if kind == _CLAIM else None for kind, _request, _future in batch]
+            for (_kind, _request, future), result in zip(batch, results, strict=True):
+                if future.done():  # its socket went away meanwhile
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
                 else:
-                    args = [member for (_key, member, _cap), _future in batch]
-                await _scripts[source](keys=keys, args=args, client=pipe)
-            answers = await pipe.execute()
-        except Exception as error:  # every socket waiting on this round trip hears why
-            for _source, batch in batches:
-                for _request, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            return
-        for (source, batch), answer in zip(batches, answers, strict=True):
-            for index, (_request, future) in enumerate(batch):
-                if not future.done():
-                    future.set_result(answer[index] if source is _CLAIM_SLOTS else None)
+                    future.set_result(result)
 
 
 class SlotKeeper:

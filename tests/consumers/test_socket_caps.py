@@ -123,33 +123,31 @@ async def test_one_task_per_process_keeps_every_claim_and_stops_with_the_last_so
     assert keeper.task.done()
 
 
-def count_round_trips(monkeypatch) -> list[int]:
-    """Commands in each pipeline the async Redis client sends."""
-    from redis.asyncio.client import Pipeline
-
+def count_script_calls(monkeypatch) -> list[int]:
+    """The sockets (keys) in each call of the slots' script."""
+    script = ws_limits._scripts[ws_limits._SLOTS]
     sent: list[int] = []
-    execute = Pipeline.execute
 
-    async def counted(self, *args, **kwargs):
-        sent.append(len(self.command_stack))
-        return await execute(self, *args, **kwargs)
+    async def counted(keys, args, client):
+        sent.append(len(keys))
+        return await script(keys=keys, args=args, client=client)
 
-    monkeypatch.setattr(Pipeline, "execute", counted)
+    monkeypatch.setitem(ws_limits._scripts, ws_limits._SLOTS, counted)
     return sent
 
 
 async def test_claims_asked_together_share_one_round_trip_and_keep_the_cap(monkeypatch):
-    sent = count_round_trips(monkeypatch)
+    sent = count_script_calls(monkeypatch)
     who = "user:storm"
     claimed = await asyncio.gather(*(ws_limits.claim_slot(who, f"socket-{i}", 3) for i in range(10)))
     assert claimed == [True] * 3 + [False] * 7  # in the order asked
-    assert sent == [1]  # one script for the ten
+    assert sent == [10]  # one call for the ten
     assert sorted(sync_redis().zrange(socket_slots_key(who), 0, -1)) == [b"socket-0", b"socket-1", b"socket-2"]
     # Asked in one turn, releases go first: a client that closes and comes back at once gets in.
     answers = await asyncio.gather(ws_limits.claim_slot(who, "socket-back", 3),
                                    ws_limits.release_slot(who, "socket-0"))
     assert answers == [True, None]
-    assert sent == [1, 2]  # the releases' script and the claims' script, one round trip
+    assert sent == [10, 2]  # the release and the claim in one call
     assert sorted(sync_redis().zrange(socket_slots_key(who), 0, -1)) == [b"socket-1", b"socket-2", b"socket-back"]
     await asyncio.gather(*(ws_limits.release_slot(who, member) for member in ("socket-1", "socket-2", "socket-back")))
     assert sync_redis().zcard(socket_slots_key(who)) == 0
@@ -157,9 +155,9 @@ async def test_claims_asked_together_share_one_round_trip_and_keep_the_cap(monke
 
 async def test_a_batch_larger_than_one_script_is_split(monkeypatch):
     monkeypatch.setattr(ws_limits.SlotBatches, "MAX_BATCH", 4)
-    sent = count_round_trips(monkeypatch)
+    sent = count_script_calls(monkeypatch)
     claimed = await asyncio.gather(*(ws_limits.claim_slot(f"ip:10.1.0.{i % 3}", f"s{i}", 2) for i in range(10)))
-    assert sent == [3]  # three scripts (4 + 4 + 2 sockets), still one round trip
+    assert sent == [4, 4, 2]  # in calls of at most MAX_BATCH, in order
     assert claimed == [True] * 6 + [False] * 4  # two per address, the first asked
     await asyncio.gather(*(ws_limits.release_slot(f"ip:10.1.0.{i % 3}", f"s{i}") for i in range(10)))
 
