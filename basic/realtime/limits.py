@@ -15,7 +15,8 @@
 import asyncio
 import logging
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from redis.commands.core import AsyncScript
@@ -210,24 +211,26 @@ class SlotKeeper:
                 logger.warning("could not refresh %s socket slot(s)", len(self.claims), exc_info=True)
 
 
-_keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotKeeper]" = weakref.WeakKeyDictionary()
+_Kept = TypeVar("_Kept")
 
 
-def slot_keeper() -> SlotKeeper:
-    """This event loop's keeper (each server process runs one loop; each test its own)."""
+def _of_this_loop(kept: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Kept]",
+                  make: Callable[[], _Kept]) -> _Kept:
+    """The running event loop's one `make()` (each server process runs one loop; each test its own)."""
     loop = asyncio.get_running_loop()
-    keeper = _keepers.get(loop)
-    if keeper is None:
-        keeper = _keepers[loop] = SlotKeeper()
-    return keeper
+    found = kept.get(loop)
+    if found is None:
+        found = kept[loop] = make()
+    return found
 
 
+_keepers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotKeeper]" = weakref.WeakKeyDictionary()
 _batches: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SlotBatches]" = weakref.WeakKeyDictionary()
 
 
+def slot_keeper() -> SlotKeeper:
+    return _of_this_loop(_keepers, SlotKeeper)
+
+
 def _slot_batches() -> SlotBatches:
-    loop = asyncio.get_running_loop()
-    batches = _batches.get(loop)
-    if batches is None:
-        batches = _batches[loop] = SlotBatches()
-    return batches
+    return _of_this_loop(_batches, SlotBatches)
