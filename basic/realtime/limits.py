@@ -10,7 +10,8 @@
   and a claim first drops expired members. A dead process's sockets thus stop counting within
   SLOT_TTL_SECONDS, for the price of one ZADD per open socket every 30 s, sent in pipelines by
   one task per process (`SlotKeeper`). A per-process counter with a process heartbeat would be
-  cheaper, but it can't tell which socket a late DECR belongs to.
+  cheaper, but it can't tell which socket a late DECR belongs to. Claims and releases asked in one
+  turn of the event loop share one script (`SlotBatches`): a connect storm's sockets claim together.
 """
 import asyncio
 import logging
