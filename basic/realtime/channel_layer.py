@@ -207,20 +207,17 @@ class ResilientShardConnection(RedisSingleShardConnection):
             layer.deliver_group_message(name, layer.channel_layer.deserialize(message["data"]))  # decoded once
 
 
-async def deliver(handlers: list[Callable[[dict[str, Any]], Awaitable[None] | None]], message: dict[str, Any]) -> None:
+async def deliver(handlers: list[Callable[[dict[str, Any]], Awaitable[None]]], message: dict[str, Any]) -> None:
     """Hand one group message to every local consumer that takes messages directly, in one task.
 
     Through the queue, each socket pays for a queue hop, a new receive task and an asyncio.wait()
     per message (Channels' await_many_dispatch): most of what a delivery cost once the thread hop
     was gone (docs/design.md trap 8). A handler that waits (a job socket filling a gap from Redis)
-    only delays the sockets after it in this message; each consumer keeps its own order. A handler
-    that has done its work returns None, and nothing is awaited (the consumers' `take_group_message`).
+    only delays the sockets after it in this message; each consumer keeps its own order.
     """
     for handler in handlers:
         try:
-            pending = handler(message)
-            if pending is not None:
-                await pending
+            await handler(message)
         except Exception:
             logger.exception("a consumer failed on a group message")
 
@@ -232,7 +229,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         # Every channel this process hands out starts with this; one pattern covers them all.
         self.own_prefix = f"{self.prefix}specific.{uuid.uuid4().hex}!"
         # channel name -> the consumer's dispatch, for group messages delivered without the queue
-        self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None] | None]] = {}
+        self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
         # group channel name -> the ids delivered of a group whose messages are kept in a stream
         self.replay_marks: dict[str, DeliveredIds] = {}
         self.deliveries: set[asyncio.Task] = set()  # direct deliveries under way
@@ -265,7 +262,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
             self._start_delivery(direct, decoded)
         return True
 
-    def _start_delivery(self, handlers: list[Callable[[dict[str, Any]], Awaitable[None] | None]],
+    def _start_delivery(self, handlers: list[Callable[[dict[str, Any]], Awaitable[None]]],
                         decoded: dict[str, Any]) -> None:
         """Deliver in a task of its own, held until done: the loop keeps only a weak reference to
         a task, so one nobody holds could be collected before it runs."""
@@ -304,7 +301,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
                 logger.warning("sent %s message(s) of %s published while the subscriber reconnected", sent, name)
 
     def take_group_messages_directly(self, channel: str,
-                                     handler: Callable[[dict[str, Any]], Awaitable[None] | None] | None) -> None:
+                                     handler: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
         """Register (or with None, drop) a local consumer's handler for its group messages."""
         if handler is None:
             self.direct_handlers.pop(channel, None)

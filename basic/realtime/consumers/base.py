@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -100,24 +100,16 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         """A text frame. Under our server it goes straight to the protocol (`ReplySender.text_now`,
         basic/realtime/wire.py), not down Channels' and Daphne's chain of coroutines: this runs for
         every socket of every fan-out. Elsewhere (a test's communicator) it is `send`."""
-        text_now = self.direct_text()
+        text_now = self._text_now
+        if text_now is False:  # looked up once per socket: this runs for every frame it is sent
+            text_now = self._text_now = getattr(self._outer_send, "text_now", None)
         if text_now is None:
             await self.send(text_data=text)
         elif not self.closed:
-            self.send_text_now(text_now, text)
-
-    def direct_text(self) -> Callable[[str], None] | None:
-        """The server's direct text-frame path, looked up once per socket; None if it has none."""
-        text_now = self._text_now
-        if text_now is False:
-            text_now = self._text_now = getattr(self._outer_send, "text_now", None)
-        return text_now
-
-    def send_text_now(self, text_now: Callable[[str], None], text: str) -> None:
-        try:
-            text_now(text)
-        except ClientGone:
-            self.closed = True
+            try:
+                text_now(text)
+            except ClientGone:
+                self.closed = True
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         self._outer_scope, self._outer_send = scope, send
@@ -234,26 +226,6 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         if take is not None and getattr(self, "channel_name", None):
             take(self.channel_name, handler)
 
-    def take_group_message(self, message: dict[str, Any]) -> Awaitable[None] | None:
-        """What the channel layer calls for this socket with each group message (`deliver`):
-        handled at once, with no coroutine, if the consumer's `group_message_now` can (the common
-        case of a fan-out); otherwise the awaitable that handles it. A fan-out delivery went down
-        four coroutines (this dispatch, the handler, the consumer's send, `send_text`) around the
-        one call that writes the frame: ~10% of the server's CPU per delivery (issue 18)."""
-        if self._taking_group_messages and not self.closed and self.direct_text() is not None:
-            try:
-                if self.group_message_now(message):
-                    return None
-            except Exception:
-                return self._fail()
-        return self.dispatch_group_message(message)
-
-    def group_message_now(self, message: dict[str, Any]) -> bool:
-        """Send what `message` asks for now, with nothing to await (only called when the socket is
-        open, takes group messages and the server writes frames directly); False: not here, the
-        message goes the awaited way (`dispatch_group_message`)."""
-        return False
-
     async def dispatch_group_message(self, message: dict[str, Any]) -> None:
         """A consumer is a member of its groups from the moment it joins, before its accept: a
         message sent then reached Daphne as a frame on an unaccepted socket ("Socket has not been
@@ -295,7 +267,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         """A socket that cannot open because Redis or the database is unreachable (its groups, the
         job it names) is told so and closed with 1013 (try again later), never failed as a crash
         (docs/design.md trap 6). The chaos soak's PostgreSQL restart crashed job sockets here."""
-        self._take_group_messages(self.take_group_message)
+        self._take_group_messages(self.dispatch_group_message)
         try:
             await super().websocket_connect(message)
         except OUTAGES as exc:

@@ -111,13 +111,6 @@ class ChatConsumer(ValidatingJsonConsumer):
             POST_FAILED.warning(error)
             await self.send_error(UNAVAILABLE["code"], NOT_SENT)
 
-    def group_message_now(self, message: dict[str, Any]) -> bool:
-        """`chat_message`'s common case: a live message to a socket that is not resuming."""
-        if message["type"] != chat.LAYER_CHAT_MESSAGE or self._held is not None or self._replayed:
-            return False
-        self.send_text_now(self.direct_text(), self.chat_text(message))
-        return True
-
     async def chat_message(self, payload: dict[str, Any]) -> None:
         if self._held is not None:
             self._held.append(payload)
@@ -125,10 +118,7 @@ class ChatConsumer(ValidatingJsonConsumer):
             await self.send_chat(payload)
 
     async def send_chat(self, payload: dict[str, Any]) -> None:
-        await self.send_text(self.chat_text(payload))
-
-    def chat_text(self, payload: dict[str, Any]) -> str:
-        return encoded_once(payload, "chat", lambda: chat.room_frame(payload))
+        await self.send_text(encoded_once(payload, "chat", lambda: chat.room_frame(payload)))
 
 
 class SeedChatConsumer(ChatConsumer):
@@ -142,5 +132,5 @@ class SeedChatConsumer(ChatConsumer):
     def anonymous_allowed(self) -> bool:
         return True
 
-    def chat_text(self, payload: dict[str, Any]) -> str:
-        return encoded_once(payload, "seed", lambda: chat.seed_frame(payload))
+    async def send_chat(self, payload: dict[str, Any]) -> None:
+        await self.send_text(encoded_once(payload, "seed", lambda: chat.seed_frame(payload)))

@@ -14,7 +14,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.utils import timezone
 
 from basic.core.rate_limit import TokenBucket
-from basic.jobs import event_store, events, services
+from basic.jobs import event_store, services
 from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.authenticated import AuthenticatedConsumer
@@ -202,17 +202,6 @@ class EventFeedConsumer(AuthenticatedConsumer):
     async def send_event(self, event: dict[str, Any], text: str | None = None) -> None:
         if self.feed.take(event):
             await self.send_text(text if text is not None else json.dumps(event))
-
-    def group_message_now(self, message: dict[str, Any]) -> bool:
-        """`job_event`'s common case, for every socket of a fan-out: in order, nothing under way."""
-        if message["type"] != events.LAYER_JOB_EVENT:
-            return False
-        event = message["event"]
-        if self.lock.locked() or self.feed.gap_before(event):
-            return False
-        if self.feed.take(event):
-            self.send_text_now(self.direct_text(), encoded_once(message, "event", lambda: event))
-        return True
 
     async def job_event(self, message: dict[str, Any]) -> None:
         event = message["event"]

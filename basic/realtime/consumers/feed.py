@@ -23,18 +23,8 @@ class UserEventsConsumer(AuthenticatedConsumer):
         await self.join_group(self.group)  # left by the base, however the socket ends
         await self.accept()
 
-    def group_message_now(self, message: dict[str, Any]) -> bool:
-        if message["type"] != events.LAYER_JOB_EVENT:
-            return False
-        self.send_text_now(self.direct_text(), self.event_text(message))
-        return True
-
     async def job_event(self, message: dict[str, Any]) -> None:
-        await self.send_text(self.event_text(message))
-
-    @staticmethod
-    def event_text(message: dict[str, Any]) -> str:
-        return encoded_once(message, "event", lambda: message["event"])
+        await self.send_text(encoded_once(message, "event", lambda: message["event"]))
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         if content.get("type") == "ping":
