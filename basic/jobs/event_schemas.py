@@ -119,6 +119,9 @@ class BatchMember(TypedDict):
     status: str
     progress: int
     message: str
+    # The member's row's `last_seq`: its own stream's seq the row is at least as new as. A page that
+    # already saw a later event of the member on /ws/events/ keeps that (basic/static/.../jobs.js).
+    seq: int
 
 
 class BatchSnapshot(_BatchEvent):

@@ -28,7 +28,7 @@ def batch_snapshot(batch: Batch, members: list[Job], seq: int) -> BatchSnapshot:
         "created": batch.created.isoformat(),
         "finished": batch.finished.isoformat() if batch.finished else None,
         "members": [{"job": str(job.id), "kind": job.kind, "status": job.status, "progress": job.progress,
-                     "message": job.message} for job in members],
+                     "message": job.message, "seq": job.last_seq} for job in members],
         "download_url": batch_events.download_url(batch.id),
         "ts": timezone.now().isoformat(timespec="milliseconds"),
     }

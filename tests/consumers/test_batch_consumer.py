@@ -66,6 +66,21 @@ async def test_snapshot_with_members_then_aggregate_events_then_one_end(connect,
     await close_all(communicator)
 
 
+async def test_snapshot_members_carry_the_seq_their_row_stands_for(connect, alice, make_batch):
+    """The console drops a member's snapshot that is behind the member's last event it saw on the
+    user feed (a snapshot read before the member ended can arrive after its end): it needs the
+    member's own seq to tell."""
+    batch, (first, second) = await make_batch()
+    await member_done(first)
+    await database_sync_to_async(first.refresh_from_db)()
+    communicator, _ = await connect(f"/ws/batches/{batch.id}/", token=alice.token)
+    members = {m["job"]: m for m in (await communicator.receive_json_from(5))["members"]}
+    assert first.last_seq > 0
+    assert (members[str(first.id)]["status"], members[str(first.id)]["seq"]) == ("done", first.last_seq)
+    assert (members[str(second.id)]["status"], members[str(second.id)]["seq"]) == ("queued", 0)
+    await close_all(communicator)
+
+
 async def test_after_replays_the_missed_aggregate_events_without_a_gap(connect, alice, make_batch):
     batch, (first, second) = await make_batch()
     for pct in (20, 40, 60):

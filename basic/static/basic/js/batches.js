@@ -95,7 +95,7 @@ export class BatchList {
       batch.lastSeq = frame.seq;
       for (const member of frame.members) {
         this.panel.upsertMember({ id: member.job, kind: member.kind, status: member.status,
-          progress: member.progress, message: member.message, batch: batch.id });
+          progress: member.progress, message: member.message, seq: member.seq, batch: batch.id });
       }
     } else {
       if (!takeInOrder(batch, frame, socket)) return;

@@ -164,10 +164,16 @@ export class JobsPanel {
     return job;
   }
 
-  // A batch member as its batch's snapshot shows it: that is newer than anything the page had.
-  upsertMember(data) {
+  // A batch member as its batch's snapshot shows it: its row, read when the batch socket opened.
+  // The user feed may have moved the member on since (the snapshot can arrive after the member's
+  // own events): a snapshot behind the last feed event seen is dropped, or it would set an ended
+  // member back to "queued" for good. `seq` is the member's stream seq the row stands for.
+  upsertMember({ seq, ...data }) {
+    const known = this.jobs.get(data.id);
+    if (known && known.feedSeq !== undefined && typeof seq === "number" && seq < known.feedSeq) return;
     const job = this.upsert(data);
     job.data = { ...job.data, ...data };
+    if (typeof seq === "number") job.feedSeq = Math.max(job.feedSeq ?? 0, seq);
     this.render(job);
   }
 
