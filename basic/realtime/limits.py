@@ -161,17 +161,16 @@ class SlotBatches:
             args = [SLOT_TTL_SECONDS, len(releases), *(member for _key, member, _cap in releases),
                     *(value for _key, member, cap in claims for value in (member, cap))]
             try:
-                claimed = iter(await _scripts[_SLOTS](keys=keys, args=args, client=async_redis()))
+                answers = await _run(_SLOTS, keys, args)
             except Exception as error:  # every socket waiting on this call hears why
-                results: list[Any] = [error] * len(batch)
-            else:
-                results = [next(claimed) if kind == _CLAIM else None for kind, _request, _future in batch]
-            for (_kind, _request, future), result in zip(batch, results, strict=True):
-                if future.done():  # its socket went away meanwhile
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
+                for _kind, _request, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            claimed = iter(answers)
+            for kind, _request, future in batch:
+                result = next(claimed) if kind == _CLAIM else None
+                if not future.done():  # (done: its socket went away meanwhile)
                     future.set_result(result)
 
 
