@@ -85,6 +85,7 @@ def test_a_batch_snapshot_that_arrives_after_its_members_ended_does_not_set_them
     deadline = time.monotonic() + 30
     while not any(json.loads(m)["type"] == "batch.done" for m in held) and time.monotonic() < deadline:
         page.wait_for_timeout(100)
+    assert any(json.loads(m)["type"] == "batch.done" for m in held), "the batch did not end within 30 s"
     snapshot = json.loads(held[0])
     assert snapshot["type"] == "batch.snapshot" and {m["status"] for m in snapshot["members"]} == {"scheduled"}
 
