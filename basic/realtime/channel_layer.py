@@ -24,7 +24,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,48 +34,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from basic.core import metrics
 from basic.realtime import chat_history as group_history
+from basic.realtime.chat_history import DeliveredIds
 from basic.realtime.slim_queue import SlimQueue
+from basic.realtime.socket_metrics import count_sent
+from basic.realtime.wire import Outlet, send_group_message
 
 logger = logging.getLogger(__name__)
 
 RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 LAYER_RECONNECTED = "layer.reconnected"
-# A replay reads from this long before the last message delivered: a message is stored, then
-# published, so two senders' messages may be published in the other order than stored.
-REPLAY_SLACK_MS = 2000
-REMEMBERED_IDS = 1024  # per group: what was delivered, so a replay sends nothing twice
 REPLAY_MAX = 1000  # messages read per group per reconnect
 # How long a join waits for Redis to confirm a new subscription before it fails as an outage
 # (the consumer then closes with 1013, try again later).
 SUBSCRIBE_CONFIRM_SECONDS = 5.0
-
-
-class DeliveredIds:
-    """The stream entry ids of one group's messages that this process delivered lately."""
-
-    def __init__(self, stream: str, since_ms: int) -> None:
-        self.stream = stream
-        self.last_ms = since_ms
-        self.recent: deque[str] = deque()
-        self.ids: set[str] = set()
-        self.floor = (0, 0)  # ids at or below it were forgotten: taken as delivered
-
-    def add(self, entry_id: str) -> bool:
-        """Note `entry_id` as delivered; False if it was already."""
-        key = group_history.parse_id(entry_id)
-        if entry_id in self.ids or key <= self.floor:
-            return False
-        self.recent.append(entry_id)
-        self.ids.add(entry_id)
-        if len(self.recent) > REMEMBERED_IDS:
-            forgotten = self.recent.popleft()
-            self.ids.discard(forgotten)
-            self.floor = max(self.floor, group_history.parse_id(forgotten))
-        self.last_ms = max(self.last_ms, key[0])
-        return True
-
-    def replay_start(self) -> str:
-        return f"{max(0, self.last_ms - REPLAY_SLACK_MS)}-0"
 
 
 def glob_escaped(text: str) -> str:
@@ -207,14 +177,21 @@ class ResilientShardConnection(RedisSingleShardConnection):
             layer.deliver_group_message(name, layer.channel_layer.deserialize(message["data"]))  # decoded once
 
 
-async def deliver(handlers: list[Callable[[dict[str, Any]], Awaitable[None]]], message: dict[str, Any]) -> None:
-    """Hand one group message to every local consumer that takes messages directly, in one task.
+async def deliver(outlets: list[Outlet], handlers: list[Callable[[dict[str, Any]], Awaitable[None]]],
+                  message: dict[str, Any]) -> None:
+    """Hand one group message to every local consumer that takes messages directly, in one task:
+    first through the sockets' outlets, in one loop with nothing awaited (basic/realtime/wire.py),
+    then to the consumers' handlers, the outlets' own for what they could not send as is.
 
     Through the queue, each socket pays for a queue hop, a new receive task and an asyncio.wait()
     per message (Channels' await_many_dispatch): most of what a delivery cost once the thread hop
     was gone (docs/design.md trap 8). A handler that waits (a job socket filling a gap from Redis)
-    only delays the sockets after it in this message; each consumer keeps its own order.
+    only delays the sockets after it in this message; each consumer keeps its own order. The
+    outlets go in the same task as the handlers, so a socket whose outlet opened while an earlier
+    message still waited for its handler cannot be sent the later one first: tasks start in order.
     """
+    if outlets:
+        handlers = [*(outlet.handler for outlet in send_group_message(outlets, message, count_sent)), *handlers]
     for handler in handlers:
         try:
             await handler(message)
@@ -230,6 +207,8 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         self.own_prefix = f"{self.prefix}specific.{uuid.uuid4().hex}!"
         # channel name -> the consumer's dispatch, for group messages delivered without the queue
         self.direct_handlers: dict[str, Callable[[dict[str, Any]], Awaitable[None]]] = {}
+        # channel name -> the consumer's outlet: its group messages go to its socket in one loop
+        self.outlets: dict[str, Outlet] = {}
         # group channel name -> the ids delivered of a group whose messages are kept in a stream
         self.replay_marks: dict[str, DeliveredIds] = {}
         self.deliveries: set[asyncio.Task] = set()  # direct deliveries under way
@@ -250,7 +229,13 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
                 return False
         metrics.fanned_out(name.rpartition("__group__")[2].split(".", 1)[0], len(members))
         direct = []
+        through_outlets = []
+        outlets = self.outlets
         for channel_name in members:
+            outlet = outlets.get(channel_name)
+            if outlet is not None:
+                through_outlets.append(outlet)
+                continue
             handler = self.direct_handlers.get(channel_name)
             if handler is not None:
                 direct.append(handler)
@@ -258,15 +243,15 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
             queue = self.channels.get(channel_name)
             if queue is not None:
                 queue.put_nowait(decoded)
-        if direct:
-            self._start_delivery(direct, decoded)
+        if direct or through_outlets:
+            self._start_delivery(direct, decoded, through_outlets)
         return True
 
     def _start_delivery(self, handlers: list[Callable[[dict[str, Any]], Awaitable[None]]],
-                        decoded: dict[str, Any]) -> None:
+                        decoded: dict[str, Any], outlets: list[Outlet] | None = None) -> None:
         """Deliver in a task of its own, held until done: the loop keeps only a weak reference to
         a task, so one nobody holds could be collected before it runs."""
-        task = asyncio.get_running_loop().create_task(deliver(handlers, decoded))
+        task = asyncio.get_running_loop().create_task(deliver(outlets or [], handlers, decoded))
         self.deliveries.add(task)
         task.add_done_callback(self.deliveries.discard)
 
@@ -286,7 +271,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
 
     async def replay_missed(self) -> None:
         """Deliver what was stored for this process's replayable groups since the last message
-        each delivered (less REPLAY_SLACK_MS), skipping what was delivered already."""
+        each delivered (less chat_history.REPLAY_SLACK_MS), skipping what was delivered already."""
         for name, marks in list(self.replay_marks.items()):
             if not self.groups.get(name):
                 self.replay_marks.pop(name, None)
@@ -305,8 +290,19 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         """Register (or with None, drop) a local consumer's handler for its group messages."""
         if handler is None:
             self.direct_handlers.pop(channel, None)
+            self.close_outlet(channel)
         else:
             self.direct_handlers[channel] = handler
+
+    def open_outlet(self, channel: str, outlet: Outlet) -> None:
+        """A local consumer's group messages go through `outlet` from now on (its handler takes
+        what the outlet cannot send as is): basic/realtime/wire.py."""
+        self.outlets[channel] = outlet
+
+    def close_outlet(self, channel: str) -> None:
+        outlet = self.outlets.pop(channel, None)
+        if outlet is not None:
+            outlet.ready = False
 
     async def new_channel(self, prefix: str = "specific.") -> str:
         """A channel for one consumer, covered by this process's pattern subscription (sharded
@@ -328,6 +324,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
             message = await queue.get()
         except (TimeoutError, asyncio.CancelledError, GeneratorExit):
             self.direct_handlers.pop(channel, None)
+            self.close_outlet(channel)
             if channel in self.channels:
                 del self.channels[channel]
                 if channel.startswith(self.own_prefix):
@@ -360,6 +357,7 @@ class ResilientLoopLayer(RedisPubSubLoopLayer):
         cancellation does for the others)."""
         self.channels.pop(channel, None)
         self.direct_handlers.pop(channel, None)
+        self.close_outlet(channel)
 
 
 class ResilientPubSubChannelLayer(RedisPubSubChannelLayer):

@@ -9,6 +9,7 @@ and delivers what it missed, each message once.
 """
 import json
 import re
+from collections import deque
 from typing import Any
 
 from redis import RedisError
@@ -99,3 +100,37 @@ def parse_id(value: object) -> tuple[int, int] | None:
 def next_id(entry_id: tuple[int, int]) -> str:
     """The smallest id after `entry_id`: reading from it leaves `entry_id` out."""
     return f"{entry_id[0]}-{entry_id[1] + 1}"
+
+
+# A replay reads from this long before the last message delivered: a message is stored, then
+# published, so two senders' messages may be published in the other order than stored.
+REPLAY_SLACK_MS = 2000
+REMEMBERED_IDS = 1024  # per group: what was delivered, so a replay sends nothing twice
+
+
+class DeliveredIds:
+    """The stream entry ids of one group's messages that this process delivered lately."""
+
+    def __init__(self, stream: str, since_ms: int) -> None:
+        self.stream = stream
+        self.last_ms = since_ms
+        self.recent: deque[str] = deque()
+        self.ids: set[str] = set()
+        self.floor = (0, 0)  # ids at or below it were forgotten: taken as delivered
+
+    def add(self, entry_id: str) -> bool:
+        """Note `entry_id` as delivered; False if it was already."""
+        key = parse_id(entry_id)
+        if entry_id in self.ids or key <= self.floor:
+            return False
+        self.recent.append(entry_id)
+        self.ids.add(entry_id)
+        if len(self.recent) > REMEMBERED_IDS:
+            forgotten = self.recent.popleft()
+            self.ids.discard(forgotten)
+            self.floor = max(self.floor, parse_id(forgotten))
+        self.last_ms = max(self.last_ms, key[0])
+        return True
+
+    def replay_start(self) -> str:
+        return f"{max(0, self.last_ms - REPLAY_SLACK_MS)}-0"

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from basic.core.shapes import Shape, ShapeError
+from basic.jobs import events
 
 
 class FrameMismatch(ShapeError):
@@ -39,3 +40,13 @@ def encoded_once(message: dict[str, Any], key: str, content: Callable[[], Any]) 
     if text is None:
         text = cache[key] = json.dumps(content())
     return text
+
+
+def event_text(message: dict[str, Any]) -> str:
+    """A job or batch event (a `job.event` group message) as its frame: the event as published."""
+    return encoded_once(message, "event", lambda: message["event"])
+
+
+def event_outlet_text(message: dict[str, Any]) -> str | None:
+    """`event_text` for a socket's outlet (basic/realtime/wire.py): None for any other message."""
+    return event_text(message) if message.get("type") == events.LAYER_JOB_EVENT else None

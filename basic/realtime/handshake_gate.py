@@ -276,3 +276,8 @@ class HeldTurn:
         """The server's direct text-frame path (basic/realtime/wire.py ReplySender), if it has one:
         a text frame neither accepts nor closes, so the turn has nothing to do with it."""
         return getattr(self.inner_send, "text_now", None)
+
+    def outlet(self, *args: Any) -> Any:
+        """The server's `Outlet` for the socket (basic/realtime/wire.py), if it has one."""
+        make = getattr(self.inner_send, "outlet", None)
+        return make(*args) if make is not None else None

@@ -109,10 +109,25 @@ class JobFeed:
         """Whether to send `event`: only past the last seq sent, so each goes once and in order."""
         if event["seq"] <= self.last_seq:
             return False
-        self.last_seq = event["seq"]
-        self.last_event_at = time.monotonic()
-        self.ended = event["type"] in self.terminal
+        self._sent(event, time.monotonic())
         return True
+
+    def take_next(self, event: dict[str, Any], now: float) -> bool | None:
+        """`take` for a live event on the socket's outlet (basic/realtime/wire.py), at monotonic
+        `now`: True to send it (the next seq), False to drop it (sent already), None when seqs
+        are missing before it (`gap_before`: the socket's handler reads them first)."""
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            return False
+        if seq != self.last_seq + 1:
+            return None
+        self._sent(event, now)
+        return True
+
+    def _sent(self, event: dict[str, Any], now: float) -> None:
+        self.last_seq = event["seq"]
+        self.last_event_at = now
+        self.ended = event["type"] in self.terminal
 
     def behind(self, last: dict[str, Any] | None) -> bool:
         """The stream holds an event (its `last`) this socket never got: catch up."""

@@ -36,7 +36,7 @@ from basic.realtime.close_codes import CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
 from basic.realtime.open_files import FD_RESERVE, open_files_limit, raise_open_files_limit
 from basic.realtime.slim_queue import SlimQueue
 from basic.realtime.socket_memory import forget_the_handshake, let_go_of_http
-from basic.realtime.wire import ReplySender, prepared_frame, unsent_bytes, write_now
+from basic.realtime.wire import Outlet, ReplySender, prepared_frame, unsent_bytes, write_now
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,21 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
     made_at = 0.0
     metered: Any = None
     arrival: handshake_gate.Arrival | None = None
+    outlet: Outlet | None = None  # the socket's direct way out for group messages (wire.py)
+    _state: int | None = None
+
+    @property
+    def state(self) -> int | None:
+        return self._state
+
+    @state.setter
+    def state(self, value: int) -> None:
+        """autobahn's state, which also closes the socket's outlet as the protocol leaves OPEN
+        (closing either way, or lost): the outlet's loop then reads no state of ours per frame."""
+        self._state = value
+        outlet = self.outlet
+        if outlet is not None and value != self.STATE_OPEN:
+            outlet.ready = False
 
     def _connectionMade(self) -> None:
         """autobahn copies its ~30 options from the factory onto every protocol it makes, unless
@@ -190,6 +205,9 @@ class BoundedWebSocketProtocol(WebSocketProtocol):
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:  # noqa: N802
         if sync or chopsize or self._send_queue:
+            if self.outlet is not None:  # frames may wait in autobahn's queue now: none may pass them
+                self.outlet.ready = False
+                self.outlet = None
             super().sendData(data, sync, chopsize)
             return
         write_now(self.transport, data)

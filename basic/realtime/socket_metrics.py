@@ -56,6 +56,17 @@ class FrameTally:
                 return
         self.pending[counter] = self.pending.get(counter, 0) + 1
 
+    def add_counts(self, counts: dict[Any, int]) -> None:
+        """Several counters' frames at once (a fan-out's, basic/realtime/wire.py)."""
+        for counter, count in counts.items():
+            if not self.pending:
+                try:
+                    asyncio.get_running_loop().call_soon(self.flush)
+                except RuntimeError:
+                    counter.inc(count)
+                    continue
+            self.pending[counter] = self.pending.get(counter, 0) + count
+
     def flush(self) -> None:
         pending, self.pending = self.pending, {}
         for counter, count in pending.items():
@@ -66,6 +77,7 @@ class FrameTally:
 
 
 _frames_sent = FrameTally()
+count_sent = _frames_sent.add_counts  # what the channel layer's fan-out loop counts its frames with
 
 
 class SocketMetricsMiddleware:
@@ -129,6 +141,15 @@ class CountedSocket:
             return None
         self.inner_text_now = inner
         return self._counted_text_now
+
+    def outlet(self, *args: Any) -> Any:
+        """The server's `Outlet` for the socket (basic/realtime/wire.py), its frames counted on
+        this socket's route (`count_sent`)."""
+        make = getattr(self.inner_send, "outlet", None)
+        outlet = make(*args) if make is not None else None
+        if outlet is not None:
+            outlet.counter = self.sent
+        return outlet
 
     def _counted_text_now(self, text: str) -> None:
         _frames_sent.add(self.sent)

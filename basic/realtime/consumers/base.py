@@ -25,6 +25,7 @@ from basic.jobs import events
 from basic.realtime import chat, close_codes
 from basic.realtime import limits as ws_limits
 from basic.realtime.channel_layer import LAYER_RECONNECTED
+from basic.realtime.consumers.outlet import GroupOutlet
 from basic.realtime.refusals import INTERNAL_ERROR, OUTAGES, UNAVAILABLE, is_unreachable
 
 try:  # what Daphne (autobahn) raises when the app sends on a socket the client already closed
@@ -59,7 +60,7 @@ NO_THREAD_HOP = frozenset({"websocket.connect", "websocket.receive", "websocket.
 GROUP_HANDLERS = {kind: get_handler_name({"type": kind}) for kind in NO_THREAD_HOP}
 
 
-class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
+class ValidatingJsonConsumer(GroupOutlet, AsyncJsonWebsocketConsumer):
     """Parses and size-checks frames itself, so no client input can crash the consumer.
 
     A client that hangs up while we answer costs nothing: once it is gone (its disconnect arrived,
@@ -88,6 +89,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         if message["type"] == "websocket.close":
             self.closed = True
             self._close_code = message.get("code", 1000)
+            self.refresh_outlet()
         elif message["type"] == "websocket.accept" and self._opened_at is None:
             self._opened_at = time.monotonic()
             logger.info("socket open", extra=self._log_fields(self._outer_scope))
@@ -174,6 +176,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
         Idempotent (the crash path runs it, then `finally` again). Before it, a crashed socket stayed
         in its groups until restart: after 300 crashes a room's message went to 301 members."""
         self._cleaning_up = True
+        self.refresh_outlet()  # and then closed by the layer, with the handler
         self._take_group_messages(None)
         if not self._disconnect_ran:
             self._disconnect_ran = True
@@ -261,7 +264,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             if not self.closed:
                 await self._dispatch_or_fail(message)
         self._early = None
-        self._taking_group_messages = True
+        self._start_taking_group_messages()
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         """A socket that cannot open because Redis or the database is unreachable (its groups, the
@@ -287,6 +290,7 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.closed = True
+        self.refresh_outlet()
         if self._close_code is None:
             self._close_code = message.get("code")
         self._disconnect_ran = True  # even if disconnect() raises: __call__ cleans up the rest
@@ -380,12 +384,13 @@ class ValidatingJsonConsumer(AsyncJsonWebsocketConsumer):
             if self._early:
                 self.start_task(self._hand_over_early_messages())
             else:
-                self._taking_group_messages = True
+                self._start_taking_group_messages()
 
     async def reject(self, close_code: int, code: str, detail: str) -> None:
         """Accept only to say why, then close: a refused handshake would hide the close code."""
         if close_code == close_codes.CLOSE_TOO_MANY_REQUESTS:
             metrics.socket_closed_over_limit(code)
+        self._refusing = True  # no outlet opens; an open one closes with the close below
         await self.accept()
         await self.send_error(code, detail)
         await self.close(code=close_code)

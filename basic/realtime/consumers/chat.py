@@ -20,6 +20,26 @@ POST_FAILED = RepeatedWarning(logger, "chat messages not sent (Redis is unreacha
 NOT_SENT = "Not sent: the chat service is unavailable right now; send it again in a few seconds."
 
 
+def room_text(payload: dict[str, Any]) -> str:
+    """A chat message as a `/ws/chat/` frame, encoded once per process (frames.encoded_once)."""
+    return encoded_once(payload, "chat", lambda: chat.room_frame(payload))
+
+
+def seed_text(payload: dict[str, Any]) -> str:
+    """A chat message as a seed room `/chat/` frame, encoded once per process."""
+    return encoded_once(payload, "seed", lambda: chat.seed_frame(payload))
+
+
+def room_outlet_text(message: dict[str, Any]) -> str | None:
+    """`room_text` for a socket's outlet (basic/realtime/wire.py): None for any other message."""
+    return room_text(message) if message.get("type") == chat.LAYER_CHAT_MESSAGE else None
+
+
+def seed_outlet_text(message: dict[str, Any]) -> str | None:
+    """`seed_text` for a socket's outlet: None for any other message."""
+    return seed_text(message) if message.get("type") == chat.LAYER_CHAT_MESSAGE else None
+
+
 class ChatConsumer(ValidatingJsonConsumer):
     """`/ws/chat/{room}/`: `{"message": …}` goes to everyone in the room, with the sender's name.
 
@@ -98,6 +118,7 @@ class ChatConsumer(ValidatingJsonConsumer):
         for payload in held:
             if payload.get(group_history.ID) not in self._replayed:
                 await self.send_chat(payload)
+        self.refresh_outlet()  # open now if nothing was replayed (the ids to skip: `outlet_allowed`)
 
     async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
         try:
@@ -111,6 +132,13 @@ class ChatConsumer(ValidatingJsonConsumer):
             POST_FAILED.warning(error)
             await self.send_error(UNAVAILABLE["code"], NOT_SENT)
 
+    outlet_text = staticmethod(room_outlet_text)
+
+    def outlet_allowed(self) -> bool:
+        """Live messages go out as they come (on the socket's outlet, base.py) unless the socket
+        is resuming (they wait in `_held`) or has ids to skip that it was sent from the history."""
+        return self._held is None and not self._replayed
+
     async def chat_message(self, payload: dict[str, Any]) -> None:
         if self._held is not None:
             self._held.append(payload)
@@ -118,7 +146,7 @@ class ChatConsumer(ValidatingJsonConsumer):
             await self.send_chat(payload)
 
     async def send_chat(self, payload: dict[str, Any]) -> None:
-        await self.send_text(encoded_once(payload, "chat", lambda: chat.room_frame(payload)))
+        await self.send_text(room_text(payload))
 
 
 class SeedChatConsumer(ChatConsumer):
@@ -132,5 +160,7 @@ class SeedChatConsumer(ChatConsumer):
     def anonymous_allowed(self) -> bool:
         return True
 
+    outlet_text = staticmethod(seed_outlet_text)
+
     async def send_chat(self, payload: dict[str, Any]) -> None:
-        await self.send_text(encoded_once(payload, "seed", lambda: chat.seed_frame(payload)))
+        await self.send_text(seed_text(payload))

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from basic.realtime import close_codes, job_feed
 from basic.realtime.auth import query_param
 from basic.realtime.consumers.authenticated import AuthenticatedConsumer
 from basic.realtime.feed_watch import FEEDS, RESYNC_FAILED
-from basic.realtime.frames import encoded_once
+from basic.realtime.frames import event_outlet_text, event_text
 from basic.realtime.job_feed import JobFeed
 from basic.realtime.shared_reads import NextRead, SharedReads
 
@@ -35,6 +36,25 @@ SNAPSHOTS = NextRead()
 OWNERS = SharedReads(ttl=1.0)
 
 
+class OutletLock(asyncio.Lock):
+    """The feed's lock, which also tells the socket's outlet when it is taken and given back:
+    while a snapshot, a replay or a catch-up is under way, live events wait for it in the
+    socket's handler instead of passing it on the outlet."""
+
+    def __init__(self, changed: Callable[[], None]) -> None:
+        super().__init__()
+        self._changed = changed
+
+    async def acquire(self) -> bool:
+        taken = await super().acquire()
+        self._changed()
+        return taken
+
+    def release(self) -> None:
+        super().release()
+        self._changed()
+
+
 class EventFeedConsumer(AuthenticatedConsumer):
     """A snapshot (or the missed events after `?after=SEQ`), then live events.
 
@@ -48,6 +68,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
     not_found = "No such job."
     subject_id: str = ""
     feed: JobFeed
+    lock: "OutletLock | None" = None  # made by start(), with the feed
     _watched = False  # a member of its feed's resync round (FEEDS)
 
     # --- what a subclass says ---------------------------------------------------------------
@@ -102,7 +123,7 @@ class EventFeedConsumer(AuthenticatedConsumer):
         self.feed = self.new_feed()
         self.subject_id = subject_id
         self.resume_limiter = TokenBucket(rate=settings.WS_RESUME_RATE_PER_SECOND, burst=settings.WS_RESUME_BURST)
-        self.lock = asyncio.Lock()
+        self.lock = OutletLock(self.refresh_outlet)
         # Join the group before reading history, so nothing falls between the two, and hold the
         # lock from before the join: live events come straight from the layer (not through the
         # socket's queue), so one may arrive while the socket is accepted; it must wait for the
@@ -203,17 +224,29 @@ class EventFeedConsumer(AuthenticatedConsumer):
         if self.feed.take(event):
             await self.send_text(text if text is not None else json.dumps(event))
 
+    # A live event in order, while nothing holds the lock, goes out through the socket's outlet
+    # (base.py): `JobFeed.take_next` keeps the same once-and-in-order rule as `send_event`.
+    outlet_text = staticmethod(event_outlet_text)
+
+    def outlet_feed(self) -> JobFeed | None:
+        return getattr(self, "feed", None)
+
+    def outlet_allowed(self) -> bool:
+        """Not before `start()` has made the feed and its lock (a socket that signs in with a
+        frame is accepted before), nor while the lock is held."""
+        return self.lock is not None and not self.lock.locked()
+
     async def job_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
         if not self.lock.locked() and not self.feed.gap_before(event):
-            # The common case, for every socket of a fan-out: in order, nothing under way. What
-            # taking the free lock would do (it waits for nothing), without its three calls.
-            await self.send_event(event, encoded_once(message, "event", lambda: event))
+            # The common case when the outlet could not take it: in order, nothing under way.
+            # What taking the free lock would do (it waits for nothing), without its three calls.
+            await self.send_event(event, event_text(message))
             return
         async with self.lock:
             if self.feed.gap_before(event):
                 await self.catch_up(upto=event["seq"] - 1)
-            await self.send_event(event, encoded_once(message, "event", lambda: event))
+            await self.send_event(event, event_text(message))
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         kind = content.get("type")

@@ -3,7 +3,7 @@ from typing import Any
 
 from basic.jobs import events
 from basic.realtime.consumers.authenticated import AuthenticatedConsumer
-from basic.realtime.frames import encoded_once
+from basic.realtime.frames import event_outlet_text, event_text
 
 
 class UserEventsConsumer(AuthenticatedConsumer):
@@ -23,8 +23,10 @@ class UserEventsConsumer(AuthenticatedConsumer):
         await self.join_group(self.group)  # left by the base, however the socket ends
         await self.accept()
 
+    outlet_text = staticmethod(event_outlet_text)  # every event goes out as is (base.py, outlets)
+
     async def job_event(self, message: dict[str, Any]) -> None:
-        await self.send_text(encoded_once(message, "event", lambda: message["event"]))
+        await self.send_text(event_text(message))
 
     async def handle_frame(self, content: dict[str, Any]) -> None:
         if content.get("type") == "ping":

@@ -3,7 +3,8 @@ deliveries to consumers that take their messages directly."""
 import asyncio
 import gc
 
-from basic.realtime.channel_layer import REMEMBERED_IDS, REPLAY_SLACK_MS, DeliveredIds, ResilientPubSubChannelLayer
+from basic.realtime.channel_layer import ResilientPubSubChannelLayer
+from basic.realtime.chat_history import REMEMBERED_IDS, REPLAY_SLACK_MS, DeliveredIds
 
 
 def test_each_id_is_delivered_once_and_the_replay_starts_before_the_newest():
