@@ -45,13 +45,16 @@ class JobSerializer(FieldsBuiltOnce):
     events_url = serializers.SerializerMethodField()
     result_url = serializers.SerializerMethodField()
     owner = serializers.SerializerMethodField()
+    # The seq of the job's event stream this row is at least as new as: a page that also hears the
+    # job's events (a batch member's, on /ws/events/) keeps whichever of the two is newer.
+    seq = serializers.IntegerField(source="last_seq", read_only=True)
 
     class Meta:
         model = Job
         fields = [
             "id", "kind", "status", "progress", "message", "error", "owner", "params", "result",
             "created", "started", "finished", "url", "events_url", "result_url", "output_bytes",
-            "attempt", "not_before", "batch",
+            "attempt", "not_before", "batch", "seq",
         ]
         read_only_fields = fields
 

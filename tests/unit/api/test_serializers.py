@@ -45,6 +45,7 @@ class _JobSerializerBuiltEachTime(serializers.ModelSerializer):
     events_url = serializers.SerializerMethodField()
     result_url = serializers.SerializerMethodField()
     owner = serializers.SerializerMethodField()
+    seq = serializers.IntegerField(source="last_seq", read_only=True)
     get_url, get_events_url = JobSerializer.get_url, JobSerializer.get_events_url
     get_result_url, get_owner = JobSerializer.get_result_url, JobSerializer.get_owner
     Meta = JobSerializer.Meta
@@ -60,7 +61,7 @@ def test_the_job_serializer_built_once_says_what_drf_building_its_fields_each_ti
     now = timezone.now()
     jobs = [Job.objects.create(kind="students_by_age", owner=alice, params={"a": [1, 2]}, message="Queued"),
             Job.objects.create(kind="students_by_age", owner=alice, status=Job.Status.DONE, progress=100,
-                               result={"rows": 3}, started=now, finished=now, output_bytes=12),
+                               result={"rows": 3}, started=now, finished=now, output_bytes=12, last_seq=7),
             Job.objects.create(kind="students_by_age", owner=None, status=Job.Status.FAILED, error="boom")]
     context = {"request": rf.get("/api/jobs/", HTTP_HOST="localhost")}
     for job in jobs * 2:  # the second time from the fields built the first
@@ -72,3 +73,14 @@ def test_instances_of_a_serializer_built_once_never_share_a_bound_field():
     for name, field in one.fields.items():
         assert field is not two.fields[name]
         assert field.parent is one and two.fields[name].parent is two
+
+
+@pytest.mark.django_db
+def test_a_job_says_which_seq_of_its_events_its_row_stands_for(alice, rf):
+    """The console keeps a batch member's row from the REST list only if it is not older than the
+    last event it heard for it (jobs.js upsertMember)."""
+    from basic.models import Job
+
+    job = Job.objects.create(kind="students_by_age", owner=alice, status=Job.Status.RUNNING, last_seq=3)
+    data = JobSerializer(job, context={"request": rf.get("/api/jobs/", HTTP_HOST="localhost")}).data
+    assert data["seq"] == 3 and "last_seq" not in data

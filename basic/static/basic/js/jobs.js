@@ -57,7 +57,12 @@ export class JobsPanel {
     try {
       const page = await api.get(this.urls.jobs);
       this.forgetMissing(page);
-      for (const job of page.results.slice().reverse()) this.upsert(job);
+      // A batch member's row may be older than its last event on the feed (a read that began
+      // before it): upsertMember keeps the newer of the two, by seq, as for batch snapshots.
+      for (const job of page.results.slice().reverse()) {
+        if (job.batch && this.jobs.has(job.id)) this.upsertMember(job);
+        else this.upsert(job);
+      }
       const older = page.count - page.results.length;
       this.more.hidden = older <= 0;
       this.more.textContent = `${older} older ${older === 1 ? "job is" : "jobs are"} not listed; see ${this.urls.jobs}.`;
