@@ -201,3 +201,41 @@ def test_a_frame_sent_outside_an_event_loop_is_counted_at_once():
 
     FrameTally().add(Counter())
     assert increments == [1]
+
+
+async def test_a_fan_out_loops_frames_are_counted_once_per_route():
+    """The outlets' loop (basic/realtime/wire.py) hands over its frames per route at once; they
+    join what single sends counted in the same step, and each route gets one increment."""
+    import asyncio
+
+    from basic.realtime.socket_metrics import FrameTally
+
+    increments = []
+
+    class Counter:
+        def __init__(self, route: str) -> None:
+            self.route = route
+
+        def inc(self, amount: int = 1) -> None:
+            increments.append((self.route, amount))
+
+    tally, chat, jobs, woken = FrameTally(), Counter("chat"), Counter("jobs"), asyncio.Event()
+    tally.add(chat)
+    tally.add_counts({chat: 2999, jobs: 1})
+    asyncio.get_running_loop().call_soon(woken.set)
+    assert increments == []
+    await woken.wait()
+    assert sorted(increments) == [("chat", 3000), ("jobs", 1)]
+
+
+def test_a_fan_out_loops_frames_counted_outside_an_event_loop_are_counted_at_once():
+    from basic.realtime.socket_metrics import FrameTally
+
+    increments = []
+
+    class Counter:
+        def inc(self, amount: int = 1) -> None:
+            increments.append(amount)
+
+    FrameTally().add_counts({Counter(): 5})
+    assert increments == [5]
