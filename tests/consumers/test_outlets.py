@@ -59,6 +59,30 @@ async def test_a_resuming_chat_socket_takes_live_messages_through_its_handler(ap
     await close_all(speaker, resumed)
 
 
+async def test_a_resumed_chat_socket_opens_its_outlet_once_no_replayed_copy_can_come(app, alice, bob, monkeypatch):
+    """After a restart every chat socket resumes: they must not keep the slower path for good."""
+    from basic.realtime import chat_history
+
+    speaker = await open_socket(app, "/ws/chat/resumed/", bob.token)
+    await speaker.send_json_to({"message": "seen"})
+    last = (await speaker.receive_json_from(5))["id"]
+    await speaker.send_json_to({"message": "missed"})
+    await speaker.receive_json_from(5)
+    resumed = await open_socket(app, f"/ws/chat/resumed/?after={last}", alice.token)
+    assert (await resumed.receive_json_from(5))["message"] == "missed"
+    monkeypatch.setattr(chat_history, "REPLAY_SLACK_MS", 0)  # as if the slack had passed
+    through_outlets = app.frames_through_outlets
+    await speaker.send_json_to({"message": "stored after the replay"})  # through the handler: then forgotten
+    for communicator in (resumed, speaker):
+        assert (await communicator.receive_json_from(5))["message"] == "stored after the replay"
+    assert app.frames_through_outlets == through_outlets + 1
+    await speaker.send_json_to({"message": "on the outlet"})
+    for communicator in (resumed, speaker):
+        assert (await communicator.receive_json_from(5))["message"] == "on the outlet"
+    assert app.frames_through_outlets == through_outlets + 3
+    await close_all(speaker, resumed)
+
+
 def push(job: Job, kind: str = "job.progress"):
     return asyncio.to_thread(push_job_event, kind, job_id=job.id, owner_id=job.owner_id, status="running",
                              progress=10)
