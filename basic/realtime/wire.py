@@ -56,15 +56,18 @@ def write_now(transport: Any, data: bytes, backlog: int | None = None) -> None:
     if not idle:
         transport.write(data)
         return
+    send_to_idle(sock, transport, data)
+
+
+def send_to_idle(sock: Any, transport: Any, data: bytes) -> None:
+    """`data` to the kernel at once, on a socket with nothing queued before it; what the kernel
+    does not take goes to Twisted's queue (which also finds out about a failed socket its own way)."""
     try:
         sent = sock.send(data)
-    except (BlockingIOError, InterruptedError):
+    except OSError:  # full (BlockingIOError), interrupted, or failed: Twisted takes it from here
         sent = 0
-    except OSError:  # let Twisted find out and close the connection its own way
-        transport.write(data)
-        return
     if sent < len(data):
-        transport.write(data[sent:])
+        transport.write(data[sent:] if sent else data)
 
 
 class Outlet:
@@ -150,14 +153,7 @@ def send_group_message(outlets: list[Outlet], message: dict[str, Any],
             if transport.dataBuffer or transport._tempDataLen:
                 outlet.protocol.send_text(text)
             else:
-                try:
-                    sent = outlet.sock.send(frame)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:  # let Twisted find out and close the connection its own way
-                    sent = 0
-                if sent < len(frame):
-                    transport.write(frame[sent:])
+                send_to_idle(outlet.sock, transport, frame)
             counter = outlet.counter
             if counter is not None:
                 counts[counter] = counts.get(counter, 0) + 1
