@@ -36,6 +36,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
@@ -96,7 +97,8 @@ def stats(values: list[float]) -> dict:
 
 # --- bare Celery --------------------------------------------------------------------------------
 
-def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = None) -> dict:
+def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = None,
+                    pids: dict[str, int] | None = None) -> dict:
     """`clients` threads calling apply_async `jobs` times in all; tasks/s until the worker ran them all.
     With `rows` (a SQLite file) the `bare.job` baseline: each send INSERTs its row first."""
     r = redis.Redis.from_url(redis_url)
@@ -122,6 +124,8 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = 
             sent.append(time.perf_counter() - t)
 
     send(key + ":warm")  # connect the producer pool first
+    pids = pids or {}
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         for _ in range(clients):
@@ -131,7 +135,60 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = 
         elapsed = time.perf_counter() - started
     done = int(r.get(key) or 0)
     return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed,
-            "apply_async": stats(sent), "baseline": "bare.incr" if rows is None else "bare.job"}
+            "apply_async": stats(sent), "baseline": "bare.incr" if rows is None else "bare.job",
+            "cpu_ms_per_job": {name: round(1000 * (cpu_seconds(pid) - cpu[name]) / max(1, done), 2)
+                               for name, pid in pids.items()}}
+
+
+def start_floor(redis_url: str, key: str, rows: str, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """Stock Daphne serving bench/floor_web.py (one sync Django view calling `apply_async`)."""
+    port = stack.free_port()
+    process = stack._spawn([stack.python_bin(), "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                            "bench.floor_web:application"],
+                           {"REDIS_URL": redis_url, "FLOOR_KEY": key, "FLOOR_ROWS": rows}, workdir / "floor.log")
+    stack.wait_for_port(port, process=process)
+    return process, port
+
+
+def floor_run(port: int, pids: dict[str, int], redis_url: str, key: str, route: str, jobs: int,
+              clients: int) -> dict:
+    """`bare.http`: `clients` REST clients POSTing to the floor's `route` `jobs` times in all; tasks/s
+    until bare Celery's worker ran them all (its counter grew by `jobs`), and each process's CPU."""
+    r = redis.Redis.from_url(redis_url)
+
+    async def run() -> dict:
+        http = RawHttp(port, "-")
+        await http.post_json(route, {})  # the connection and Django's first request warm
+        while int(r.get(key) or 0) < 1:
+            await asyncio.sleep(0.01)
+        base = int(r.get(key) or 0)
+        accepted: list[float] = []
+        errors: list[str] = []
+        todo = iter(range(jobs))
+
+        async def client() -> None:
+            for _ in todo:
+                t = time.perf_counter()
+                status, payload = await http.post_json(route, {})
+                if status == 202:
+                    accepted.append(time.perf_counter() - t)
+                else:
+                    errors.append(f"{status}: {payload[:200]!r}")
+
+        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        began = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(clients)])
+        while int(r.get(key) or 0) - base < len(accepted) and time.perf_counter() - began < 300:
+            await asyncio.sleep(0.005)
+        elapsed = time.perf_counter() - began
+        done = int(r.get(key) or 0) - base
+        http.close()
+        return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed, "errors": len(errors),
+                "error_examples": errors[:3], "trigger_202": stats(accepted), "route": route,
+                "cpu_ms_per_job": {name: round(1000 * (cpu_seconds(pid) - cpu[name]) / max(1, done), 2)
+                                   for name, pid in pids.items()}}
+
+    return asyncio.run(run())
 
 
 # --- the project ---------------------------------------------------------------------------------
@@ -602,6 +659,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="after the open loop, this many pairs of open-loop windows with the worker at "
                              "niceness 0 then 10 (a variant to measure; needs root to raise it back)")
     parser.add_argument("--http-threads", type=int, default=8, help="gunicorn's threads (--http-server gunicorn)")
+    parser.add_argument("--floor", action=argparse.BooleanOptionalAction, default=True,
+                        help="measure bare.http: stock Daphne and a plain Django view in front of bare Celery")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     raise_open_files_limit()
@@ -641,10 +700,29 @@ def main(argv: list[str] | None = None) -> dict:
         bare_celery.prepare_rows(rows)
         for clients in [int(c) for c in args.clients.split(",")]:
             for name, table in (("bare.incr", result["bare"]), ("bare.job", result["bare_job"])):
-                run = bare_celery_run(redis_url, args.jobs, clients, rows if name == "bare.job" else None)
+                run = bare_celery_run(redis_url, args.jobs, clients, rows if name == "bare.job" else None,
+                                      {"bare worker": bare.pid, "bench client": os.getpid()})
                 print(f"  bare Celery ({name}), {clients} clients: {run['per_s']:.1f} tasks/s, apply_async "
-                      f"p50/p99 {run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms", flush=True)
+                      f"p50/p99 {run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms\n"
+                      f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
                 table.append(run)
+        if args.floor:
+            key = f"bench:floor:{os.getpid()}"
+            floor, floor_port = start_floor(redis_url, key, rows, workdir)
+            result["floor"], result["floor_drf"], result["floor_job"] = [], [], []
+            pids = {"floor daphne": floor.pid, "bare worker": bare.pid, "bench client": os.getpid()}
+            try:
+                for clients in [int(c) for c in args.clients.split(",")]:
+                    for route, table in (("/incr", result["floor"]), ("/drf", result["floor_drf"]),
+                                         ("/job", result["floor_job"])):
+                        run = floor_run(floor_port, pids, redis_url, key, route, args.jobs, clients)
+                        print(f"  bare.http ({route}: stock Daphne, Django, apply_async), {clients} "
+                              f"clients: {run['per_s']:.1f} tasks/s, 202 p50/p99 {run['trigger_202']['p50_ms']:.1f}/"
+                              f"{run['trigger_202']['p99_ms']:.1f} ms, errors {run['errors']}\n"
+                              f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
+                        table.append(run)
+            finally:
+                stack.stop(floor)
         stack.stop(bare)
         # 2-5. the project
         worker_log = workdir / "worker.log"

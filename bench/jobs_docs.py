@@ -23,6 +23,9 @@ def jobs_chart(jobs: dict, docs: Path) -> str | None:
     clients = [level["clients"] for level in levels]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(clients, [b["per_s"] for b in jobs["bare"]][:len(clients)], marker="o", label="bare Celery (tasks/s)")
+    if jobs.get("floor_job"):
+        ax.plot(clients, [f["per_s"] for f in jobs["floor_job"]][:len(clients)], marker="o",
+                label="floor: stock Daphne + a plain Django view + a row (tasks/s)")
     ax.plot(clients, [level["per_s"] for level in levels], marker="o", label="this project (jobs/s)")
     ax.plot(clients, [0.5 * b["per_s"] for b in jobs["bare"]][:len(clients)], linestyle=":", color="grey",
             label="goal: x0.5 bare")
@@ -50,16 +53,25 @@ def jobs_section(jobs: dict, docs: Path) -> list[str]:
         "run:"
         " bare Celery on the same kind of worker (`bench/bare_celery.py`: `apply_async` of a task that only",
         "INCRs a Redis counter, from as many client threads). Goal: at least x0.5 bare Celery, not falling",
-        "with more clients.",
+        "with more clients. Beside it, in the same run: `bare.job` (the task also UPDATEs a row and stores",
+        "and publishes an event; the sender INSERTs the row), and the floor of any REST trigger on the stack",
+        "the project is built on (`bench/floor_web.py`: stock Daphne, a plain Django view with no middleware",
+        "or authentication that INSERTs the row and calls `apply_async` of `bare.job`; `/drf` and `/incr` in",
+        "the JSON).",
         "",
-        "| clients | bare Celery tasks/s | jobs/s | vs bare | trigger -> 202 p50 / p99 ms "
-        "| trigger -> job.done p50 / p99 ms | ended |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| clients | bare Celery tasks/s | bare.job | floor: Daphne + Django + row | jobs/s | vs bare | vs floor "
+        "| trigger -> 202 p50 / p99 ms | trigger -> job.done p50 / p99 ms | ended |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for level, bare in zip(project["levels"], jobs["bare"], strict=False):
+    count = len(project["levels"])
+    bare_job = jobs.get("bare_job") or [{}] * count
+    floor = jobs.get("floor_job") or [{}] * count
+    for level, bare, job, base in zip(project["levels"], jobs["bare"], bare_job, floor, strict=False):
+        vs_floor = f"x{level['per_s'] / base['per_s']:.2f}" if base.get("per_s") else "–"
         lines.append(
-            f"| {level['clients']} | {_n(bare['per_s'], 1)} | {_n(level['per_s'], 1)} | "
-            f"x{level['per_s'] / bare['per_s']:.2f} | "
+            f"| {level['clients']} | {_n(bare['per_s'], 1)} | {_n(job.get('per_s'), 1)} | "
+            f"{_n(base.get('per_s'), 1)} | {_n(level['per_s'], 1)} | "
+            f"x{level['per_s'] / bare['per_s']:.2f} | {vs_floor} | "
             f"{_n(level['trigger_202']['p50_ms'])} / {_n(level['trigger_202']['p99_ms'])} | "
             f"{_n(level['trigger_done']['p50_ms'])} / {_n(level['trigger_done']['p99_ms'])} | "
             f"{level['ended_on_socket']:,} of {level['started']:,} |")
