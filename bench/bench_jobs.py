@@ -10,6 +10,11 @@ database (or `--database postgres`: the tests' private PostgreSQL, tests/postgre
    tasks/s is JOBS over the time until the counter reaches JOBS. Then `bare.job`, the same with the
    least a job writes done on the engines directly: the sender INSERTs a row (sqlite3), the task
    UPDATEs it and stores and publishes one event (XADD + PUBLISH); reported beside the first.
+   And the floor of a REST trigger on the stack the project is built on (`bare.http`,
+   bench/floor_web.py): stock Daphne and a plain Django view calling `apply_async`, driven by the
+   same HTTP clients as the project (`/incr`, `/drf` through DRF's APIView, `/job` with the row).
+   All of them run at each client level right before the project does, so a slow spell of this
+   shared box hits a baseline and the project alike.
 2. **This project**, at 10, 50 and 200 concurrent REST clients (`--clients`): JOBS trivial
    `students_by_age` jobs (over 100 students) started with `POST /api/jobs/`, each job's end seen
    on one `/ws/events/` socket; jobs/s is JOBS over first trigger -> last end on the socket. Per
@@ -150,45 +155,85 @@ def start_floor(redis_url: str, key: str, rows: str, workdir: Path) -> tuple[sub
     return process, port
 
 
-def floor_run(port: int, pids: dict[str, int], redis_url: str, key: str, route: str, jobs: int,
-              clients: int) -> dict:
+async def floor_run(port: int, pids: dict[str, int], redis_url: str, key: str, route: str, jobs: int,
+                    clients: int) -> dict:
     """`bare.http`: `clients` REST clients POSTing to the floor's `route` `jobs` times in all; tasks/s
     until bare Celery's worker ran them all (its counter grew by `jobs`), and each process's CPU."""
     r = redis.Redis.from_url(redis_url)
+    http = RawHttp(port, "-")
+    before = int(r.get(key) or 0)
+    await http.post_json(route, {})  # the connection and Django's first request warm
+    while int(r.get(key) or 0) <= before:
+        await asyncio.sleep(0.01)
+    base = int(r.get(key) or 0)
+    accepted: list[float] = []
+    errors: list[str] = []
+    todo = iter(range(jobs))
 
-    async def run() -> dict:
-        http = RawHttp(port, "-")
-        await http.post_json(route, {})  # the connection and Django's first request warm
-        while int(r.get(key) or 0) < 1:
-            await asyncio.sleep(0.01)
-        base = int(r.get(key) or 0)
-        accepted: list[float] = []
-        errors: list[str] = []
-        todo = iter(range(jobs))
+    async def client() -> None:
+        for _ in todo:
+            t = time.perf_counter()
+            status, payload = await http.post_json(route, {})
+            if status == 202:
+                accepted.append(time.perf_counter() - t)
+            else:
+                errors.append(f"{status}: {payload[:200]!r}")
 
-        async def client() -> None:
-            for _ in todo:
-                t = time.perf_counter()
-                status, payload = await http.post_json(route, {})
-                if status == 202:
-                    accepted.append(time.perf_counter() - t)
-                else:
-                    errors.append(f"{status}: {payload[:200]!r}")
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    began = time.perf_counter()
+    await asyncio.gather(*[client() for _ in range(clients)])
+    while int(r.get(key) or 0) - base < len(accepted) and time.perf_counter() - began < 300:
+        await asyncio.sleep(0.005)
+    elapsed = time.perf_counter() - began
+    done = int(r.get(key) or 0) - base
+    http.close()
+    return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed, "errors": len(errors),
+            "error_examples": errors[:3], "trigger_202": stats(accepted), "route": route,
+            "cpu_ms_per_job": {name: round(1000 * (cpu_seconds(pid) - cpu[name]) / max(1, done), 2)
+                               for name, pid in pids.items()}}
 
-        cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
-        began = time.perf_counter()
-        await asyncio.gather(*[client() for _ in range(clients)])
-        while int(r.get(key) or 0) - base < len(accepted) and time.perf_counter() - began < 300:
-            await asyncio.sleep(0.005)
-        elapsed = time.perf_counter() - began
-        done = int(r.get(key) or 0) - base
-        http.close()
-        return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed, "errors": len(errors),
-                "error_examples": errors[:3], "trigger_202": stats(accepted), "route": route,
-                "cpu_ms_per_job": {name: round(1000 * (cpu_seconds(pid) - cpu[name]) / max(1, done), 2)
-                                   for name, pid in pids.items()}}
 
-    return asyncio.run(run())
+class Baselines:
+    """Bare Celery (`bare.incr`, `bare.job`) and the floor (`bare.http`), each measured at a client
+    level right before the project is, into `result`'s "bare", "bare_job", "floor", "floor_drf" and
+    "floor_job" lists (one entry per level)."""
+
+    ROUTES = (("/incr", "floor"), ("/drf", "floor_drf"), ("/job", "floor_job"))
+
+    def __init__(self, redis_url: str, rows: str, bare: subprocess.Popen, result: dict) -> None:
+        self.redis_url, self.rows, self.bare, self.result = redis_url, rows, bare, result
+        self.key = f"bench:floor:{os.getpid()}"
+        self.floor: subprocess.Popen | None = None
+        self.floor_port = 0
+        for name in ("bare", "bare_job", *(table for _, table in self.ROUTES)):
+            result[name] = []
+
+    async def measure(self, jobs: int, clients: int) -> None:
+        # The project's processes are idle meanwhile: their CPU is shown to prove it.
+        pids = {"bare worker": self.bare.pid, "bench client": os.getpid(),
+                **{f"idle {name}": pid for name, pid in PIDS.items() if name != "bench client"}}
+        for name, table in (("bare.incr", "bare"), ("bare.job", "bare_job")):
+            run = await asyncio.to_thread(bare_celery_run, self.redis_url, jobs, clients,
+                                          self.rows if name == "bare.job" else None, pids)
+            print(f"  bare Celery ({name}), {clients} clients: {run['per_s']:.1f} tasks/s, apply_async "
+                  f"p50/p99 {run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms\n"
+                  f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
+            self.result[table].append(run)
+        if self.floor is None:
+            return
+        pids["floor daphne"] = self.floor.pid
+        for route, table in self.ROUTES:
+            run = await floor_run(self.floor_port, pids, self.redis_url, self.key, route, jobs, clients)
+            print(f"  bare.http ({route}: stock Daphne, Django, apply_async), {clients} "
+                  f"clients: {run['per_s']:.1f} tasks/s, 202 p50/p99 {run['trigger_202']['p50_ms']:.1f}/"
+                  f"{run['trigger_202']['p99_ms']:.1f} ms, errors {run['errors']}\n"
+                  f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
+            self.result[table].append(run)
+
+    def stop(self) -> None:
+        for process in (self.floor, self.bare):
+            if process is not None:
+                stack.stop(process)
 
 
 # --- the project ---------------------------------------------------------------------------------
@@ -559,7 +604,7 @@ def start_gunicorn(processes: list, env: dict[str, str], web_port: int, threads:
 
 
 async def project(base_url: str, token: str, args: argparse.Namespace, database_url: str,
-                  redis_url: str, http_port: int) -> dict:
+                  redis_url: str, http_port: int, baselines: "Baselines") -> dict:
     base_ws = base_url.replace("http://", "ws://")
     out: dict = {"levels": []}
     http = RawHttp(http_port, token)
@@ -570,6 +615,7 @@ async def project(base_url: str, token: str, args: argparse.Namespace, database_
     feed.events.clear()
     feed.keep_events = False
     for clients in [int(c) for c in args.clients.split(",")]:
+        await baselines.measure(args.jobs, clients)
         result = await closed_loop(http, feed, args.jobs, clients)
         print(f"  project, {clients} clients: {result['per_s']:.1f} jobs/s, 202 p50/p99 "
               f"{result['trigger_202']['p50_ms']:.0f}/{result['trigger_202']['p99_ms']:.0f} ms, done "
@@ -578,6 +624,7 @@ async def project(base_url: str, token: str, args: argparse.Namespace, database_
               f"{result['error_examples'][:1]}\n    CPU ms per job {result['cpu_ms_per_job']}", flush=True)
         out["levels"].append(result)
         await asyncio.sleep(1)
+    baselines.stop()  # idle from here on, but out of the way of the steps that follow
     best = max(level["per_s"] for level in out["levels"])
     if args.open_seconds > 0:
         out["open_loop"] = await open_loop(http, feed, best * args.open_fraction, args.open_seconds)
@@ -689,48 +736,28 @@ def main(argv: list[str] | None = None) -> dict:
                     "web_processes": args.web_processes}
     pool: WebPool | None = None
     try:
-        # 1. bare Celery, on its own worker, before the project's stack starts
+        # 1. the baselines: bare Celery on its own worker, and the floor, measured at each level just
+        # before the project (this shared box's spells move all three together, not each alone)
         bare_log = workdir / "bare.log"
         bare = stack._spawn(bare_celery.worker_args(100, f"bare-{os.getpid()}@%h"),
                             {"REDIS_URL": redis_url, "LOG_LEVEL": "INFO"}, bare_log)
+        processes.append(bare)
         stack.wait_for_text(bare_log, "ready.", process=bare)
         bare_celery.app.conf.broker_url = redis_url
-        result["bare"], result["bare_job"] = [], []
         rows = str(workdir / "bare-rows.sqlite3")
         bare_celery.prepare_rows(rows)
-        for clients in [int(c) for c in args.clients.split(",")]:
-            for name, table in (("bare.incr", result["bare"]), ("bare.job", result["bare_job"])):
-                run = bare_celery_run(redis_url, args.jobs, clients, rows if name == "bare.job" else None,
-                                      {"bare worker": bare.pid, "bench client": os.getpid()})
-                print(f"  bare Celery ({name}), {clients} clients: {run['per_s']:.1f} tasks/s, apply_async "
-                      f"p50/p99 {run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms\n"
-                      f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
-                table.append(run)
+        baselines = Baselines(redis_url, rows, bare, result)
         if args.floor:
-            key = f"bench:floor:{os.getpid()}"
-            floor, floor_port = start_floor(redis_url, key, rows, workdir)
-            result["floor"], result["floor_drf"], result["floor_job"] = [], [], []
-            pids = {"floor daphne": floor.pid, "bare worker": bare.pid, "bench client": os.getpid()}
-            try:
-                for clients in [int(c) for c in args.clients.split(",")]:
-                    for route, table in (("/incr", result["floor"]), ("/drf", result["floor_drf"]),
-                                         ("/job", result["floor_job"])):
-                        run = floor_run(floor_port, pids, redis_url, key, route, args.jobs, clients)
-                        print(f"  bare.http ({route}: stock Daphne, Django, apply_async), {clients} "
-                              f"clients: {run['per_s']:.1f} tasks/s, 202 p50/p99 {run['trigger_202']['p50_ms']:.1f}/"
-                              f"{run['trigger_202']['p99_ms']:.1f} ms, errors {run['errors']}\n"
-                              f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
-                        table.append(run)
-            finally:
-                stack.stop(floor)
-        stack.stop(bare)
+            baselines.floor, baselines.floor_port = start_floor(redis_url, baselines.key, rows, workdir)
+            processes.append(baselines.floor)
         # 2-5. the project
         worker_log = workdir / "worker.log"
         worker_env = dict(item.split("=", 1) for item in args.worker_env)
         result["worker_env"] = worker_env
-        processes.append(stack.start_worker({**env, "LOG_LEVEL": "INFO", **worker_env}, concurrency=100, log=worker_log,
-                                            hostname=f"bench-jobs-{os.getpid()}@%h"))
-        stack.wait_for_text(worker_log, "ready.", process=processes[-1])
+        worker = stack.start_worker({**env, "LOG_LEVEL": "INFO", **worker_env}, concurrency=100, log=worker_log,
+                                    hostname=f"bench-jobs-{os.getpid()}@%h")
+        processes.append(worker)
+        stack.wait_for_text(worker_log, "ready.", process=worker)
         port = stack.free_port()
         if args.web_processes > 1:
             pool = WebPool(port, args.web_processes, env, log_dir=workdir)
@@ -738,7 +765,7 @@ def main(argv: list[str] | None = None) -> dict:
             web_pids = pool.pids()
         else:
             processes.append(stack.start_daphne(port, env, log=workdir / "daphne.log"))
-            web_pids = [processes[1].pid]
+            web_pids = [processes[-1].pid]
         base_url = f"http://127.0.0.1:{port}"
         http_port = port
         http_pids: dict[str, int] = {}
@@ -747,15 +774,16 @@ def main(argv: list[str] | None = None) -> dict:
             http_pids = {"gunicorn": gunicorn, "gunicorn arbiter": arbiter}
         httpx.post(f"{base_url}/api/students/generate/", json={"count": args.students},
                    headers={"Authorization": f"Token {token}"}, timeout=60).raise_for_status()
-        PIDS.update({"worker": processes[0].pid, "bench client": os.getpid(),
+        PIDS.update({"worker": worker.pid, "bench client": os.getpid(),
                      **{f"daphne{i + 1 if i else ''}": pid for i, pid in enumerate(web_pids)}, **http_pids})
         if stack_redis := getattr(sys.modules["bench.common"], "_redis", None):
             PIDS["redis"] = stack_redis.pid
         spies = []
         if args.profile:
             spies = [py_spy(pid, Path(args.profile) / f"{name}.txt")
-                     for name, pid in (("worker", processes[0].pid), ("daphne", web_pids[0]))]
-        result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url, http_port))
+                     for name, pid in (("worker", worker.pid), ("daphne", web_pids[0]))]
+        result["project"] = asyncio.run(project(base_url, token, args, db_env["DATABASE_URL"], redis_url, http_port,
+                                                baselines))
         stop_py_spy(spies)
     finally:
         if pool is not None:
@@ -769,16 +797,21 @@ def main(argv: list[str] | None = None) -> dict:
             stop_postgres(pg)
     bare50 = next((b for b in result["bare"] if b["clients"] == 50), result["bare"][0])
     result["bare_per_s"] = bare50["per_s"]
-    for level, b, bj in zip(result["project"]["levels"], result["bare"], result["bare_job"], strict=False):
+    floors = result["floor_job"] or [{}] * len(result["bare"])
+    for level, b, bj, fl in zip(result["project"]["levels"], result["bare"], result["bare_job"], floors,
+                                strict=False):
         level["vs_bare"] = level["per_s"] / b["per_s"] if b["per_s"] else 0.0
         level["bare_per_s"] = b["per_s"]
         level["vs_bare_job"] = level["per_s"] / bj["per_s"] if bj["per_s"] else 0.0
         level["bare_job_per_s"] = bj["per_s"]
+        level["floor_job_per_s"] = fl.get("per_s", 0.0)
+        level["vs_floor_job"] = level["per_s"] / fl["per_s"] if fl.get("per_s") else 0.0
     print(f"\nJobs vs bare Celery ({args.database}, {args.jobs} each, gevent concurrency 100):")
     for level in result["project"]["levels"]:
         print(f"  {level['clients']:>4} clients: {level['per_s']:7.1f} jobs/s vs bare {level['bare_per_s']:7.1f} "
               f"tasks/s: x{level['vs_bare']:.2f}; vs bare.job (a row and an event, no framework) "
-              f"{level['bare_job_per_s']:7.1f}: x{level['vs_bare_job']:.2f}")
+              f"{level['bare_job_per_s']:7.1f}: x{level['vs_bare_job']:.2f}; vs the floor (stock Daphne, a plain "
+              f"Django view, a row) {level['floor_job_per_s']:7.1f}: x{level['vs_floor_job']:.2f}")
     write_result(result, ["--json", args.json] if args.json else [])
     return result
 
