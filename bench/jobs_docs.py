@@ -21,7 +21,7 @@ def jobs_chart(jobs: dict, docs: Path) -> str | None:
         return None
     levels = jobs["project"]["levels"]
     clients = [level["clients"] for level in levels]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 4.4))
     ax.plot(clients, [b["per_s"] for b in jobs["bare"]][:len(clients)], marker="o", label="bare Celery (tasks/s)")
     if jobs.get("floor_job"):
         ax.plot(clients, [f["per_s"] for f in jobs["floor_job"]][:len(clients)], marker="o",
@@ -35,7 +35,7 @@ def jobs_chart(jobs: dict, docs: Path) -> str | None:
     ax.set_ylabel("per second")
     ax.set_ylim(bottom=0)
     ax.set_title(f"Trigger -> job end on a socket ({jobs['database']})")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     fig.savefig(docs / CHART_JOBS, dpi=100)
     plt.close(fig)
