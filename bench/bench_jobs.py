@@ -11,8 +11,9 @@ database (or `--database postgres`: the tests' private PostgreSQL, tests/postgre
    least a job writes done on the engines directly: the sender INSERTs a row (sqlite3), the task
    UPDATEs it and stores and publishes one event (XADD + PUBLISH); reported beside the first.
    And the floor of a REST trigger on the stack the project is built on (`bare.http`,
-   bench/floor_web.py): stock Daphne and a plain Django view calling `apply_async`, driven by the
-   same HTTP clients as the project (`/incr`, `/drf` through DRF's APIView, `/job` with the row).
+   bench/floor_web.py): a plain Django view calling `apply_async`, driven by the same HTTP clients
+   as the project (`/incr`, `/drf` through DRF's APIView, `/job` with the row), served by stock
+   Daphne and Django's handler, then by this project's server and handler (`/incr`, `/job`).
    All of them run at each client level right before the project does, so a slow spell of this
    shared box hits a baseline and the project alike.
 2. **This project**, at 10, 50 and 200 concurrent REST clients (`--clients`): JOBS trivial
@@ -145,12 +146,15 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = 
                                for name, pid in pids.items()}}
 
 
-def start_floor(redis_url: str, key: str, rows: str, workdir: Path) -> tuple[subprocess.Popen, int]:
-    """Stock Daphne serving bench/floor_web.py (one sync Django view calling `apply_async`)."""
+def start_floor(redis_url: str, key: str, rows: str, workdir: Path, plumbing: str) -> tuple[subprocess.Popen, int]:
+    """bench/floor_web.py (one sync Django view calling `apply_async`) on stock Daphne and Django's
+    handler (`plumbing` "stock"), or on this project's server and handler ("ours")."""
     port = stack.free_port()
-    process = stack._spawn([stack.python_bin(), "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+    server = "daphne" if plumbing == "stock" else "basic.realtime.server"
+    process = stack._spawn([stack.python_bin(), "-m", server, "-b", "127.0.0.1", "-p", str(port),
                             "bench.floor_web:application"],
-                           {"REDIS_URL": redis_url, "FLOOR_KEY": key, "FLOOR_ROWS": rows}, workdir / "floor.log")
+                           {"REDIS_URL": redis_url, "FLOOR_KEY": key, "FLOOR_ROWS": rows, "FLOOR_PLUMBING": plumbing,
+                            "DJANGO_SETTINGS_MODULE": ""}, workdir / f"floor-{plumbing}.log")
     stack.wait_for_port(port, process=process)
     return process, port
 
@@ -194,19 +198,25 @@ async def floor_run(port: int, pids: dict[str, int], redis_url: str, key: str, r
 
 
 class Baselines:
-    """Bare Celery (`bare.incr`, `bare.job`) and the floor (`bare.http`), each measured at a client
-    level right before the project is, into `result`'s "bare", "bare_job", "floor", "floor_drf" and
-    "floor_job" lists (one entry per level)."""
+    """Bare Celery (`bare.incr`, `bare.job`) and the floors (`bare.http`), each measured at a client
+    level right before the project is, into `result`'s lists (one entry per level): "bare",
+    "bare_job", and per floor route "floor", "floor_drf", "floor_job" (stock Daphne and Django's
+    handler) and "floor_ours", "floor_ours_job" (this project's server and handler)."""
 
-    ROUTES = (("/incr", "floor"), ("/drf", "floor_drf"), ("/job", "floor_job"))
+    ROUTES = {"stock": (("/incr", "floor"), ("/drf", "floor_drf"), ("/job", "floor_job")),
+              "ours": (("/incr", "floor_ours"), ("/job", "floor_ours_job"))}
 
     def __init__(self, redis_url: str, rows: str, bare: subprocess.Popen, result: dict) -> None:
         self.redis_url, self.rows, self.bare, self.result = redis_url, rows, bare, result
         self.key = f"bench:floor:{os.getpid()}"
-        self.floor: subprocess.Popen | None = None
-        self.floor_port = 0
-        for name in ("bare", "bare_job", *(table for _, table in self.ROUTES)):
+        self.floors: dict[str, tuple[subprocess.Popen, int]] = {}  # plumbing -> (server, port)
+        for name in ("bare", "bare_job", *(table for routes in self.ROUTES.values() for _, table in routes)):
             result[name] = []
+
+    def start_floors(self, workdir: Path) -> list[subprocess.Popen]:
+        for plumbing in self.ROUTES:
+            self.floors[plumbing] = start_floor(self.redis_url, self.key, self.rows, workdir, plumbing)
+        return [server for server, _ in self.floors.values()]
 
     async def measure(self, jobs: int, clients: int) -> None:
         # The project's processes are idle meanwhile: their CPU is shown to prove it (Redis is not:
@@ -221,21 +231,19 @@ class Baselines:
                   f"p50/p99 {run['apply_async']['p50_ms']:.1f}/{run['apply_async']['p99_ms']:.1f} ms\n"
                   f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
             self.result[table].append(run)
-        if self.floor is None:
-            return
-        pids["floor daphne"] = self.floor.pid
-        for route, table in self.ROUTES:
-            run = await floor_run(self.floor_port, pids, self.redis_url, self.key, route, jobs, clients)
-            print(f"  bare.http ({route}: stock Daphne, Django, apply_async), {clients} "
-                  f"clients: {run['per_s']:.1f} tasks/s, 202 p50/p99 {run['trigger_202']['p50_ms']:.1f}/"
-                  f"{run['trigger_202']['p99_ms']:.1f} ms, errors {run['errors']}\n"
-                  f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
-            self.result[table].append(run)
+        for plumbing, (server, port) in self.floors.items():
+            for route, table in self.ROUTES[plumbing]:
+                run = await floor_run(port, {**pids, f"floor server ({plumbing})": server.pid}, self.redis_url,
+                                      self.key, route, jobs, clients)
+                print(f"  bare.http ({route} on {plumbing} plumbing: a plain Django view, apply_async), {clients} "
+                      f"clients: {run['per_s']:.1f} tasks/s, 202 p50/p99 {run['trigger_202']['p50_ms']:.1f}/"
+                      f"{run['trigger_202']['p99_ms']:.1f} ms, errors {run['errors']}\n"
+                      f"    CPU ms per task {run['cpu_ms_per_job']}", flush=True)
+                self.result[table].append(run)
 
     def stop(self) -> None:
-        for process in (self.floor, self.bare):
-            if process is not None:
-                stack.stop(process)
+        for process in [server for server, _ in self.floors.values()] + [self.bare]:
+            stack.stop(process)
 
 
 # --- the project ---------------------------------------------------------------------------------
@@ -750,8 +758,7 @@ def main(argv: list[str] | None = None) -> dict:
         bare_celery.prepare_rows(rows)
         baselines = Baselines(redis_url, rows, bare, result)
         if args.floor:
-            baselines.floor, baselines.floor_port = start_floor(redis_url, baselines.key, rows, workdir)
-            processes.append(baselines.floor)
+            processes += baselines.start_floors(workdir)
         # 2-5. the project
         worker_log = workdir / "worker.log"
         worker_env = dict(item.split("=", 1) for item in args.worker_env)
@@ -800,20 +807,25 @@ def main(argv: list[str] | None = None) -> dict:
     bare50 = next((b for b in result["bare"] if b["clients"] == 50), result["bare"][0])
     result["bare_per_s"] = bare50["per_s"]
     floors = result["floor_job"] or [{}] * len(result["bare"])
-    for level, b, bj, fl in zip(result["project"]["levels"], result["bare"], result["bare_job"], floors,
-                                strict=False):
+    ours = result["floor_ours_job"] or [{}] * len(result["bare"])
+    for level, b, bj, fl, fo in zip(result["project"]["levels"], result["bare"], result["bare_job"], floors, ours,
+                                    strict=False):
         level["vs_bare"] = level["per_s"] / b["per_s"] if b["per_s"] else 0.0
         level["bare_per_s"] = b["per_s"]
         level["vs_bare_job"] = level["per_s"] / bj["per_s"] if bj["per_s"] else 0.0
         level["bare_job_per_s"] = bj["per_s"]
         level["floor_job_per_s"] = fl.get("per_s", 0.0)
         level["vs_floor_job"] = level["per_s"] / fl["per_s"] if fl.get("per_s") else 0.0
+        level["floor_ours_job_per_s"] = fo.get("per_s", 0.0)
+        level["vs_floor_ours_job"] = level["per_s"] / fo["per_s"] if fo.get("per_s") else 0.0
     print(f"\nJobs vs bare Celery ({args.database}, {args.jobs} each, gevent concurrency 100):")
     for level in result["project"]["levels"]:
         print(f"  {level['clients']:>4} clients: {level['per_s']:7.1f} jobs/s vs bare {level['bare_per_s']:7.1f} "
               f"tasks/s: x{level['vs_bare']:.2f}; vs bare.job (a row and an event, no framework) "
-              f"{level['bare_job_per_s']:7.1f}: x{level['vs_bare_job']:.2f}; vs the floor (stock Daphne, a plain "
-              f"Django view, a row) {level['floor_job_per_s']:7.1f}: x{level['vs_floor_job']:.2f}")
+              f"{level['bare_job_per_s']:7.1f}: x{level['vs_bare_job']:.2f}\n"
+              f"        vs the floor (a plain Django view and a row) on stock Daphne {level['floor_job_per_s']:7.1f}: "
+              f"x{level['vs_floor_job']:.2f}, on this project's server and handler "
+              f"{level['floor_ours_job_per_s']:7.1f}: x{level['vs_floor_ours_job']:.2f}")
     write_result(result, ["--json", args.json] if args.json else [])
     return result
 

@@ -8,8 +8,13 @@ job costs; `/drf` is `/incr` through DRF's APIView. Issue 19 measures the projec
 `bare.incr` called in-process; the gap between that and this floor is what HTTP, Daphne and
 Django's request cycle cost before any of our code.
 
-Run: `python -m daphne -b 127.0.0.1 -p PORT bench.floor_web:application` with REDIS_URL and
-FLOOR_ROWS (the bare.job SQLite file) in the environment.
+With FLOOR_PLUMBING=ours the same view goes through this project's request plumbing instead:
+its server (`python -m basic.realtime.server`, Daphne with its bounds) and its handler
+(basic/core/one_hop_handler.py: the middleware chain and the view in one hop, on kept threads).
+That is the least a REST call can cost here before any of the platform's own work.
+
+Run: `python -m daphne -b 127.0.0.1 -p PORT bench.floor_web:application` (or `basic.realtime.server`)
+with REDIS_URL and FLOOR_ROWS (the bare.job SQLite file) in the environment.
 """
 import os
 
@@ -26,6 +31,9 @@ settings.configure(
     DATABASES={},
     USE_TZ=True,
     LOGGING_CONFIG=None,
+    # Read by the project's own server and handler when the floor runs on them (FLOOR_PLUMBING).
+    WEB_REQUEST_THREADS=32, WS_MAX_UNSENT_BYTES=1 << 20, REQUEST_MAX_BODY_BYTES=1 << 20,
+    WS_HANDSHAKES_AT_ONCE=64, WS_HANDSHAKE_MAX_WAIT_SECONDS=5,
     REST_FRAMEWORK={"UNAUTHENTICATED_USER": None, "DEFAULT_AUTHENTICATION_CLASSES": [],
                     "DEFAULT_PERMISSION_CLASSES": [], "DEFAULT_THROTTLE_CLASSES": [],
                     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -71,4 +79,9 @@ class DrfIncr(APIView):
 
 
 urlpatterns = [path("incr", incr), path("drf", DrfIncr.as_view()), path("job", job)]
-application = get_asgi_application()
+if os.environ.get("FLOOR_PLUMBING") == "ours":
+    from basic.core.one_hop_handler import OneHopASGIHandler
+
+    application = OneHopASGIHandler()
+else:
+    application = get_asgi_application()
