@@ -1,5 +1,5 @@
-"""The floor of any Django REST trigger (bench/bench_jobs.py, `bare.http`): stock Daphne serving a
-Django app with one plain sync view that calls `apply_async` on bare Celery's task and answers 202.
+"""The floor of any Django REST trigger (bench/bench_jobs.py, `bare.http`): a Django app with one
+plain sync view that calls `apply_async` on bare Celery's task and answers 202, on stock Daphne.
 
 No middleware, no database, no authentication, no serializer, no events: the least a job platform
 built on Django, Daphne and Celery pays per REST-started job. `/incr` sends `bare.incr`; `/job`
