@@ -65,7 +65,7 @@ from bench.common import (
     stop_redis,
     write_result,
 )
-from bench.jobs_baselines import Baselines, RawHttp, cpu_seconds, stats
+from bench.jobs_baselines import Baselines, RawHttp, cpu_ms_per, cpu_of, stats
 
 TERMINAL = {"job.done", "job.failed", "job.cancelled"}
 KIND = "students_by_age"
@@ -76,13 +76,12 @@ PIDS: dict[str, int] = {}  # name -> pid of the processes whose CPU each run rep
 
 
 def cpu_now() -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in PIDS.items()}
+    return cpu_of(PIDS)
 
 
 def cpu_per_job(before: dict[str, float], jobs: int) -> dict[str, float]:
     """Milliseconds of CPU per job of each process since `before`."""
-    after = cpu_now()
-    return {name: round(1000 * (after[name] - before.get(name, 0.0)) / max(1, jobs), 2) for name in after}
+    return cpu_ms_per(PIDS, before, jobs)
 
 
 # --- the project ---------------------------------------------------------------------------------

@@ -28,6 +28,17 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def cpu_of(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process."""
+    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
+
+def cpu_ms_per(pids: dict[str, int], before: dict[str, float], count: int) -> dict[str, float]:
+    """Milliseconds of CPU each named process spent since `before` (cpu_of), per one of `count`."""
+    return {name: round(1000 * (cpu_seconds(pid) - before.get(name, 0.0)) / max(1, count), 2)
+            for name, pid in pids.items()}
+
+
 def stats(values: list[float]) -> dict:
     ms = [v * 1000 for v in values]
     return {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99), "n": len(ms)}
@@ -107,7 +118,7 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = 
 
     send(key + ":warm")  # connect the producer pool first
     pids = pids or {}
-    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu = cpu_of(pids)
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         for _ in range(clients):
@@ -118,8 +129,7 @@ def bare_celery_run(redis_url: str, jobs: int, clients: int, rows: str | None = 
     done = int(r.get(key) or 0)
     return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed,
             "apply_async": stats(sent), "baseline": "bare.incr" if rows is None else "bare.job",
-            "cpu_ms_per_job": {name: round(1000 * (cpu_seconds(pid) - cpu[name]) / max(1, done), 2)
-                               for name, pid in pids.items()}}
+            "cpu_ms_per_job": cpu_ms_per(pids, cpu, done)}
 
 
 def start_floor(redis_url: str, key: str, rows: str, workdir: Path, plumbing: str) -> tuple[subprocess.Popen, int]:
@@ -159,7 +169,7 @@ async def floor_run(port: int, pids: dict[str, int], redis_url: str, key: str, r
             else:
                 errors.append(f"{status}: {payload[:200]!r}")
 
-    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    cpu = cpu_of(pids)
     began = time.perf_counter()
     await asyncio.gather(*[client() for _ in range(clients)])
     while int(r.get(key) or 0) - base < len(accepted) and time.perf_counter() - began < 300:
@@ -169,8 +179,7 @@ async def floor_run(port: int, pids: dict[str, int], redis_url: str, key: str, r
     http.close()
     return {"clients": clients, "jobs": jobs, "completed": done, "per_s": done / elapsed, "errors": len(errors),
             "error_examples": errors[:3], "trigger_202": stats(accepted), "route": route,
-            "cpu_ms_per_job": {name: round(1000 * (cpu_seconds(pid) - cpu[name]) / max(1, done), 2)
-                               for name, pid in pids.items()}}
+            "cpu_ms_per_job": cpu_ms_per(pids, cpu, done)}
 
 
 class Baselines:
