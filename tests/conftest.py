@@ -106,11 +106,22 @@ def charlie(db):
 
 @pytest.fixture
 def queued(monkeypatch):
-    """Record what would be sent to the broker instead of queueing (no worker runs in these tests)."""
+    """Record what would be sent to the broker instead of queueing (no worker runs in these tests).
+    A key the message would carry in with it (the job's queue marker) is set, as the broker's
+    transport would (basic/core/broker_transport.py; tests/unit/core/test_broker_transport.py)."""
     from app.celery import app
+    from basic.core.broker_transport import WITH_MESSAGE
+    from basic.core.redis_clients import sync_redis
 
     calls = []
-    monkeypatch.setattr(app, "send_task", lambda name, *args, **kwargs: calls.append({"name": name, **kwargs}))
+
+    def send_task(name, *args, **kwargs):
+        if also := (kwargs.get("headers") or {}).get(WITH_MESSAGE):
+            key, value, seconds = also
+            sync_redis().set(key, value, ex=seconds)
+        calls.append({"name": name, **kwargs})
+
+    monkeypatch.setattr(app, "send_task", send_task)
     return calls
 
 

@@ -180,6 +180,13 @@ BROKER_TRANSPORTS = {"redis": "basic.core.broker_transport:Transport",
                      "sentinel": "basic.core.broker_transport:SentinelTransport"}
 
 
+def broker_is_redis_url(given: str, redis_url: str) -> bool:
+    """Whether Celery's broker is the Redis REDIS_URL names (CELERY_BROKER_URL as `given`: unset,
+    so derived from REDIS_URL, or the same URL). Only then can a key every process reads through
+    REDIS_URL be written with a message on the broker's connection (basic/core/broker_transport.py)."""
+    return not given or given == redis_url
+
+
 def broker_transport(url: str) -> str | None:
     """The transport class for Celery's broker URL; None (kombu's own for its scheme) for any
     scheme but redis:// and sentinel://."""

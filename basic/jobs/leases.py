@@ -50,12 +50,16 @@ class JobLease:
         # every sixth of it (one more round trip, not one per progress event).
         self.slots: list[slots.Cap] = []
         self._slots_renewed_at = 0.0
+        self.checked_at = float("-inf")  # time.monotonic() when Redis last said this run holds it
 
     def acquire(self) -> bool:
         """Take the lease if it is free. Taking it also clears the job's queue marker (its message
         has been received: basic/jobs/queue_markers.py), in the same round trip."""
-        return bool(run_script(_ACQUIRE_AND_CLEAR, keys=[self.key, queued_key(self.job_id)],
-                                                 args=[self.holder, self.seconds]))
+        taken = bool(run_script(_ACQUIRE_AND_CLEAR, keys=[self.key, queued_key(self.job_id)],
+                                args=[self.holder, self.seconds]))
+        if taken:
+            self.checked_at = time.monotonic()
+        return taken
 
     def renew(self) -> None:
         """Extend the lease (or take it back if it vanished); LeaseLost if another run holds it. A
@@ -68,13 +72,21 @@ class JobLease:
             return
         if not renewed:
             raise LeaseLost(self.key)
-        now = time.monotonic()
+        now = self.checked_at = time.monotonic()
         if self.slots and now - self._slots_renewed_at >= self.seconds / 6:
             try:
                 slots.renew(self.job_id, self.slots, self.seconds)
                 self._slots_renewed_at = now
             except redis.RedisError as exc:
                 logger.warning("could not renew the slots of job %s: %s", self.job_id, exc)
+
+    def renew_unless_checked_within(self, seconds: float) -> None:
+        """`renew`, unless Redis said this run holds the lease less than `seconds` ago: the run's
+        last check before committing its end. A body checks it every JOB_CHECK_INTERVAL_SECONDS,
+        so one that recent is as fresh as any the body had, and a job that ends sooner spends no
+        round trip on it (issue 19)."""
+        if time.monotonic() - self.checked_at >= seconds:
+            self.renew()
 
     def hold_slots(self, caps: list[slots.Cap]) -> None:
         """The run took these slots (just now): renew them with the lease from here on."""

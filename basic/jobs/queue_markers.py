@@ -3,8 +3,14 @@ whose message is still waiting from one whose message is gone: lost with a Redis
 empty or failed over to a replica that had not got it yet (docs/design.md trap 7), or reserved by a
 worker that died before it started the job.
 
-sending (written just before the message; expires) -> queued (written once the broker took the
-message) -> reserved by worker W (W received it) -> gone (the run took the job's lease).
+queued (written with the message) -> reserved by worker W (W received it) -> gone (the run took the
+job's lease).
+
+When the broker is the Redis every process reads markers from (settings.QUEUE_MARKERS_WITH_MESSAGE,
+the default), `queued` goes in the same Lua script as the message's LPUSH (`with_message`,
+basic/core/broker_transport.py): one round trip, and a marker never exists without its message,
+not even on a replica. Otherwise the send is wrapped: `sending` just before it (expires), `queued`
+once the broker took it (`sending`).
 
 Why two writes around the send: Redis replicates its writes in order, so a replica that has the
 `queued` marker has the message sent before it; a marker written before the send could survive a
@@ -24,6 +30,7 @@ from uuid import UUID
 from django.conf import settings
 from redis import RedisError
 
+from basic.core.broker_transport import WITH_MESSAGE
 from basic.core.keys import queued_key, recheck_key, redis_server_key
 from basic.core.redis_clients import run_script, sync_redis
 from basic.jobs import worker_liveness
@@ -43,6 +50,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def with_message(job_id: UUID | str) -> dict[str, list]:
+    """The headers that have the broker's transport write the job's `queued` marker with its
+    message (only when settings.QUEUE_MARKERS_WITH_MESSAGE). It lasts as long as the broker would
+    keep the message waiting unacknowledged."""
+    return {WITH_MESSAGE: [queued_key(job_id), QUEUED, settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]]}
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import random
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
@@ -181,7 +182,7 @@ def _run_body(job: Job, kind: JobKind, lease: JobLease, run_policy: Policy) -> N
         logger.exception("job %s (%s) failed", job.id, job.kind)
         transitions.fail(job, UNEXPECTED_ERROR)
         return
-    lease.renew()
+    lease.renew_unless_checked_within(settings.JOB_CHECK_INTERVAL_SECONDS)
     try:
         output_name = ctx.commit_outputs()
         won = transitions.finish(job, Job.Status.DONE, progress=100, message=ctx.summary, result=result,

@@ -19,6 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 from redis import RedisError
 
+from basic.core.prepared_query import PreparedInsert
 from basic.jobs import files, queue_markers, slots, transitions
 from basic.jobs.leases import is_leased
 from basic.jobs.models import Batch, Job
@@ -90,11 +91,14 @@ def enqueue(job: Job, countdown: float | None = None) -> None:
     enforces its own (basic/jobs/time_limits.py)."""
     kind = get_kind(job.kind)
     run_policy = policy(kind) if kind else None  # an unknown kind is failed by the run, on any queue
+    if settings.QUEUE_MARKERS_WITH_MESSAGE:
+        _send(job, run_policy, countdown, headers=queue_markers.with_message(job.id))
+        return
     with queue_markers.sending(job.id):
         _send(job, run_policy, countdown)
 
 
-def _send(job: Job, run_policy: Policy | None, countdown: float | None) -> None:
+def _send(job: Job, run_policy: Policy | None, countdown: float | None, headers: dict | None = None) -> None:
     current_app.send_task(
         RUN_JOB_TASK,
         args=[str(job.id)],
@@ -111,6 +115,11 @@ def _send(job: Job, run_policy: Policy | None, countdown: float | None) -> None:
         # under Daphne each request has a thread of its own (issue 19: 5% of a start's CPU).
         ignore_result=True,
         result_cls=_Sent,
+        headers=headers,
+        # What Celery's logs and events show of the arguments, given: else it builds them with its
+        # saferepr for every message (5% of `send_task`, py-spy, issue 19).
+        argsrepr=f"['{job.id}']",
+        kwargsrepr="{}",
     )
 
 
@@ -124,6 +133,11 @@ class _Sent:
 
     def __init__(self, task_id: str) -> None:
         self.id = task_id
+
+
+# Every job start inserts its row through here, its SQL written once (no save signals: nothing
+# listens to a Job's).
+INSERT_JOB = PreparedInsert(Job)
 
 
 def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | None = None,
@@ -155,12 +169,12 @@ def job_start(*, kind: JobKind, owner: AbstractBaseUser, data: dict[str, Any] | 
     params = json.loads(json.dumps(params, cls=DjangoJSONEncoder))
     stored = files.stored_bytes(job_id) if kind.prepare else 0  # an upload counts toward the quota
     delayed = not_before is not None and not_before > timezone.now()
-    job = Job.objects.create(
+    job = INSERT_JOB.insert(Job(
         id=job_id, kind=kind.name, owner=owner, params=params, output_bytes=stored, batch=batch,
         priority=policy(kind).priority if priority is None else priority,
         status=Job.Status.SCHEDULED if delayed else Job.Status.QUEUED,
         not_before=not_before if delayed else None,
-        message=f"Scheduled for {not_before.isoformat(timespec='seconds')}" if delayed else "Queued")
+        message=f"Scheduled for {not_before.isoformat(timespec='seconds')}" if delayed else "Queued"))
     if not delayed or _due_soon(job, timezone.now()):
         transaction.on_commit(partial(_enqueue_or_fail, job), robust=False)
     return job

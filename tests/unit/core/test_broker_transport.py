@@ -73,3 +73,55 @@ def test_a_channel_whose_pool_is_replaced_gets_a_client_of_the_new_pool():
         with channel.conn_or_acquire() as after:
             assert after is not first and after.connection_pool is channel.pool
             assert after.ping()
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def test_a_key_carried_by_a_message_is_set_with_it_and_the_message_arrives_without_it():
+    name = f"with-message-test-{uuid.uuid4().hex}"
+    queue, key = _queue(name), f"{name}:marker"
+    url = settings.CELERY_BROKER_URL
+    with Connection(url, transport=redis_target.broker_transport(url)) as connection:
+        channel = connection.default_channel
+        headers = {"x-other": "kept", broker_transport.WITH_MESSAGE: [key, "queued", 300]}
+        connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue],
+                                      headers=headers)
+        assert channel.client.get(key) == b"queued"
+        assert 290 < channel.client.ttl(key) <= 300
+        assert broker_transport.WITH_MESSAGE in headers  # not taken from the caller's dict: a retry sends it again
+        connection.Producer().publish({"n": 2}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        taken = []
+
+        def on_message(body, message):
+            taken.append((body["n"], dict(message.headers)))
+            message.ack()
+
+        with connection.Consumer(queue, callbacks=[on_message], accept=["json"]):
+            while len(taken) < 2:
+                connection.drain_events(timeout=5)
+        assert taken == [(1, {"x-other": "kept"}), (2, {})]
+        channel.client.delete(key)
+        queue(channel).delete()
+
+
+def test_a_message_that_could_not_go_in_leaves_no_key():
+    name = f"with-message-test-{uuid.uuid4().hex}"
+    queue, key = _queue(name), f"{name}:marker"
+    url = settings.CELERY_BROKER_URL
+    with Connection(url, transport=redis_target.broker_transport(url)) as connection:
+        channel = connection.default_channel
+        channel.client.set(name, "not a list")  # the LPUSH fails (WRONGTYPE); MULTI would still SET
+        with pytest.raises(redis.ResponseError):
+            connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue],
+                                          headers={broker_transport.WITH_MESSAGE: [key, "queued", 300]}, retry=False)
+        assert channel.client.get(key) is None
+        channel.client.delete(name)
+
+
+def test_the_broker_holds_the_markers_only_when_it_is_redis_urls_redis():
+    assert redis_target.broker_is_redis_url("", "redis://r:6379/0")  # unset: derived from REDIS_URL
+    assert redis_target.broker_is_redis_url("redis://r:6379/0", "redis://r:6379/0")
+    assert not redis_target.broker_is_redis_url("redis://other:6379/0", "redis://r:6379/0")
+    assert not redis_target.broker_is_redis_url("redis://r:6379/1", "redis://r:6379/0")

@@ -118,3 +118,46 @@ def test_a_prepared_update_inside_a_transaction_rolls_back_with_it(alice):
         assert update.run(job.id, message="inside") == 1
         raise RuntimeError
     assert Job.objects.get(id=job.id).message == "before"
+
+
+def test_a_prepared_insert_stores_what_the_orms_create_stores(alice):
+    from basic.core.prepared_query import PreparedInsert
+    from basic.models import Batch, Job
+
+    insert = PreparedInsert(Job)
+    batch = Batch.objects.create(owner=alice, total=2)
+    values = dict(kind="students_by_age", owner=alice, params={"n": [1, "två", None]}, output_bytes=7, batch=batch,
+                  priority=8, status="scheduled", not_before=timezone.now() + datetime.timedelta(hours=1),
+                  message="Scheduled for later")
+    by_orm = Job.objects.create(**values)
+    for _ in range(2):  # written once, then reused with other values
+        prepared = insert.insert(Job(**values))
+        assert not prepared._state.adding and prepared._state.db == "default"
+        stored, expected = fields_of(Job.objects.get(id=prepared.id)), fields_of(Job.objects.get(id=by_orm.id))
+        assert stored.pop("id") == prepared.id and stored.pop("created") >= expected.pop("created")
+        expected.pop("id")
+        assert stored == expected
+    bare = insert.insert(Job(kind="students_by_age"))  # defaults and NULLs as the ORM's
+    assert fields_of(Job.objects.get(id=bare.id)) == fields_of(bare)
+
+
+def test_a_prepared_insert_inside_a_transaction_rolls_back_with_it(alice):
+    from django.db import IntegrityError, transaction
+
+    from basic.core.prepared_query import PreparedInsert
+    from basic.models import Job
+
+    insert = PreparedInsert(Job)
+    job = insert.insert(Job(kind="students_by_age", owner=alice))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert.insert(Job(kind="students_by_age", owner=alice))
+        insert.insert(Job(id=job.id, kind="students_by_age", owner=alice))  # the same key
+    assert list(Job.objects.values_list("id", flat=True)) == [job.id]
+
+
+def test_a_model_whose_key_the_database_assigns_is_refused():
+    from basic.core.prepared_query import PreparedInsert
+    from basic.models import Student
+
+    with pytest.raises(ValueError, match="primary key"):
+        PreparedInsert(Student).insert(Student(name="x", age=1))

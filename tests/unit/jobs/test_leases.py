@@ -51,6 +51,7 @@ def test_a_second_delivery_while_the_job_runs_does_nothing(alice):
 
 def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monkeypatch, settings):
     settings.REPORT_CHUNK_SIZE = 2
+    settings.JOB_CHECK_INTERVAL_SECONDS = 0  # the lease is checked at every step and before the end
     Student.objects.bulk_create([Student(owner=alice, name=f"s{i}", age=i) for i in range(10)])
     job = Job.objects.create(kind="students_by_age", owner=alice)
     real_renew = JobLease.renew
@@ -66,6 +67,28 @@ def test_a_run_that_loses_its_lease_stops_without_finishing_the_job(alice, monke
     assert job.status == "running"
     assert not report_path(job.id).exists()
     assert [e["type"] for e in read_events_sync(job.id)] == ["job.started"]
+
+
+def test_the_check_before_the_end_is_skipped_only_when_redis_said_so_within_the_interval(redis_client):
+    lease = JobLease(uuid.uuid4(), seconds=30)
+    assert lease.acquire()
+    redis_client.set(lease.key, "another run")  # taken over (after a Redis that lost it) just now
+    lease.renew_unless_checked_within(10)  # acquired under 10 s ago: no round trip, as fresh as a body's check
+    assert redis_client.get(lease.key) == b"another run"
+    lease.checked_at -= 11
+    with pytest.raises(LeaseLost):
+        lease.renew_unless_checked_within(10)
+
+
+def test_a_renewal_counts_as_the_last_check(redis_client):
+    lease = JobLease(uuid.uuid4(), seconds=30)
+    assert lease.acquire()
+    lease.checked_at -= 11
+    lease.renew()
+    redis_client.set(lease.key, "another run")
+    lease.renew_unless_checked_within(10)  # renewed just now
+    assert redis_client.get(lease.key) == b"another run"
+    assert not JobLease(uuid.uuid4()).checked_at > 0  # never checked: the first call renews
 
 
 def test_recovery_requeues_running_jobs_whose_lease_lapsed_and_row_stopped_moving(alice, queued, settings):

@@ -2,11 +2,14 @@
 broker took the message, so a Redis replica promoted by Sentinel never has the marker without the
 message; a worker that received or started the job first is not overwritten; a message held by a
 worker that is no longer alive counts as lost at once, so a delayed start it held is sent again in
-time (issue 20: "starts on time after a worker restart")."""
+time (issue 20: "starts on time after a worker restart"). When the broker is the markers' Redis,
+`queued` goes in with the message itself, in one round trip (issue 19)."""
+import json
 import time
 import uuid
 
 import pytest
+from celery import current_app
 from django.utils import timezone
 
 from basic.core.keys import queued_key, worker_alive_key
@@ -155,3 +158,58 @@ def test_a_second_look_a_requeue_period_after_the_change_sends_what_still_waits(
     assert services.recover_lost_jobs() == []  # once
     assert not redis_client.exists(recheck_key())
     queue_markers.clear(stranded.id)
+
+
+def _take_message(redis_client, job_id) -> dict:
+    """The job's message, taken out of whichever priority list of its queue holds it."""
+    for key in redis_client.keys("default*"):
+        for raw in redis_client.lrange(key, 0, -1):
+            message = json.loads(raw)
+            if message["headers"]["id"] == str(job_id):
+                redis_client.lrem(key, 1, raw)
+                return message
+    raise AssertionError(f"no message for job {job_id}")
+
+
+def test_enqueue_writes_the_marker_with_the_message_in_one_round_trip(alice, redis_client, settings, monkeypatch):
+    assert settings.QUEUE_MARKERS_WITH_MESSAGE  # the test Redis is the broker, as by default
+    monkeypatch.setattr(queue_markers, "sending", None)  # the two writes around the send are not used
+    commands = []
+    real_execute = type(redis_client).execute_command
+
+    def counted(self, *args, **options):
+        commands.append(args[0])
+        return real_execute(self, *args, **options)
+
+    first, job = (Job.objects.create(kind="students_by_age", owner=alice) for _ in range(2))
+    services.enqueue(first)  # the broker's connection made, and the script loaded
+    monkeypatch.setattr(type(redis_client), "execute_command", counted)
+    services.enqueue(job)
+    monkeypatch.undo()
+    assert commands == ["EVALSHA"]
+    assert _take_message(redis_client, first.id)
+    assert marker(redis_client, job.id) == queue_markers.QUEUED
+    assert redis_client.ttl(queued_key(job.id)) > settings.JOB_REQUEUE_AFTER_SECONDS
+    message = _take_message(redis_client, job.id)
+    assert message["headers"]["task"] == services.RUN_JOB_TASK
+    assert not any(name.startswith("x-set") for name in message["headers"])
+    for each in (first, job):
+        queue_markers.clear(each.id)
+
+
+def test_with_a_broker_of_its_own_the_send_is_wrapped_in_two_writes(alice, redis_client, settings, monkeypatch):
+    settings.QUEUE_MARKERS_WITH_MESSAGE = False
+    job = Job.objects.create(kind="students_by_age", owner=alice)
+    seen_during_the_send = []
+    real_send = current_app.send_task
+
+    def send(*args, **kwargs):
+        seen_during_the_send.append((marker(redis_client, job.id), kwargs.get("headers")))
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(current_app, "send_task", send)
+    services.enqueue(job)
+    assert seen_during_the_send == [(queue_markers.SENDING, None)]
+    assert marker(redis_client, job.id) == queue_markers.QUEUED
+    _take_message(redis_client, job.id)
+    queue_markers.clear(job.id)
