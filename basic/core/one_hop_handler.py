@@ -2,9 +2,21 @@
 REST through it, and bench/floor_web.py measures the floor of a REST call with it."""
 from typing import Any
 
-from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 
 from basic.core import collector
+
+
+class HostOnceRequest(ASGIRequest):
+    """Django's ASGI request, its host checked against ALLOWED_HOSTS once: Django checks it again
+    for each call, and a job start made three (CommonMiddleware, the 202's two absolute URLs), 1.5%
+    of the web process's CPU per start (py-spy, issue 19). A refused host is refused every time."""
+
+    def get_host(self) -> str:
+        host = self.__dict__.get("_checked_host")
+        if host is None:
+            host = self._checked_host = super().get_host()
+        return host
 
 
 class OneHopASGIHandler(ASGIHandler):
@@ -21,6 +33,8 @@ class OneHopASGIHandler(ASGIHandler):
     The chain runs on one of WEB_REQUEST_THREADS threads the process keeps, each with its SQLite
     connection kept open, while one is free; otherwise on a thread of the request's own, as Django
     does (basic/core/kept_threads.py)."""
+
+    request_class = HostOnceRequest
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         """Django's, less the ThreadSensitiveContext it opens around each request. That context

@@ -25,8 +25,13 @@ if holder == ARGV[1] then return redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 if not holder then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end
 return 0
 """
-# Release only a lease we still hold.
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# Release only a lease we still hold; with ARGV[2] = '1', drop the job's queue marker too (the run
+# ended the job: `forget_marker_on_release`).
+_RELEASE = """
+if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 # Take a free lease and, if taken, drop the job's queue marker (basic/jobs/queue_markers.py): the
 # run's first two Redis writes in one round trip.
 _ACQUIRE_AND_CLEAR = """
@@ -51,6 +56,9 @@ class JobLease:
         self.slots: list[slots.Cap] = []
         self._slots_renewed_at = 0.0
         self.checked_at = float("-inf")  # time.monotonic() when Redis last said this run holds it
+        # Set by a run that ends its job: the release drops the job's queue marker in its round trip
+        # (transitions.finish would have, in one of its own).
+        self.forget_marker_on_release = False
 
     def acquire(self) -> bool:
         """Take the lease if it is free. Taking it also clears the job's queue marker (its message
@@ -98,7 +106,8 @@ class JobLease:
 
     def release(self) -> None:
         try:
-            run_script(_RELEASE, keys=[self.key], args=[self.holder])
+            run_script(_RELEASE, keys=[self.key, queued_key(self.job_id)],
+                       args=[self.holder, "1" if self.forget_marker_on_release else "0"])
         except redis.RedisError as exc:  # it expires by itself
             logger.warning("could not release %s: %s", self.key, exc)
 

@@ -185,8 +185,9 @@ def _run_body(job: Job, kind: JobKind, lease: JobLease, run_policy: Policy) -> N
     lease.renew_unless_checked_within(settings.JOB_CHECK_INTERVAL_SECONDS)
     try:
         output_name = ctx.commit_outputs()
+        lease.forget_marker_on_release = True  # its release drops the queue marker (or it expires)
         won = transitions.finish(job, Job.Status.DONE, progress=100, message=ctx.summary, result=result,
-                                 output_name=output_name,
+                                 output_name=output_name, forget_marker=False,
                                  output_bytes=files.stored_bytes(job.id))  # toward the owner's quota
     except Exception as error:
         if is_outage(error):

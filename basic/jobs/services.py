@@ -120,6 +120,10 @@ def _send(job: Job, run_policy: Policy | None, countdown: float | None, headers:
         # saferepr for every message (5% of `send_task`, py-spy, issue 19).
         argsrepr=f"['{job.id}']",
         kwargsrepr="{}",
+        # Nothing to declare: a message to a plain queue goes by the nameless exchange straight to
+        # its list, and the workers declare the queues they read. Celery would otherwise check its
+        # cache of declared queues on every send (2% of the web process's CPU per start).
+        declare=[],
     )
 
 

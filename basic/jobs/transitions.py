@@ -77,13 +77,15 @@ def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
     return event
 
 
-def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: Any) -> bool:
+def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, forget_marker: bool = True,
+           **fields: Any) -> bool:
     """Move an active job to a terminal status; push the terminal event only if this call won.
 
     Its message and error are cleaned (outside_text): either may quote text from outside, and a
     character the database refuses there would leave the job active for the recovery to re-run.
     Inside a transaction the update has its own savepoint, so a refused save leaves the caller's
-    transaction usable (the runner then ends the job failed)."""
+    transaction usable (the runner then ends the job failed). `forget_marker=False`: the caller
+    drops the job's queue marker itself (the runner, with its lease's release)."""
     # The terminal event's seq is normally the next one: written with the status, so the row needs
     # no second update after the push (it gets one only if the event store gave a higher seq).
     fields = {"status": status, "finished": timezone.now(), **fields}
@@ -96,7 +98,8 @@ def finish(job: Job, status: str, *, from_statuses: tuple = ACTIVE, **fields: An
         won = _finish_update(tuple(from_statuses)).run(job.id, **fields, last_seq=expected_seq) == 1
     if not won:
         return False
-    _forget_queue_marker(job)
+    if forget_marker:
+        _forget_queue_marker(job)
     for name, value in fields.items():
         setattr(job, name, value)
     extra: dict[str, Any] = {}

@@ -213,3 +213,23 @@ def test_with_a_broker_of_its_own_the_send_is_wrapped_in_two_writes(alice, redis
     assert marker(redis_client, job.id) == queue_markers.QUEUED
     _take_message(redis_client, job.id)
     queue_markers.clear(job.id)
+
+
+def test_a_marker_written_while_the_job_ran_is_gone_once_its_run_ended_it(alice, redis_client, monkeypatch):
+    """A duplicate message sent during the run (a failover's resend) leaves its marker; the run that
+    ends the job drops it with its lease's release."""
+    from basic.jobs.runner import run_job
+
+    job = Job.objects.create(kind="students_by_age", owner=alice)
+    real_check = JobLease.renew_unless_checked_within
+
+    def duplicate_sent_meanwhile(self, seconds):
+        redis_client.set(queued_key(job.id), queue_markers.QUEUED)
+        return real_check(self, seconds)
+
+    monkeypatch.setattr(JobLease, "renew_unless_checked_within", duplicate_sent_meanwhile)
+    run_job(job.id)
+    job.refresh_from_db()
+    assert job.status == "done"
+    assert marker(redis_client, job.id) is None
+    assert not redis_client.exists(JobLease(job.id).key)
