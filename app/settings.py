@@ -302,8 +302,9 @@ WEB_PROCESSES = env_int("WEB_PROCESSES", os.cpu_count() or 1)
 if not 1 <= WEB_PROCESSES <= 256:
     raise ImproperlyConfigured(f"WEB_PROCESSES={WEB_PROCESSES} must be 1-256.")
 # Threads each web process keeps for REST requests, each keeping its SQLite connection (a new one
-# costs ~0.65 ms of CPU); a request that finds none free gets a thread of its own, as Django gives
-# every request. 0: always a thread of its own (basic/core/kept_threads.py).
+# costs ~0.65 ms of CPU); a request that finds none free waits for one while they keep finishing
+# requests, else (none finished for 0.2 s) gets a thread of its own, as Django gives every request.
+# 0: always a thread of its own (basic/core/kept_threads.py).
 WEB_REQUEST_THREADS = env_int("WEB_REQUEST_THREADS", 32)
 if not 0 <= WEB_REQUEST_THREADS <= 1024:
     raise ImproperlyConfigured(f"WEB_REQUEST_THREADS={WEB_REQUEST_THREADS} must be 0-1024.")

@@ -35,15 +35,22 @@ class KeptConnections:
     def _adopt(self, raw: Any) -> None:
         """What the backend's own get_new_connection would have set on the wrapper."""
 
+    # Whether the connection just opened is a kept one: Django still sends `connection_created` for
+    # it, and a receiver with nothing to redo for a connection it saw before can skip it (the SQLite
+    # file's permissions: 1.5% of the gevent worker's CPU per trivial job, py-spy, issue 19).
+    reused_kept_connection = False
+
     def get_new_connection(self, conn_params: dict) -> Any:
         shelf = self._shelf = _kept.setdefault(self._shelf_key(conn_params), deque())
         while True:
             try:
                 raw = shelf.pop()  # atomic: threads and greenlets never get the same one
             except IndexError:
+                self.reused_kept_connection = False
                 return super().get_new_connection(conn_params)  # type: ignore[misc]
             if self._still_good(raw):
                 self._adopt(raw)
+                self.reused_kept_connection = True
                 return raw
             _close_quietly(raw)
 

@@ -57,6 +57,8 @@ def keep_private(*, dirs: Iterable[Path], sqlite_files: Iterable[Path]) -> None:
 
 
 def _on_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if getattr(connection, "reused_kept_connection", False):  # its file was seen when it was opened
+        return
     if connection.vendor == "sqlite" and (path := sqlite_path(connection.settings_dict.get("NAME"))):
         private_sqlite(path)
 

@@ -1,7 +1,9 @@
 """REST requests run on threads the web process keeps, with their SQLite connections kept
 (basic/core/kept_threads.py, app/asgi.py). Django's ASGI handler gave every request a thread of its
 own, so every request opened a database connection: on SQLite about 0.65 ms of CPU, as much as the
-token lookup. A request that finds every kept thread busy must still run at once, not queue."""
+token lookup. A request that finds every kept thread busy waits for one while they keep finishing
+calls (a burst of quick requests), and runs on a thread of its own once none has finished one for
+KeptThreadsFirst.STALL_SECONDS (a slow database must not hold up a health probe for long)."""
 import asyncio
 import threading
 from unittest import mock
@@ -73,7 +75,7 @@ async def test_a_failed_call_closes_its_connection_and_the_next_does_not(monkeyp
     assert closed == [1]  # once, right after the failed call
 
 
-async def test_a_call_that_finds_every_kept_thread_busy_runs_at_once_on_a_thread_of_its_own():
+async def test_a_call_that_finds_every_kept_thread_stuck_runs_on_a_thread_of_its_own_soon():
     release = threading.Event()
 
     def work(block: bool) -> threading.Thread:
@@ -85,13 +87,54 @@ async def test_a_call_that_finds_every_kept_thread_busy_runs_at_once_on_a_thread
     held = [asyncio.ensure_future(run(True)) for _ in range(2)]
     await asyncio.sleep(0.1)
     assert run.free == 0
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     try:
         lone = await asyncio.wait_for(run(False), timeout=5)  # queued behind the two, it would time out
     finally:
         release.set()
+    waited = loop.time() - began
     kept = set(await asyncio.gather(*held))
-    assert len(kept) == 2 and lone not in kept
+    assert len(kept) == 2 and lone not in kept and run.fresh_calls == 1
+    assert KeptThreadsFirst.STALL_SECONDS <= waited < KeptThreadsFirst.STALL_SECONDS + 1
     assert run.free == 2
+
+
+async def test_a_call_that_finds_every_kept_thread_busy_but_finishing_waits_for_one():
+    """50 REST clients on 32 kept threads: the others queue, each for the next thread to finish,
+    rather than each paying for a new thread and connection."""
+    def work(seconds: float) -> threading.Thread:
+        threading.Event().wait(seconds)
+        return query_and_say_where()
+
+    run = KeptThreadsFirst(work, count=2, name="test-kept")
+    calls = [asyncio.ensure_future(run(0.03)) for _ in range(12)]  # 6 rounds of 2, each well under the stall
+    threads = set(await asyncio.wait_for(asyncio.gather(*calls), timeout=10))
+    assert len(threads) == 2 and run.fresh_calls == 0
+    assert run.free == 2
+
+
+async def test_a_waiting_call_that_is_cancelled_gives_up_its_place_and_loses_no_thread():
+    release = threading.Event()
+
+    def work(block: bool) -> threading.Thread:
+        if block:
+            assert release.wait(10)
+        return query_and_say_where()
+
+    run = KeptThreadsFirst(work, count=1, name="test-kept")
+    held = asyncio.ensure_future(run(True))
+    await asyncio.sleep(0.05)
+    gone = asyncio.ensure_future(run(False))  # a client that hung up while waiting
+    after = asyncio.ensure_future(run(False))
+    await asyncio.sleep(0.05)
+    gone.cancel()
+    release.set()
+    kept = await held
+    assert await asyncio.wait_for(after, timeout=5) is kept and run.fresh_calls == 0
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert run.free == 1
 
 
 async def test_a_call_on_a_thread_of_its_own_gives_its_connection_back():

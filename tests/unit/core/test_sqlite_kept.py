@@ -131,3 +131,16 @@ def test_no_more_are_kept_than_the_setting_allows(wrapper_for, settings):
         wrapper.close()
     assert len(shelf(wrappers[0])) == 1
 
+
+
+def test_a_kept_connection_is_not_made_private_again_but_a_new_one_is(wrapper_for, monkeypatch):
+    from basic.core import private_files
+
+    checked = []
+    monkeypatch.setattr(private_files, "private_sqlite", checked.append)
+    first = wrapper_for()
+    query(first)  # the fixture's connection, from the shelf: its file was checked when it was opened
+    assert first.reused_kept_connection and checked == []
+    second = wrapper_for()
+    query(second)  # the shelf is empty while the first holds its connection: a new one
+    assert not second.reused_kept_connection and len(checked) == 1
