@@ -82,6 +82,11 @@ def test_hundred_concurrent_reports_each_watched_live(stack_root):
                 assert list(csv.reader(io.StringIO(download.text))) == expected
         leftovers = [p.name for p in (live.media_root / "jobs").rglob("*") if p.name.endswith(".tmp")]
         assert leftovers == []
+        # One line per job's start and end of its own (at LOG_LEVEL=INFO); Celery's two per task
+        # only at CELERY_TASK_LOG_LEVEL=info.
+        log = live.log_tail(100_000)
+        assert log.count("job started") == log.count("job done") == len(job_ids)
+        assert "succeeded in" not in log and "basic.run_job[" not in log
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
