@@ -3,7 +3,6 @@ does the work): start (all or nothing), list, read, cancel, and a zip of every m
 from typing import Any
 
 from django.http import FileResponse
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
@@ -22,6 +21,7 @@ from basic.api.trigger_options import (
     TriggerOptionsSerializer,
     trigger_options,
 )
+from basic.core.reverse_by_id import reverse_by_id
 from basic.jobs import batch_events, batch_zip, batches, idempotency
 from basic.jobs.registry import TRIGGER_OPTION_NAMES, JobKind, validate_params
 from basic.models import Batch, Job
@@ -38,7 +38,7 @@ class BatchMemberSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_url(self, job: Job) -> str:
-        return absolute_url(self.context, reverse("job-detail", kwargs={"pk": job.id}))
+        return absolute_url(self.context, reverse_by_id("job-detail", job.id))
 
 
 class BatchCountsSerializer(serializers.Serializer):
@@ -91,13 +91,13 @@ class BatchSerializer(serializers.ModelSerializer):
         return BatchMemberSerializer(self._members(batch), many=True, context=self.context).data
 
     def get_url(self, batch: Batch) -> str:
-        return absolute_url(self.context, reverse("batch-detail", kwargs={"pk": batch.id}))
+        return absolute_url(self.context, reverse_by_id("batch-detail", batch.id))
 
     def get_events_url(self, batch: Batch) -> str:
         return socket_url(self.context, f"/ws/batches/{batch.id}/")
 
     def get_download_url(self, batch: Batch) -> str:
-        return absolute_url(self.context, reverse("batch-download", kwargs={"pk": batch.id}))
+        return absolute_url(self.context, reverse_by_id("batch-download", batch.id))
 
 
 class BatchJobRequestSerializer(serializers.Serializer):

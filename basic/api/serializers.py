@@ -1,8 +1,8 @@
 """Input validation and output shapes for the REST API."""
-from django.urls import reverse
 from rest_framework import serializers
 
 from basic.api.fields_once import FieldsBuiltOnce
+from basic.core.reverse_by_id import reverse_by_id
 from basic.jobs.registry import get_kind, kind_choices, validate_params
 from basic.models import Job, Student
 
@@ -59,7 +59,7 @@ class JobSerializer(FieldsBuiltOnce):
         read_only_fields = fields
 
     def get_url(self, job: Job) -> str:
-        return absolute_url(self.context, reverse("job-detail", kwargs={"pk": job.id}))
+        return absolute_url(self.context, reverse_by_id("job-detail", job.id))
 
     def get_events_url(self, job: Job) -> str:
         return socket_url(self.context, f"/ws/jobs/{job.id}/")
@@ -67,7 +67,7 @@ class JobSerializer(FieldsBuiltOnce):
     def get_result_url(self, job: Job) -> str | None:
         if job.status != Job.Status.DONE:
             return None
-        return absolute_url(self.context, reverse("job-download", kwargs={"pk": job.id}))
+        return absolute_url(self.context, reverse_by_id("job-download", job.id))
 
     def get_owner(self, job: Job) -> str | None:
         return job.owner.get_username() if job.owner_id else None

@@ -24,11 +24,11 @@ from uuid import UUID
 import redis
 from django.db.models import Count, F, Value
 from django.db.models.functions import Greatest
-from django.urls import reverse
 from django.utils import timezone
 
 from basic.core import metrics
 from basic.core.database_outages import unless_database_down
+from basic.core.reverse_by_id import reverse_by_id
 from basic.jobs import event_store, events
 from basic.jobs.event_schemas import check_event
 from basic.jobs.models import Batch, Job
@@ -45,7 +45,7 @@ COUNTED = ("queued", "running", "done", "failed", "cancelled")
 
 
 def download_url(batch_id: UUID | str) -> str:
-    return reverse("batch-download", kwargs={"pk": batch_id})
+    return reverse_by_id("batch-download", batch_id)
 
 
 def batch_groups(batch_id: UUID | str, owner_id: int | None) -> list[str]:

@@ -12,13 +12,13 @@ from uuid import UUID
 from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
-from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from redis import RedisError
 
 from basic.core import metrics
 from basic.core.outside_text import outside_text
 from basic.core.prepared_query import PreparedUpdate
+from basic.core.reverse_by_id import reverse_by_id
 from basic.jobs import batch_events, events, queue_markers
 from basic.jobs.models import Job
 from basic.jobs.publish import push_job_event
@@ -35,20 +35,7 @@ OUTCOME_EVENTS = {
 
 
 def download_url(job: Job) -> str:
-    return _download_url_form(get_script_prefix()).format(job_id=job.id)
-
-
-# A placeholder no job id equals, replaced by the id: `reverse` resolved for every job ended was 3%
-# of the worker's CPU per trivial job (py-spy, issue 19).
-_JOB_ID_PLACEHOLDER = "00000000-0000-0000-0000-00000000f00d"
-
-
-@functools.cache
-def _download_url_form(script_prefix: str) -> str:
-    """`reverse`'s answer for a job's download, with `{job_id}` where the id goes (per prefix:
-    `reverse` puts the script prefix of the request, or FORCE_SCRIPT_NAME, in front)."""
-    url = reverse("job-download", kwargs={"pk": _JOB_ID_PLACEHOLDER})
-    return url.replace("{", "{{").replace("}", "}}").replace(_JOB_ID_PLACEHOLDER, "{job_id}")
+    return reverse_by_id("job-download", job.id)
 
 
 def push(job: Job, event_type: str, **extra: Any) -> dict[str, Any] | None:
