@@ -75,49 +75,48 @@ def test_a_channel_whose_pool_is_replaced_gets_a_client_of_the_new_pool():
             assert after.ping()
 
 
-def _queue(name: str) -> Queue:
-    return Queue(name, Exchange(name, type="direct"), routing_key=name)
-
-
-def test_a_key_carried_by_a_message_is_set_with_it_and_the_message_arrives_without_it():
+@pytest.fixture
+def marked():
+    """A connection through the project's transport, a queue of its own and the name of a key to
+    set with its messages; both deleted afterwards."""
     name = f"with-message-test-{uuid.uuid4().hex}"
-    queue, key = _queue(name), f"{name}:marker"
     url = settings.CELERY_BROKER_URL
     with Connection(url, transport=redis_target.broker_transport(url)) as connection:
         channel = connection.default_channel
-        headers = {"x-other": "kept", broker_transport.WITH_MESSAGE: [key, "queued", 300]}
-        connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue],
-                                      headers=headers)
-        assert channel.client.get(key) == b"queued"
-        assert 290 < channel.client.ttl(key) <= 300
-        assert broker_transport.WITH_MESSAGE in headers  # not taken from the caller's dict: a retry sends it again
-        connection.Producer().publish({"n": 2}, exchange=queue.exchange, routing_key=name, declare=[queue])
-        taken = []
-
-        def on_message(body, message):
-            taken.append((body["n"], dict(message.headers)))
-            message.ack()
-
-        with connection.Consumer(queue, callbacks=[on_message], accept=["json"]):
-            while len(taken) < 2:
-                connection.drain_events(timeout=5)
-        assert taken == [(1, {"x-other": "kept"}), (2, {})]
-        channel.client.delete(key)
+        queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+        yield connection, channel, queue, f"{name}:marker"
+        channel.client.delete(name, f"{name}:marker")
         queue(channel).delete()
 
 
-def test_a_message_that_could_not_go_in_leaves_no_key():
-    name = f"with-message-test-{uuid.uuid4().hex}"
-    queue, key = _queue(name), f"{name}:marker"
-    url = settings.CELERY_BROKER_URL
-    with Connection(url, transport=redis_target.broker_transport(url)) as connection:
-        channel = connection.default_channel
-        channel.client.set(name, "not a list")  # the LPUSH fails (WRONGTYPE); MULTI would still SET
-        with pytest.raises(redis.ResponseError):
-            connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=name, declare=[queue],
-                                          headers={broker_transport.WITH_MESSAGE: [key, "queued", 300]}, retry=False)
-        assert channel.client.get(key) is None
-        channel.client.delete(name)
+def test_a_key_carried_by_a_message_is_set_with_it_and_the_message_arrives_without_it(marked):
+    connection, channel, queue, key = marked
+    headers = {"x-other": "kept", broker_transport.WITH_MESSAGE: [key, "queued", 300]}
+    connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=queue.name, declare=[queue],
+                                  headers=headers)
+    assert channel.client.get(key) == b"queued"
+    assert 290 < channel.client.ttl(key) <= 300
+    assert broker_transport.WITH_MESSAGE in headers  # not taken from the caller's dict: a retry sends it again
+    connection.Producer().publish({"n": 2}, exchange=queue.exchange, routing_key=queue.name, declare=[queue])
+    taken = []
+
+    def on_message(body, message):
+        taken.append((body["n"], dict(message.headers)))
+        message.ack()
+
+    with connection.Consumer(queue, callbacks=[on_message], accept=["json"]):
+        while len(taken) < 2:
+            connection.drain_events(timeout=5)
+    assert taken == [(1, {"x-other": "kept"}), (2, {})]
+
+
+def test_a_message_that_could_not_go_in_leaves_no_key(marked):
+    connection, channel, queue, key = marked
+    channel.client.set(queue.name, "not a list")  # the LPUSH fails (WRONGTYPE); MULTI would still SET
+    with pytest.raises(redis.ResponseError):
+        connection.Producer().publish({"n": 1}, exchange=queue.exchange, routing_key=queue.name, declare=[queue],
+                                      headers={broker_transport.WITH_MESSAGE: [key, "queued", 300]}, retry=False)
+    assert channel.client.get(key) is None
 
 
 def test_the_broker_holds_the_markers_only_when_it_is_redis_urls_redis():
