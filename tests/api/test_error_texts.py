@@ -26,11 +26,17 @@ def assert_clean(text: str, *also: str) -> None:
 
 @pytest.fixture
 def redis_down(settings, monkeypatch):
-    """The app's Redis client pointed at a closed port (the real one comes back after the test)."""
+    """The app's Redis client and Celery's broker pointed at a closed port (the real ones come back
+    after the test)."""
+    from app.celery import app as celery_app
+
     port = free_port()
     settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
     monkeypatch.setattr(redis_clients, "_sync_client", None)
     monkeypatch.setattr(redis_clients, "_scripts", {})
+    monkeypatch.setattr(celery_app.conf, "broker_url", settings.REDIS_URL)
+    monkeypatch.setattr(celery_app, "_pool", None)  # both pools are made again for that URL
+    monkeypatch.setattr(celery_app.amqp, "_producer_pool", None)
     monkeypatch.setattr("basic.jobs.publish.TERMINAL_PUSH_ATTEMPTS", 1)  # no 5 s of retries for the failed event
     return port
 

@@ -1,4 +1,5 @@
-"""LOG_FORMAT=json lines with `extra` fields, and one log line per HTTP request."""
+"""LOG_FORMAT=json lines with `extra` fields, text lines that show them too, and one log line per
+HTTP request."""
 import io
 import json
 import logging
@@ -6,15 +7,19 @@ import logging
 import pytest
 from django.test import AsyncClient, Client
 
-from basic.ops.log_format import JsonFormatter
+from basic.ops.log_format import JsonFormatter, TextFormatter
 
 from .conftest import manage
 
 
 def json_lines(emit) -> list[dict]:
+    return [json.loads(line) for line in formatted(emit, JsonFormatter()).splitlines()]
+
+
+def formatted(emit, formatter: logging.Formatter) -> str:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter)
     logger = logging.getLogger("tests.ops.json")
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
@@ -22,7 +27,25 @@ def json_lines(emit) -> list[dict]:
         emit(logger)
     finally:
         logger.removeHandler(handler)
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
+    return stream.getvalue()
+
+
+def test_a_text_line_shows_the_fields_the_message_does_not_say():
+    class Thing:
+        def __str__(self) -> str:
+            return "a thing"
+
+    def emit(logger):
+        logger.info("job started", extra={"job": "0e39-j1", "kind": "report", "owner": 7, "gone": None,
+                                          "obj": Thing()})
+        logger.info("%s %s %s", "POST", "/api/jobs/", 202, extra={"method": "POST", "path": "/api/jobs/",
+                                                                  "status": 202, "user": "alice"})
+        logger.info("plain")
+
+    lines = [line.split(" tests.ops.json: ", 1)[1] for line in formatted(emit, TextFormatter()).splitlines()]
+    assert lines == ["job started job=0e39-j1 kind=report owner=7",  # plain values only
+                     "POST /api/jobs/ 202 user=alice",  # what the message says is not said again
+                     "plain"]
 
 
 def test_one_json_object_per_line_with_extra_fields():
