@@ -485,10 +485,12 @@ CHAT_HISTORY_TTL_SECONDS = env_int("CHAT_HISTORY_TTL_SECONDS", 3600)
 # Celery: the job table is the source of truth, so results are not stored.
 CELERY_BROKER_URL = redis_target.broker_url(env_str("CELERY_BROKER_URL", ""), REDIS_URL, REDIS_SENTINELS)
 CELERY_BROKER_TRANSPORT = redis_target.broker_transport(CELERY_BROKER_URL)  # one Redis client a channel
-# A job's queue marker is written with its message, in the same round trip (basic/jobs/queue_markers.py),
-# when the broker is REDIS_URL's Redis; with a broker of its own, in two writes around the send.
-QUEUE_MARKERS_WITH_MESSAGE = CELERY_BROKER_TRANSPORT is not None and redis_target.broker_is_redis_url(
-    env_str("CELERY_BROKER_URL", ""), REDIS_URL)
+# QUEUE_MARKERS_WITH_MESSAGE=1: a job's queue marker is written with its message, in the same round
+# trip (basic/jobs/queue_markers.py), when the broker is REDIS_URL's Redis. Off by default: a send
+# that ran on a master killed before it answered leaves that marker for hours on a job the start
+# then failed (the chaos soak found one); the default writes it in two steps around the send.
+QUEUE_MARKERS_WITH_MESSAGE = (env_bool("QUEUE_MARKERS_WITH_MESSAGE") and CELERY_BROKER_TRANSPORT is not None
+                              and redis_target.broker_is_redis_url(env_str("CELERY_BROKER_URL", ""), REDIS_URL))
 CELERY_TASK_IGNORE_RESULT = True
 # No backend is configured, so Celery's (a no-op) is shared: otherwise it is built again for every
 # thread, and every gevent greenlet is one, so once per task (~5% of a worker's CPU, issue 19).

@@ -172,7 +172,7 @@ def _take_message(redis_client, job_id) -> dict:
 
 
 def test_enqueue_writes_the_marker_with_the_message_in_one_round_trip(alice, redis_client, settings, monkeypatch):
-    assert settings.QUEUE_MARKERS_WITH_MESSAGE  # the test Redis is the broker, as by default
+    settings.QUEUE_MARKERS_WITH_MESSAGE = True  # QUEUE_MARKERS_WITH_MESSAGE=1, and the test Redis is the broker
     monkeypatch.setattr(queue_markers, "sending", None)  # the two writes around the send are not used
     commands = []
     real_execute = type(redis_client).execute_command
